@@ -19,10 +19,27 @@ use crate::proto;
 use crate::tree::{HashSource, NodeId, lookup, root_nodes};
 use crate::{Error, Hash};
 
-/// The warg inclusion walk of `node` in a tree of `length` leaves: siblings
-/// up to its balanced root, then the balanced roots right of it (right-most
-/// first), then those left of it (nearest first).
-fn walk(node: NodeId, length: u64) -> Result<(Vec<NodeId>, Vec<NodeId>, Vec<NodeId>), Error> {
+/// The warg inclusion walk of a node.
+struct Walk {
+    /// Siblings up to the balanced root containing the node, bottom-up.
+    siblings: Vec<NodeId>,
+    /// Balanced roots right of it, right-most first.
+    lower: Vec<NodeId>,
+    /// Balanced roots left of it, nearest first.
+    upper: Vec<NodeId>,
+}
+
+impl Walk {
+    fn nodes(self) -> impl Iterator<Item = NodeId> {
+        self.siblings
+            .into_iter()
+            .chain(self.lower)
+            .chain(self.upper)
+    }
+}
+
+/// The warg inclusion walk of `node` in a tree of `length` leaves.
+fn walk(node: NodeId, length: u64) -> Result<Walk, Error> {
     if node.end_leaf() > length {
         return Err(Error::IndexOutOfRange {
             index: node.first_leaf(),
@@ -39,9 +56,11 @@ fn walk(node: NodeId, length: u64) -> Result<(Vec<NodeId>, Vec<NodeId>, Vec<Node
         siblings.push(current.sibling());
         current = current.parent();
     };
-    let lower = broots[position + 1..].iter().rev().copied().collect();
-    let upper = broots[..position].iter().rev().copied().collect();
-    Ok((siblings, lower, upper))
+    Ok(Walk {
+        siblings,
+        lower: broots[position + 1..].iter().rev().copied().collect(),
+        upper: broots[..position].iter().rev().copied().collect(),
+    })
 }
 
 fn to_u32(value: u64) -> Result<u32, Error> {
@@ -97,13 +116,11 @@ impl LogBundleRequest {
         for &from in &self.consistent_from {
             for broot in root_nodes(from) {
                 nodes.insert(broot);
-                let (a, b, c) = walk(broot, self.log_length)?;
-                nodes.extend(a.into_iter().chain(b).chain(c));
+                nodes.extend(walk(broot, self.log_length)?.nodes());
             }
         }
         for &index in &self.included {
-            let (a, b, c) = walk(NodeId::leaf(index), self.log_length)?;
-            nodes.extend(a.into_iter().chain(b).chain(c));
+            nodes.extend(walk(NodeId::leaf(index), self.log_length)?.nodes());
         }
         Ok(nodes.into_iter().collect())
     }
@@ -196,7 +213,11 @@ impl LogBundle {
     /// The root obtained by walking from `node` (with hash `hash`) to the top,
     /// exactly as the warg client evaluates an inclusion proof.
     pub fn evaluate_inclusion(&self, node: NodeId, hash: &Hash) -> Result<Hash, Error> {
-        let (siblings, lower, upper) = walk(node, self.log_length)?;
+        let Walk {
+            siblings,
+            lower,
+            upper,
+        } = walk(node, self.log_length)?;
         let mut current = *hash;
         let mut position = node;
         for sibling in siblings {
@@ -253,6 +274,7 @@ impl LogBundle {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation, reason = "small test sizes")]
 mod tests {
     use std::collections::HashMap;
 

@@ -218,6 +218,7 @@ pub fn verify_consistency(
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation, reason = "small test sizes")]
 mod tests {
     use std::collections::HashMap;
 

@@ -15,6 +15,8 @@ use crate::{Error, Hash};
 pub const TILE_HEIGHT: u8 = 8;
 /// Hashes (or entries) in a full tile.
 pub const TILE_WIDTH: u64 = 256;
+/// The width of a full tile, as stored in [`Tile::width`].
+pub const FULL_WIDTH: u16 = 256;
 /// Highest tile level accepted in paths.
 pub const MAX_LEVEL: u8 = 63;
 
@@ -63,7 +65,7 @@ fn write_index(out: &mut String, index: u64) {
 impl Tile {
     /// Whether this is a full (immutable) tile.
     pub fn is_full(&self) -> bool {
-        u64::from(self.width) == TILE_WIDTH
+        self.width == FULL_WIDTH
     }
 
     /// The path below the log prefix, e.g. `tile/0/x001/234.p/7`.
@@ -97,12 +99,12 @@ impl Tile {
         let (index_part, width) = match rest.split_once(".p/") {
             Some((index_part, width)) => {
                 let width: u16 = parse_decimal(width).ok_or_else(bad)?;
-                if width == 0 || u64::from(width) >= TILE_WIDTH {
+                if width == 0 || width >= FULL_WIDTH {
                     return Err(bad());
                 }
                 (index_part, width)
             }
-            None => (rest, TILE_WIDTH as u16),
+            None => (rest, FULL_WIDTH),
         };
         let groups: Vec<&str> = index_part.split('/').collect();
         let mut index: u64 = 0;
@@ -176,7 +178,7 @@ pub fn tile_at(size: u64, kind: TileKind, index: u64) -> Option<Tile> {
     if start >= available {
         return None;
     }
-    let width = (available - start).min(TILE_WIDTH) as u16;
+    let width = u16::try_from((available - start).min(TILE_WIDTH)).ok()?;
     Some(Tile { kind, index, width })
 }
 
@@ -270,13 +272,14 @@ impl<R: TileReader> HashReader for TileHashReader<'_, R> {
             let level = node.height / TILE_HEIGHT;
             let shift = node.height % TILE_HEIGHT;
             let first = node.index << shift;
-            let count = 1u64 << shift;
             let tile = tile_at(self.size, TileKind::Hashes { level }, first / TILE_WIDTH)
                 .ok_or_else(|| Error::MissingHash(format!("tile for {node:?}")))?;
             if !needed.contains(&tile) {
                 needed.push(tile);
             }
-            spans.push((tile, (first % TILE_WIDTH) as usize, count as usize));
+            // Both are below 256.
+            let offset = usize::from(u16::try_from(first % TILE_WIDTH).unwrap_or(0));
+            spans.push((tile, offset, 1usize << shift));
         }
         let data = self.reader.read_tiles(&needed)?;
         let mut tiles: HashMap<Tile, Vec<Hash>> = HashMap::new();

@@ -70,7 +70,7 @@ impl NodeId {
         Self {
             // trailing_ones of a u64 is at most 64; heights above 63 cannot
             // describe a real subtree and are clamped (their index is 0).
-            height: height.min(63) as u8,
+            height: u8::try_from(height.min(63)).unwrap_or(63),
             index: flat.checked_shr(height + 1).unwrap_or(0),
         }
     }
@@ -90,9 +90,10 @@ pub fn range_nodes(mut start: u64, end: u64) -> Vec<NodeId> {
             start.trailing_zeros()
         };
         let fit = 63 - (end - start).leading_zeros();
-        let height = align.min(fit);
+        // Both bounds are below 64.
+        let height = u8::try_from(align.min(fit)).unwrap_or(63);
         nodes.push(NodeId {
-            height: height as u8,
+            height,
             index: start >> height,
         });
         start += 1u64 << height;

@@ -73,11 +73,14 @@ pub fn prove(
                 if depth >= DEPTH {
                     return Err(Error::malformed("map", "branch below the last level"));
                 }
+                // Like the reference, every sibling on the path is sent
+                // explicitly, even an empty one (as E(h)).
+                let empty = empty_hash(DEPTH - depth - 1);
                 if key.bit(depth) {
-                    top_down.push(*left);
+                    top_down.push(Some(left.unwrap_or(empty)));
                     current = *right;
                 } else {
-                    top_down.push(*right);
+                    top_down.push(Some(right.unwrap_or(empty)));
                     current = *left;
                 }
                 depth += 1;
