@@ -56,14 +56,42 @@ pub fn warg_message(prefix: &[u8], bytes: &[u8]) -> Vec<u8> {
 }
 
 /// An ECDSA P-256 public key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct EcdsaPublicKey(VerifyingKey);
+///
+/// Parsing uses the `p256` crate (the reference's rules); verification uses
+/// `ring`, which is several times faster and, like the reference, accepts
+/// high-S signatures.
+#[derive(Clone)]
+pub struct EcdsaPublicKey {
+    key: VerifyingKey,
+    /// Uncompressed SEC1 point, the form `ring` verifies with.
+    uncompressed: [u8; 65],
+}
+
+impl PartialEq for EcdsaPublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for EcdsaPublicKey {}
+
+impl From<VerifyingKey> for EcdsaPublicKey {
+    fn from(key: VerifyingKey) -> Self {
+        let mut uncompressed = [0u8; 65];
+        let point = key.to_encoded_point(false);
+        let bytes = point.as_bytes();
+        if bytes.len() == 65 {
+            uncompressed.copy_from_slice(bytes);
+        }
+        Self { key, uncompressed }
+    }
+}
 
 impl EcdsaPublicKey {
     /// Parses SEC1 bytes (compressed or uncompressed).
     pub fn from_sec1(bytes: &[u8]) -> Result<Self, Error> {
         VerifyingKey::from_sec1_bytes(bytes)
-            .map(Self)
+            .map(Self::from)
             .map_err(|_| Error::InvalidKey {
                 what: "ecdsa-p256 public key",
             })
@@ -73,7 +101,7 @@ impl EcdsaPublicKey {
     pub fn from_spki_der(der: &[u8]) -> Result<Self, Error> {
         use p256::pkcs8::DecodePublicKey as _;
         VerifyingKey::from_public_key_der(der)
-            .map(Self)
+            .map(Self::from)
             .map_err(|_| Error::InvalidKey {
                 what: "ecdsa-p256 public key",
             })
@@ -81,7 +109,7 @@ impl EcdsaPublicKey {
 
     /// The compressed SEC1 encoding (33 bytes).
     pub fn to_sec1_compressed(&self) -> Vec<u8> {
-        self.0.to_encoded_point(true).as_bytes().to_vec()
+        self.key.to_encoded_point(true).as_bytes().to_vec()
     }
 
     /// The warg key id: `sha256:` + hex(SHA-256(self.to_string())).
@@ -91,7 +119,18 @@ impl EcdsaPublicKey {
 
     /// Verifies a signature over `message` (SHA-256 is applied here).
     pub fn verify(&self, message: &[u8], signature: &EcdsaSignature) -> Result<(), Error> {
-        self.0
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_ASN1,
+            &self.uncompressed,
+        )
+        .verify(message, &signature.to_der())
+        .map_err(|_| Error::BadSignature)
+    }
+
+    /// Verifies with the pure-Rust `p256` implementation (the reference's
+    /// code path); used to cross-check [`EcdsaPublicKey::verify`].
+    pub fn verify_p256(&self, message: &[u8], signature: &EcdsaSignature) -> Result<(), Error> {
+        self.key
             .verify(message, &signature.0)
             .map_err(|_| Error::BadSignature)
     }
@@ -286,7 +325,7 @@ impl EcdsaPrivateKey {
 
     /// The public half.
     pub fn public_key(&self) -> EcdsaPublicKey {
-        EcdsaPublicKey(*self.0.verifying_key())
+        EcdsaPublicKey::from(*self.0.verifying_key())
     }
 
     /// Signs `message` (SHA-256, RFC 6979 deterministic nonce).
@@ -362,6 +401,26 @@ mod tests {
         );
         let round: EcdsaSignature = sig.to_string().parse().unwrap();
         assert_eq!(round, sig);
+    }
+
+    #[test]
+    fn ring_and_p256_verification_agree() {
+        use p256::elliptic_curve::ops::Neg;
+        let private = EcdsaPrivateKey::from_scalar_bytes(&[11; 32]).unwrap();
+        let public = private.public_key();
+        for i in 0..50u8 {
+            let message = vec![i; usize::from(i)];
+            let sig = private.sign(&message);
+            public.verify(&message, &sig).unwrap();
+            public.verify_p256(&message, &sig).unwrap();
+            let (r, s) = sig.0.split_scalars();
+            let high_s = EcdsaSignature(p256::ecdsa::Signature::from_scalars(r, s.neg()).unwrap());
+            assert!(public.verify(&message, &high_s).is_ok());
+            assert!(public.verify_p256(&message, &high_s).is_ok());
+            let other = private.sign(b"other");
+            assert!(public.verify(&message, &other).is_err());
+            assert!(public.verify_p256(&message, &other).is_err());
+        }
     }
 
     #[test]

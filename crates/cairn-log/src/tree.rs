@@ -197,6 +197,52 @@ pub fn root(source: &impl HashSource, size: u64) -> Result<Hash, Error> {
     range_hash(source, 0, size)
 }
 
+/// Perfect-subtree hashes held in memory, one vector per height: exactly the
+/// `2n - popcount(n)` stored hashes of an `n`-leaf log, 32 bytes each.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    levels: Vec<Vec<Hash>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores nodes produced by [`LogWriter::append`] (in append order).
+    pub fn extend(&mut self, nodes: impl IntoIterator<Item = (NodeId, Hash)>) {
+        for (node, hash) in nodes {
+            let height = usize::from(node.height);
+            if self.levels.len() <= height {
+                self.levels.resize_with(height + 1, Vec::new);
+            }
+            let level = &mut self.levels[height];
+            if u64::try_from(level.len()).is_ok_and(|len| len == node.index) {
+                level.push(hash);
+            }
+        }
+    }
+}
+
+impl HashSource for MemoryStore {
+    fn hash(&self, node: NodeId) -> Option<Hash> {
+        let index = usize::try_from(node.index).ok()?;
+        self.levels
+            .get(usize::from(node.height))?
+            .get(index)
+            .copied()
+    }
+}
+
+impl HashReader for MemoryStore {
+    type Error = Error;
+
+    fn read_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, Error> {
+        nodes.iter().map(|node| lookup(self, *node)).collect()
+    }
+}
+
 /// The append-only writer: holds the tree size and its right edge only.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogWriter {

@@ -115,6 +115,18 @@ impl PathLoader {
     }
 }
 
+/// Nodes already in memory (a cache, a loaded path set, a test store).
+pub trait NodeSource {
+    /// The node with this hash, if present.
+    fn node(&self, hash: &Hash) -> Option<&MapNode>;
+}
+
+impl<S: std::hash::BuildHasher> NodeSource for HashMap<Hash, MapNode, S> {
+    fn node(&self, hash: &Hash) -> Option<&MapNode> {
+        self.get(hash)
+    }
+}
+
 /// Synchronous batched read access to stored map nodes.
 ///
 /// Implementations MUST return one node per requested hash, in request order,

@@ -30,9 +30,9 @@ mod update;
 
 use std::sync::OnceLock;
 
-pub use load::{NodeReader, PathLoader, load};
+pub use load::{NodeReader, NodeSource, PathLoader, load};
 pub use proof::{MapProof, decode_bundle, encode_bundle, prove};
-pub use update::{MapUpdate, apply};
+pub use update::{MapUpdate, apply, apply_parallel};
 
 use crate::hash::node_hash;
 use crate::{Error, Hash};
@@ -77,18 +77,47 @@ pub fn empty_root() -> Hash {
     empty_hash(DEPTH)
 }
 
+/// The height at which a leaf node caches its path hash (its *anchor*).
+///
+/// A leaf sits at depth ≈ log2(number of logs), far above this height, so
+/// when a new key pushes an existing leaf one level deeper its new hash is
+/// recomputed from the anchor (≈ 40 hashes) instead of from the value (≈ 236).
+pub const ANCHOR_HEIGHT: usize = 192;
+
+/// Continues a solo path from `hash` at height `from` up to height `to`.
+fn climb(key: &MapKey, mut hash: Hash, from: usize, to: usize) -> Hash {
+    for i in from..to.min(DEPTH) {
+        hash = if key.bit(DEPTH - 1 - i) {
+            node_hash(&empty_hash(i), &hash)
+        } else {
+            node_hash(&hash, &empty_hash(i))
+        };
+    }
+    hash
+}
+
 /// The hash of a subtree of `height` that contains only `key` with leaf
 /// hash `value`: `height` hashes with empty siblings.
 pub fn solo_hash(key: &MapKey, value: &Hash, height: usize) -> Hash {
-    let mut h = *value;
-    for i in 0..height.min(DEPTH) {
-        h = if key.bit(DEPTH - 1 - i) {
-            node_hash(&empty_hash(i), &h)
-        } else {
-            node_hash(&h, &empty_hash(i))
-        };
+    climb(key, *value, 0, height)
+}
+
+/// The solo path of `key → value` at [`ANCHOR_HEIGHT`].
+pub fn anchor_hash(key: &MapKey, value: &Hash) -> Hash {
+    climb(key, *value, 0, ANCHOR_HEIGHT)
+}
+
+/// The solo hash at `height`, starting from a cached anchor when possible.
+pub(crate) fn solo_hash_from(
+    key: &MapKey,
+    value: &Hash,
+    anchor: Option<&Hash>,
+    height: usize,
+) -> Hash {
+    match anchor {
+        Some(anchor) if height >= ANCHOR_HEIGHT => climb(key, *anchor, ANCHOR_HEIGHT, height),
+        _ => solo_hash(key, value, height),
     }
-    h
 }
 
 /// A stored map node. See the module documentation for the storage model.
@@ -107,7 +136,20 @@ pub enum MapNode {
         key: MapKey,
         /// The leaf hash of its value.
         value: Hash,
+        /// The key's solo path hash at [`ANCHOR_HEIGHT`] (derived data, cached).
+        anchor: Hash,
     },
+}
+
+impl MapNode {
+    /// A leaf node, computing its anchor.
+    pub fn leaf(key: MapKey, value: Hash) -> Self {
+        Self::Leaf {
+            key,
+            value,
+            anchor: anchor_hash(&key, &value),
+        }
+    }
 }
 
 const TAG_LEAF: u8 = 0x00;
@@ -117,11 +159,12 @@ impl MapNode {
     /// A compact byte encoding for storage.
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Self::Leaf { key, value } => {
-                let mut out = Vec::with_capacity(65);
+            Self::Leaf { key, value, anchor } => {
+                let mut out = Vec::with_capacity(97);
                 out.push(TAG_LEAF);
                 out.extend_from_slice(&key.0);
                 out.extend_from_slice(&value.0);
+                out.extend_from_slice(&anchor.0);
                 out
             }
             Self::Branch { left, right } => {
@@ -140,14 +183,14 @@ impl MapNode {
         let malformed = || Error::malformed("map node", "bad encoding");
         let (&tag, rest) = bytes.split_first().ok_or_else(malformed)?;
         if tag == TAG_LEAF {
-            if rest.len() != 64 {
+            if rest.len() != 96 {
                 return Err(malformed());
             }
-            let (key, value) = rest.split_at(32);
-            let key: [u8; 32] = key.try_into().map_err(|_| malformed())?;
+            let key: [u8; 32] = rest[..32].try_into().map_err(|_| malformed())?;
             return Ok(Self::Leaf {
                 key: MapKey(key),
-                value: Hash::from_slice(value).map_err(|_| malformed())?,
+                value: Hash::from_slice(&rest[32..64]).map_err(|_| malformed())?,
+                anchor: Hash::from_slice(&rest[64..]).map_err(|_| malformed())?,
             });
         }
         let (has_left, has_right) = match tag {
@@ -195,13 +238,23 @@ mod tests {
     }
 
     #[test]
+    fn anchored_hash_equals_full_hash() {
+        let key = MapKey([0xa5; 32]);
+        let value = Hash::of(b"v");
+        let anchor = anchor_hash(&key, &value);
+        for height in [0, 10, 191, 192, 193, 236, 256] {
+            assert_eq!(
+                solo_hash_from(&key, &value, Some(&anchor), height),
+                solo_hash(&key, &value, height)
+            );
+        }
+    }
+
+    #[test]
     fn node_encoding_round_trips() {
         let h = Hash::of(b"x");
         let nodes = [
-            MapNode::Leaf {
-                key: MapKey([7; 32]),
-                value: h,
-            },
+            MapNode::leaf(MapKey([7; 32]), h),
             MapNode::Branch {
                 left: Some(h),
                 right: None,

@@ -1,10 +1,8 @@
 //! Map inclusion proofs and the warg `MapProofBundle` encoding.
 
-use std::collections::HashMap;
-
 use prost::Message as _;
 
-use super::{DEPTH, MapKey, MapNode, empty_hash};
+use super::{DEPTH, MapKey, MapNode, NodeSource, empty_hash};
 use crate::hash::node_hash;
 use crate::proto;
 use crate::{Error, Hash};
@@ -50,7 +48,7 @@ impl MapProof {
 /// Proves `key` in the map with root `root`. Returns `None` if the key is
 /// not in the map. `loaded` must hold the nodes on the key's path.
 pub fn prove(
-    loaded: &HashMap<Hash, MapNode>,
+    loaded: &impl NodeSource,
     root: Option<Hash>,
     key: &MapKey,
 ) -> Result<Option<(Hash, MapProof)>, Error> {
@@ -59,10 +57,12 @@ pub fn prove(
     let mut depth = 0usize;
     while let Some(hash) = current {
         let node = loaded
-            .get(&hash)
+            .node(&hash)
             .ok_or_else(|| Error::MissingHash(format!("map node {hash}")))?;
         match node {
-            MapNode::Leaf { key: found, value } => {
+            MapNode::Leaf {
+                key: found, value, ..
+            } => {
                 if found != key {
                     return Ok(None);
                 }
@@ -137,6 +137,8 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<Vec<MapProof>, Error> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use crate::map::{apply, load};
 
