@@ -1,0 +1,223 @@
+//! The filesystem blob store: `<root>/sha256/<2 hex>/<62 hex>`, with
+//! uploads staged in `<root>/tmp/`.
+
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use cairn_crypto::Sha256Digest;
+use futures_util::StreamExt as _;
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
+use tokio_util::io::ReaderStream;
+
+use crate::{BlobError, BlobInfo, BlobStore, ByteStream};
+
+/// Blobs as files under a root directory.
+#[derive(Debug)]
+pub struct FsBlobStore {
+    root: PathBuf,
+    counter: AtomicU64,
+}
+
+impl FsBlobStore {
+    /// Opens (creating if needed) a store rooted at `root`, and removes
+    /// uploads left half-written by a crash.
+    pub async fn open(root: impl Into<PathBuf>) -> Result<Self, BlobError> {
+        let root = root.into();
+        tokio::fs::create_dir_all(root.join("sha256")).await?;
+        let tmp = root.join("tmp");
+        if tokio::fs::try_exists(&tmp).await? {
+            tokio::fs::remove_dir_all(&tmp).await?;
+        }
+        tokio::fs::create_dir_all(&tmp).await?;
+        Ok(Self {
+            root,
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    /// Where a blob lives.
+    pub fn path(&self, digest: &Sha256Digest) -> PathBuf {
+        let hex = digest.to_hex();
+        self.root.join("sha256").join(&hex[..2]).join(&hex[2..])
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join("tmp")
+            .join(format!("upload-{}-{n}", std::process::id()))
+    }
+
+    async fn write_temp(
+        &self,
+        temp: &Path,
+        mut body: ByteStream,
+        limit: u64,
+    ) -> Result<BlobInfo, BlobError> {
+        let mut file = tokio::fs::File::create(temp).await?;
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
+            size = size.saturating_add(chunk.len() as u64);
+            if size > limit {
+                return Err(BlobError::TooLarge { limit });
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        file.sync_all().await?;
+        Ok(BlobInfo {
+            digest: Sha256Digest(hasher.finalize().into()),
+            size,
+        })
+    }
+}
+
+async fn sync_dir(path: &Path) -> std::io::Result<()> {
+    tokio::fs::File::open(path).await?.sync_all().await
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn put(
+        &self,
+        expected: Option<Sha256Digest>,
+        body: ByteStream,
+        limit: u64,
+    ) -> Result<BlobInfo, BlobError> {
+        let temp = self.temp_path();
+        let result = async {
+            let info = self.write_temp(&temp, body, limit).await?;
+            if let Some(expected) = expected
+                && expected != info.digest
+            {
+                return Err(BlobError::DigestMismatch {
+                    expected,
+                    found: info.digest,
+                });
+            }
+            let path = self.path(&info.digest);
+            if tokio::fs::try_exists(&path).await? {
+                return Ok(info);
+            }
+            let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+            tokio::fs::create_dir_all(&dir).await?;
+            // The rename publishes the blob atomically; syncing the directory
+            // makes the new name durable.
+            tokio::fs::rename(&temp, &path).await?;
+            sync_dir(&dir).await?;
+            Ok(info)
+        }
+        .await;
+        let _ = tokio::fs::remove_file(&temp).await;
+        result
+    }
+
+    async fn stat(&self, digest: &Sha256Digest) -> Result<Option<u64>, BlobError> {
+        match tokio::fs::metadata(self.path(digest)).await {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn read(
+        &self,
+        digest: &Sha256Digest,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<ByteStream>, BlobError> {
+        let mut file = match tokio::fs::File::open(self.path(digest)).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        file.seek(SeekFrom::Start(offset)).await?;
+        let reader = tokio::io::AsyncReadExt::take(file, len);
+        Ok(Some(Box::pin(ReaderStream::with_capacity(
+            reader,
+            64 * 1024,
+        ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use futures_util::{StreamExt as _, stream};
+
+    use super::*;
+
+    fn body(chunks: Vec<&'static [u8]>) -> ByteStream {
+        Box::pin(stream::iter(
+            chunks.into_iter().map(|c| Ok(Bytes::from_static(c))),
+        ))
+    }
+
+    async fn read_all(store: &FsBlobStore, d: &Sha256Digest, offset: u64, len: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut s = store.read(d, offset, len).await.unwrap().unwrap();
+        while let Some(chunk) = s.next().await {
+            out.extend_from_slice(&chunk.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn stores_verifies_and_deduplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).await.unwrap();
+        let digest = Sha256Digest::of(b"hello world");
+        let info = store
+            .put(Some(digest), body(vec![b"hello ", b"world"]), 100)
+            .await
+            .unwrap();
+        assert_eq!(info, BlobInfo { digest, size: 11 });
+        assert_eq!(store.stat(&digest).await.unwrap(), Some(11));
+        assert_eq!(read_all(&store, &digest, 0, 11).await, b"hello world");
+        assert_eq!(read_all(&store, &digest, 6, 3).await, b"wor");
+        // Again: idempotent.
+        store
+            .put(None, body(vec![b"hello world"]), 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn rejects_wrong_digest_and_oversize_without_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).await.unwrap();
+        let wrong = Sha256Digest::of(b"other");
+        assert!(matches!(
+            store.put(Some(wrong), body(vec![b"abc"]), 100).await,
+            Err(BlobError::DigestMismatch { .. })
+        ));
+        assert!(matches!(
+            store.put(None, body(vec![b"abcd", b"efgh"]), 6).await,
+            Err(BlobError::TooLarge { limit: 6 })
+        ));
+        let failing: ByteStream = Box::pin(stream::iter(vec![
+            Ok(Bytes::from_static(b"ab")),
+            Err(std::io::Error::other("client went away")),
+        ]));
+        assert!(matches!(
+            store.put(None, failing, 100).await,
+            Err(BlobError::Body(_))
+        ));
+        assert_eq!(store.stat(&Sha256Digest::of(b"abc")).await.unwrap(), None);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+        assert!(store.read(&wrong, 0, 1).await.unwrap().is_none());
+    }
+}

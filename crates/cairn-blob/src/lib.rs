@@ -1,0 +1,90 @@
+//! Content-addressed blob storage.
+//!
+//! Blobs are named by the SHA-256 of their bytes. Writes stream: the digest
+//! is computed while the bytes are written to a temporary file, the size
+//! limit is enforced as they arrive, and a blob becomes visible only after it
+//! is complete, verified, flushed to disk and atomically renamed into place.
+//! Memory use is constant whatever the blob size. Identical content is
+//! stored once.
+
+mod fs;
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cairn_crypto::Sha256Digest;
+use futures_util::Stream;
+use thiserror::Error;
+
+pub use fs::FsBlobStore;
+
+/// A stream of body chunks.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// Why a blob operation failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum BlobError {
+    /// The content is larger than the limit. Nothing was stored.
+    #[error("content exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The content does not hash to the expected digest. Nothing was stored.
+    #[error("content digest {found} does not match the expected {expected}")]
+    DigestMismatch {
+        /// The digest the caller announced.
+        expected: Sha256Digest,
+        /// The digest of the bytes received.
+        found: Sha256Digest,
+    },
+    /// Reading the incoming body failed (client disconnect, timeout).
+    #[error("reading the content failed: {0}")]
+    Body(String),
+    /// The storage failed.
+    #[error("blob storage error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A stored blob's identity and size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobInfo {
+    /// Its digest.
+    pub digest: Sha256Digest,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Content-addressed storage.
+///
+/// # Contract
+///
+/// * [`BlobStore::put`] returns only after the blob is durable (data and
+///   directory entry flushed). It is idempotent: storing existing content
+///   again succeeds and changes nothing.
+/// * A blob is never visible partially: readers see all of it or nothing.
+/// * On any error nothing new is visible.
+#[async_trait]
+pub trait BlobStore: Send + Sync + std::fmt::Debug {
+    /// Streams `body` into the store. If `expected` is given the content
+    /// must hash to it; at most `limit` bytes are accepted.
+    async fn put(
+        &self,
+        expected: Option<Sha256Digest>,
+        body: ByteStream,
+        limit: u64,
+    ) -> Result<BlobInfo, BlobError>;
+
+    /// The size of a stored blob, or `None`.
+    async fn stat(&self, digest: &Sha256Digest) -> Result<Option<u64>, BlobError>;
+
+    /// Reads `len` bytes from `offset` of a stored blob, or `None` if absent.
+    async fn read(
+        &self,
+        digest: &Sha256Digest,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<ByteStream>, BlobError>;
+}

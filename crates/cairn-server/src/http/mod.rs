@@ -1,0 +1,164 @@
+//! The HTTP server: routes and the middleware stack.
+
+mod content;
+pub mod error;
+mod extract;
+mod warg;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Request, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use cairn_protocol::wire::WargError;
+use cairn_service::Registry;
+use tower::{BoxError, ServiceBuilder};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+
+use error::json;
+
+/// Shared state of the handlers.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The registry.
+    pub registry: Registry,
+    /// The discovery document served at `/.well-known/wasm-pkg/registry.json`.
+    pub well_known: Arc<serde_json::Value>,
+}
+
+/// HTTP limits.
+#[derive(Clone, Debug)]
+pub struct HttpLimits {
+    /// Largest JSON request body.
+    pub json_body_bytes: usize,
+    /// Timeout of ordinary requests.
+    pub request_timeout: Duration,
+    /// Timeout of content uploads and downloads.
+    pub upload_timeout: Duration,
+    /// Requests served at once before shedding load.
+    pub max_in_flight: usize,
+}
+
+#[derive(Clone, Default)]
+struct RequestIds(Arc<AtomicU64>);
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let id = self.0.fetch_add(1, Ordering::Relaxed);
+        format!("{:x}-{id}", std::process::id())
+            .parse()
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// Turns middleware failures into answers in the warg format.
+async fn middleware_error(error: BoxError) -> Response {
+    if error.is::<tower::load_shed::error::Overloaded>() {
+        return error::unavailable(1, "the server is overloaded; retry shortly");
+    }
+    if error.is::<tower::timeout::error::Elapsed>() {
+        return error::warg(&WargError::Message {
+            status: 408,
+            message: "the request took too long".into(),
+        });
+    }
+    tracing::error!(%error, "middleware error");
+    error::warg(&WargError::Message {
+        status: 500,
+        message: "internal server error".into(),
+    })
+}
+
+async fn well_known(State(state): State<AppState>) -> Response {
+    json(StatusCode::OK, state.well_known.as_ref())
+}
+
+async fn healthz() -> Response {
+    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let health = state.registry.health();
+    let checkpoint = state
+        .registry
+        .latest_checkpoint()
+        .map(|c| c.checkpoint.checkpoint.log_length);
+    let ready =
+        health.sequencer_running && health.sequencer_error.is_none() && checkpoint.is_some();
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "sequencer": { "running": health.sequencer_running, "error": health.sequencer_error },
+        "checkpoint": checkpoint,
+        "backlog": state.registry.backlog_len(),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(status, &body)
+}
+
+/// The whole application. Middleware, outermost first: request id →
+/// tracing → load shedding and concurrency limit → per-group timeout →
+/// per-group body limit.
+pub fn router(state: AppState, limits: &HttpLimits) -> Router {
+    let api = Router::new()
+        .route("/v1/fetch/checkpoint", get(warg::fetch_checkpoint))
+        .route("/v1/fetch/logs", post(warg::fetch_logs))
+        .route("/v1/fetch/names", post(warg::fetch_names))
+        .route("/v1/package/{log_id}/record", post(warg::publish))
+        .route(
+            "/v1/package/{log_id}/record/{record_id}",
+            get(warg::get_record),
+        )
+        .route("/v1/content/{digest}", get(warg::content_sources))
+        .route("/v1/proof/consistency", post(warg::prove_consistency))
+        .route("/v1/proof/inclusion", post(warg::prove_inclusion))
+        .route("/v1/ledger", get(warg::ledger))
+        .route("/v1/ledger/records/{start}", get(warg::ledger_records))
+        .route("/v1/verify/checkpoint", post(warg::verify_checkpoint))
+        .route("/.well-known/wasm-pkg/registry.json", get(well_known))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(warg::not_found)
+        .layer(DefaultBodyLimit::max(limits.json_body_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(middleware_error))
+                .timeout(limits.request_timeout),
+        );
+    let transfers = Router::new()
+        .route(
+            "/v1/package/{log_id}/record/{record_id}/content/{digest}",
+            post(warg::upload_content).put(warg::upload_content),
+        )
+        .route("/content/{name}", get(content::download))
+        // Uploads stream to the blob store, which enforces the content limit.
+        .layer(DefaultBodyLimit::disable())
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(middleware_error))
+                .timeout(limits.upload_timeout),
+        );
+    api.merge(transfers)
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(middleware_error))
+                .load_shed()
+                .concurrency_limit(limits.max_in_flight),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::x_request_id(RequestIds::default()))
+}

@@ -1,0 +1,237 @@
+//! Start-up: initialise an empty store, or check and recover an existing one.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use cairn_blob::BlobStore;
+use cairn_crypto::Signer;
+use cairn_log::LogWriter;
+use cairn_log::tree::{self, NodeId};
+use cairn_protocol::LogId;
+use cairn_protocol::operator::OperatorState;
+use cairn_protocol::record::{OperatorEntry, OperatorPermission};
+use cairn_store::{Store, StoreError};
+use thiserror::Error;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::cache::TwoGen;
+use crate::operator::{build_operator_record, ecdsa_key_id};
+use crate::sequencer::Sequencer;
+use crate::{Clock, Health, Inner, Registry, ServiceConfig, ServiceError};
+
+/// Why the registry refused to start. Every message says what to do.
+#[derive(Debug, Error)]
+pub enum StartupError {
+    /// The store could not be read.
+    #[error("cannot read the store: {0}")]
+    Store(#[from] StoreError),
+    /// The stored data is inconsistent or half-initialised.
+    #[error(
+        "the store is inconsistent: {0}. Run `cairn fsck` to see every problem; restore from backup if it confirms them"
+    )]
+    Inconsistent(String),
+    /// The configured operator key does not belong to this registry.
+    #[error("{0}")]
+    WrongKey(String),
+    /// Initialisation failed.
+    #[error("cannot initialise the registry: {0}")]
+    Service(#[from] ServiceError),
+}
+
+/// The running sequencer; stop it with [`SequencerHandle::shutdown`].
+#[derive(Debug)]
+pub struct SequencerHandle {
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl SequencerHandle {
+    /// Stops the sequencer after its current step.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+impl Registry {
+    /// Opens the registry on `store`: initialises an empty store (operator
+    /// log `init` record, first checkpoint) or checks an existing one,
+    /// finishes anything a crash interrupted, and starts the sequencer.
+    ///
+    /// Start-up reads O(log n) state: the tree head, the right edge of the
+    /// log, the operator log and the latest checkpoint.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        signer: Arc<dyn Signer>,
+        clock: Arc<dyn Clock>,
+        config: ServiceConfig,
+    ) -> Result<(Registry, SequencerHandle), StartupError> {
+        let key_id = ecdsa_key_id(signer.as_ref())?;
+        let head = store.tree_head().await?;
+        let (writer, map_root, operator, operator_row) = match head {
+            None => {
+                if !store.records_range(0, 1).await?.is_empty() {
+                    return Err(StartupError::Inconsistent(
+                        "records exist but the tree head is missing".into(),
+                    ));
+                }
+                let initialised_for = store
+                    .set_meta_once("operator_init_key", key_id.as_str())
+                    .await?;
+                if initialised_for != key_id.as_str() {
+                    return Err(StartupError::WrongKey(format!(
+                        "this store is being initialised for operator key {initialised_for}, but the \
+                         configured key is {key_id}; configure that key, or use an empty store"
+                    )));
+                }
+                if store
+                    .live_pending_for_log(&LogId::operator())
+                    .await?
+                    .is_none()
+                {
+                    let mut entries = vec![OperatorEntry::Init {
+                        key: match signer.public_key() {
+                            cairn_crypto::PublicKey::EcdsaP256(key) => key.clone(),
+                            cairn_crypto::PublicKey::Ed25519(_) => {
+                                return Err(StartupError::WrongKey(
+                                    "the operator key must be ECDSA P-256".into(),
+                                ));
+                            }
+                        },
+                    }];
+                    entries.extend(config.initial_namespaces.iter().map(|ns| {
+                        OperatorEntry::DefineNamespace {
+                            namespace: ns.clone(),
+                        }
+                    }));
+                    let envelope = build_operator_record(
+                        &OperatorState::new(),
+                        signer.as_ref(),
+                        clock.as_ref(),
+                        entries,
+                    )
+                    .await?;
+                    store
+                        .insert_pending(&cairn_store::NewPending {
+                            record_id: envelope.record_id(),
+                            log_id: LogId::operator(),
+                            package_name: None,
+                            content_bytes: envelope.content_bytes().to_vec(),
+                            key_id: envelope.key_id().to_string(),
+                            signature: envelope.signature().to_string(),
+                            missing: Vec::new(),
+                            created_at_ms: clock.now_ms(),
+                        })
+                        .await?;
+                    tracing::info!(operator_key = %signer.public_key(), "initialising a new registry");
+                }
+                (
+                    LogWriter::new(),
+                    cairn_log::map::empty_root(),
+                    OperatorState::new(),
+                    None,
+                )
+            }
+            Some(head) => {
+                let plan: Vec<NodeId> = tree::root_nodes(head.size);
+                let hashes = store.log_nodes(&plan).await.map_err(|e| match e {
+                    StoreError::Corrupt(m) => StartupError::Inconsistent(m),
+                    other => StartupError::Store(other),
+                })?;
+                let source: std::collections::HashMap<NodeId, cairn_log::Hash> =
+                    plan.into_iter().zip(hashes).collect();
+                let writer = LogWriter::restore(head.size, &source)
+                    .map_err(|e| StartupError::Inconsistent(e.to_string()))?;
+                if writer.root() != head.log_root {
+                    return Err(StartupError::Inconsistent(format!(
+                        "the stored log nodes give root {} at size {}, but the tree head says {}",
+                        writer.root(),
+                        head.size,
+                        head.log_root
+                    )));
+                }
+                let row = store.log(&LogId::operator()).await?.ok_or_else(|| {
+                    StartupError::Inconsistent("the operator log is missing".into())
+                })?;
+                let operator: OperatorState = serde_json::from_str(&row.state).map_err(|e| {
+                    StartupError::Inconsistent(format!("operator state unreadable: {e}"))
+                })?;
+                if operator.public_key(&key_id).is_none()
+                    || !operator.has_permission(&key_id, OperatorPermission::Commit)
+                {
+                    return Err(StartupError::WrongKey(format!(
+                        "the configured operator key {key_id} may not sign checkpoints for this registry \
+                         (it is not granted `commit` in the operator log); configure the registry's \
+                         operator key, or rotate to this key with `cairn operator rotate`"
+                    )));
+                }
+                (writer, head.map_root, operator, Some(row))
+            }
+        };
+
+        let latest = store.latest_checkpoint().await?;
+        if let Some(latest) = &latest {
+            let length = latest.checkpoint.checkpoint.log_length;
+            if length > writer.size() {
+                return Err(StartupError::Inconsistent(format!(
+                    "the latest checkpoint covers {length} records but only {} are sequenced",
+                    writer.size()
+                )));
+            }
+            let plan = tree::root_nodes(length);
+            let hashes = store.log_nodes(&plan).await?;
+            let source: std::collections::HashMap<NodeId, cairn_log::Hash> =
+                plan.into_iter().zip(hashes).collect();
+            let root = tree::root(&source, length)
+                .map_err(|e| StartupError::Inconsistent(e.to_string()))?;
+            if root != latest.checkpoint.checkpoint.log_root {
+                return Err(StartupError::Inconsistent(format!(
+                    "the stored log gives root {root} at length {length}, but the latest checkpoint says {}",
+                    latest.checkpoint.checkpoint.log_root
+                )));
+            }
+        }
+        let published_length = latest
+            .as_ref()
+            .map_or(0, |c| c.checkpoint.checkpoint.log_length);
+        let (published, _) = watch::channel(published_length);
+        let inner = Arc::new(Inner {
+            store,
+            blobs,
+            signer,
+            signer_key_id: key_id,
+            clock,
+            latest: RwLock::new(latest.map(Arc::new)),
+            operator: RwLock::new(Arc::new(operator.clone())),
+            states: Mutex::new(TwoGen::new(config.cache_entries)),
+            map_cache: Mutex::new(TwoGen::new(config.cache_entries)),
+            wake: Notify::new(),
+            published,
+            backlog: AtomicU64::new(0),
+            health: Mutex::new(Health::default()),
+            config,
+        });
+        let registry = Registry { inner };
+        let sequencer = Sequencer {
+            registry: registry.clone(),
+            writer,
+            map_root,
+            operator,
+            operator_row,
+        };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let task = tokio::spawn(sequencer.run(shutdown_rx));
+        let handle = SequencerHandle { shutdown, task };
+        if published_length == 0 {
+            // A new registry serves nothing until its first checkpoint exists.
+            registry
+                .wait_published(1, Duration::from_secs(60))
+                .await
+                .map_err(StartupError::Service)?;
+        }
+        Ok((registry, handle))
+    }
+}

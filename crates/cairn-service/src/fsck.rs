@@ -1,0 +1,355 @@
+//! `cairn fsck`: recompute everything from the stored records and compare.
+//!
+//! Replays every record in registry order through the validators, rebuilds
+//! the log (every stored node is compared), rebuilds the map at every
+//! checkpoint length, verifies every checkpoint's roots and signature
+//! against the operator log as of that length, and compares every log's
+//! stored state and head.
+
+use std::collections::HashMap;
+
+use cairn_crypto::KeyId;
+use cairn_log::leaf::{log_leaf_hash, map_leaf_hash};
+use cairn_log::map::{self, MapKey, MapNode};
+use cairn_log::tree::NodeId;
+use cairn_log::{Hash, LogWriter};
+use cairn_protocol::operator::OperatorState;
+use cairn_protocol::package::PackageState;
+use cairn_protocol::record::{OperatorRecord, PackageRecord};
+use cairn_protocol::{Envelope, LogId, RecordId};
+use cairn_store::{Store, StoredCheckpoint};
+
+use crate::ServiceError;
+
+/// Most problems listed in a report (the count is always exact).
+const MAX_LISTED: usize = 100;
+/// Records read per page.
+const PAGE: u64 = 10_000;
+
+/// What fsck found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FsckReport {
+    /// Records replayed.
+    pub records: u64,
+    /// Checkpoints verified.
+    pub checkpoints: u64,
+    /// Logs compared.
+    pub logs: u64,
+    /// Log nodes compared.
+    pub nodes: u64,
+    /// Problems found (at most 100 listed).
+    pub problems: Vec<String>,
+    /// Total number of problems.
+    pub problem_count: u64,
+}
+
+impl FsckReport {
+    fn problem(&mut self, message: String) {
+        self.problem_count += 1;
+        if self.problems.len() < MAX_LISTED {
+            self.problems.push(message);
+        }
+    }
+
+    /// Whether everything matched.
+    pub fn is_clean(&self) -> bool {
+        self.problem_count == 0
+    }
+}
+
+enum LogState {
+    Operator(OperatorState),
+    Package(PackageState),
+}
+
+struct Replay {
+    writer: LogWriter,
+    operator: OperatorState,
+    packages: HashMap<LogId, (PackageState, u64, u64, RecordId)>,
+    operator_head: Option<(u64, u64, RecordId)>,
+    heads: HashMap<LogId, RecordId>,
+    map_store: HashMap<Hash, MapNode>,
+    map_root: Option<Hash>,
+    pending_map: HashMap<LogId, RecordId>,
+}
+
+/// Checks the whole store. `progress` is called with the number of records
+/// replayed so far.
+pub async fn fsck(
+    store: &dyn Store,
+    mut progress: impl FnMut(u64),
+) -> Result<FsckReport, ServiceError> {
+    let mut report = FsckReport::default();
+    let head = store.tree_head().await?;
+    let size = head.map_or(0, |h| h.size);
+    let mut replay = Replay {
+        writer: LogWriter::new(),
+        operator: OperatorState::new(),
+        packages: HashMap::new(),
+        operator_head: None,
+        heads: HashMap::new(),
+        map_store: HashMap::new(),
+        map_root: None,
+        pending_map: HashMap::new(),
+    };
+    let mut checkpoints: Vec<StoredCheckpoint> = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.checkpoints(after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.checkpoint.checkpoint.log_length);
+        checkpoints.extend(page);
+    }
+    let mut next_checkpoint = checkpoints.iter().peekable();
+    while let Some(cp) = next_checkpoint.peek() {
+        if cp.checkpoint.checkpoint.log_length == 0 {
+            report.problem("a checkpoint of length 0 is stored".into());
+            next_checkpoint.next();
+        } else {
+            break;
+        }
+    }
+
+    let mut start = 0;
+    while start < size {
+        let records = store.records_range(start, (start + PAGE).min(size)).await?;
+        if records.is_empty() {
+            report.problem(format!("records from {start} to {size} are missing"));
+            break;
+        }
+        let mut nodes: Vec<(NodeId, Hash)> = Vec::new();
+        for record in &records {
+            if record.registry_index != replay.writer.size() {
+                report.problem(format!(
+                    "record {} is at index {} but {} was expected",
+                    record.record_id,
+                    record.registry_index,
+                    replay.writer.size()
+                ));
+                return Ok(report);
+            }
+            replay_record(&mut replay, record, &mut report);
+            nodes.extend(
+                replay
+                    .writer
+                    .append(log_leaf_hash(&record.log_id.0, &record.record_id.0)),
+            );
+            report.records += 1;
+            while let Some(cp) = next_checkpoint
+                .next_if(|cp| cp.checkpoint.checkpoint.log_length == replay.writer.size())
+            {
+                check_checkpoint(&mut replay, cp, &mut report)?;
+            }
+        }
+        let ids: Vec<NodeId> = nodes.iter().map(|(n, _)| *n).collect();
+        match store.log_nodes(&ids).await {
+            Ok(stored) => {
+                for ((node, computed), stored) in nodes.iter().zip(stored) {
+                    report.nodes += 1;
+                    if *computed != stored {
+                        report.problem(format!(
+                            "log node {node:?} is {stored}, recomputed {computed}"
+                        ));
+                    }
+                }
+            }
+            Err(e) => report.problem(format!("log nodes of records {start}..: {e}")),
+        }
+        start += u64::try_from(records.len()).unwrap_or(PAGE);
+        progress(report.records);
+    }
+    for cp in next_checkpoint {
+        report.problem(format!(
+            "checkpoint of length {} is beyond the {} sequenced records",
+            cp.checkpoint.checkpoint.log_length,
+            replay.writer.size()
+        ));
+    }
+    if let Some(head) = head {
+        flush_map(&mut replay)?;
+        if head.log_root != replay.writer.root() {
+            report.problem(format!(
+                "tree head log root {} differs from recomputed {}",
+                head.log_root,
+                replay.writer.root()
+            ));
+        }
+        let map_root = replay.map_root.unwrap_or_else(map::empty_root);
+        if head.map_root != map_root {
+            report.problem(format!(
+                "tree head map root {} differs from recomputed {map_root}",
+                head.map_root
+            ));
+        }
+    }
+    compare_logs(store, &replay, &mut report).await?;
+    Ok(report)
+}
+
+fn replay_record(replay: &mut Replay, record: &cairn_store::StoredRecord, report: &mut FsckReport) {
+    let key_id = KeyId::new(record.key_id.clone());
+    let index = record.registry_index;
+    let state = if record.log_id == LogId::operator() {
+        Envelope::<OperatorRecord>::from_parts(
+            record.content_bytes.clone(),
+            key_id,
+            &record.signature,
+        )
+        .map_err(|e| e.to_string())
+        .and_then(|env| {
+            replay
+                .operator
+                .clone()
+                .validate(&env)
+                .map_err(|e| e.to_string())
+        })
+        .map(LogState::Operator)
+    } else {
+        let current = replay
+            .packages
+            .get(&record.log_id)
+            .map(|(s, ..)| s.clone())
+            .unwrap_or_default();
+        Envelope::<PackageRecord>::from_parts(
+            record.content_bytes.clone(),
+            key_id,
+            &record.signature,
+        )
+        .map_err(|e| e.to_string())
+        .and_then(|env| {
+            if env.record_id() != record.record_id {
+                return Err("stored record id does not match its bytes".into());
+            }
+            current.validate(&env).map_err(|e| e.to_string())
+        })
+        .map(LogState::Package)
+    };
+    match state {
+        Ok(LogState::Operator(state)) => {
+            replay.operator = state;
+            let count = replay.operator_head.map_or(0, |(_, c, _)| c);
+            replay.operator_head = Some((index, count + 1, record.record_id));
+        }
+        Ok(LogState::Package(state)) => {
+            let count = replay
+                .packages
+                .get(&record.log_id)
+                .map_or(0, |(_, _, c, _)| *c);
+            replay
+                .packages
+                .insert(record.log_id, (state, index, count + 1, record.record_id));
+        }
+        Err(reason) => report.problem(format!(
+            "record {} at {index} does not validate: {reason}",
+            record.record_id
+        )),
+    }
+    replay.heads.insert(record.log_id, record.record_id);
+    replay.pending_map.insert(record.log_id, record.record_id);
+}
+
+fn flush_map(replay: &mut Replay) -> Result<(), ServiceError> {
+    if replay.pending_map.is_empty() {
+        return Ok(());
+    }
+    let updates: Vec<(MapKey, Hash)> = replay
+        .pending_map
+        .drain()
+        .map(|(log, record)| (MapKey::for_log_id(&log.0), map_leaf_hash(&record.0)))
+        .collect();
+    let update = map::apply_parallel(&replay.map_store, replay.map_root, &updates, 2)?;
+    replay.map_store.extend(update.new_nodes);
+    replay.map_root = update.root;
+    Ok(())
+}
+
+fn check_checkpoint(
+    replay: &mut Replay,
+    cp: &StoredCheckpoint,
+    report: &mut FsckReport,
+) -> Result<(), ServiceError> {
+    flush_map(replay)?;
+    report.checkpoints += 1;
+    let c = &cp.checkpoint.checkpoint;
+    if c.log_root != replay.writer.root() {
+        report.problem(format!(
+            "checkpoint {} has log root {}, recomputed {}",
+            c.log_length,
+            c.log_root,
+            replay.writer.root()
+        ));
+    }
+    let map_root = replay.map_root.unwrap_or_else(map::empty_root);
+    if c.map_root != map_root {
+        report.problem(format!(
+            "checkpoint {} has map root {}, recomputed {map_root}",
+            c.log_length, c.map_root
+        ));
+    }
+    let key_id = KeyId::new(cp.key_id.clone());
+    let verified = replay.operator.public_key(&key_id).is_some_and(|key| {
+        cp.signature
+            .parse::<cairn_crypto::EcdsaSignature>()
+            .is_ok_and(|sig| key.verify(&cp.checkpoint.signing_message(), &sig).is_ok())
+    });
+    if !verified {
+        report.problem(format!(
+            "checkpoint {}: signature does not verify under operator key {}",
+            c.log_length, cp.key_id
+        ));
+    }
+    Ok(())
+}
+
+async fn compare_logs(
+    store: &dyn Store,
+    replay: &Replay,
+    report: &mut FsckReport,
+) -> Result<(), ServiceError> {
+    let ids: Vec<LogId> = replay.heads.keys().copied().collect();
+    for chunk in ids.chunks(1000) {
+        let rows: HashMap<LogId, cairn_store::LogRow> = store
+            .logs(chunk)
+            .await?
+            .into_iter()
+            .map(|r| (r.log_id, r))
+            .collect();
+        for id in chunk {
+            report.logs += 1;
+            let Some(row) = rows.get(id) else {
+                report.problem(format!("log {id} has records but no log row"));
+                continue;
+            };
+            let expected = if *id == LogId::operator() {
+                replay.operator_head.map(|(i, c, r)| {
+                    let same_state = serde_json::from_str::<OperatorState>(&row.state)
+                        .is_ok_and(|s| s == replay.operator);
+                    (i, c, r, same_state)
+                })
+            } else {
+                replay.packages.get(id).map(|(state, i, c, r)| {
+                    let same_state =
+                        serde_json::from_str::<PackageState>(&row.state).is_ok_and(|s| s == *state);
+                    (*i, *c, *r, same_state)
+                })
+            };
+            match expected {
+                Some((index, count, head, same_state)) => {
+                    if (row.head_index, row.record_count, row.head_record) != (index, count, head) {
+                        report.problem(format!(
+                            "log {id}: stored head {}@{} ({} records), recomputed {head}@{index} ({count} records)",
+                            row.head_record, row.head_index, row.record_count
+                        ));
+                    }
+                    if !same_state {
+                        report.problem(format!(
+                            "log {id}: stored validation state differs from the replayed one"
+                        ));
+                    }
+                }
+                None => report.problem(format!("log {id}: its records did not validate")),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! The registry: the sequencer and every use case of the warg API.
+//!
+//! [`Registry`] is a cheap handle shared by all request handlers. It talks to
+//! storage only through [`cairn_store::Store`] and [`cairn_blob::BlobStore`],
+//! signs only through [`cairn_crypto::Signer`], and reads time only through
+//! [`Clock`]. One background [`sequencer`] task is the only writer of the
+//! log.
+
+mod bootstrap;
+mod cache;
+mod clock;
+mod error;
+pub mod fsck;
+mod maps;
+mod operator;
+mod proofs;
+mod publish;
+mod reads;
+mod sequencer;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use cairn_blob::BlobStore;
+use cairn_crypto::{KeyId, PublicKey, Signer};
+use cairn_log::Hash;
+use cairn_log::map::MapNode;
+use cairn_protocol::LogId;
+use cairn_protocol::operator::OperatorState;
+use cairn_protocol::package::PackageState;
+use cairn_store::{LogRow, Store, StoredCheckpoint};
+use tokio::sync::{Notify, watch};
+
+pub use bootstrap::{SequencerHandle, StartupError};
+pub use clock::{Clock, SystemClock};
+pub use error::ServiceError;
+pub use operator::{submit_operator_record, wait_for_record};
+pub use proofs::MAX_INCLUSION_LEAVES;
+pub use reads::ContentDownload;
+pub use reads::{DEFAULT_FETCH_LIMIT, LEDGER_PAGE, MAX_FETCH_LIMIT, MAX_LOGS_PER_REQUEST};
+
+use cache::TwoGen;
+
+/// Tunables of the registry. [`ServiceConfig::default`] is the documented
+/// default.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// Absolute base URL clients reach this registry at, without a trailing
+    /// slash (content and upload URLs are built from it).
+    pub public_url: String,
+    /// Largest accepted record (`contentBytes`), in bytes.
+    pub max_record_bytes: usize,
+    /// Largest accepted content upload, in bytes.
+    pub max_content_bytes: u64,
+    /// Most records per sequencer batch.
+    pub max_batch: u32,
+    /// Most records accepted but not yet sequenced before publishes get 503.
+    pub max_backlog: u64,
+    /// How long a record may wait for its content uploads.
+    pub sourcing_timeout: Duration,
+    /// How long rejected records stay visible to status queries.
+    pub rejected_retention: Duration,
+    /// Threads for map hashing in the sequencer.
+    pub map_threads: usize,
+    /// Namespaces defined in the operator log's first record.
+    pub initial_namespaces: Vec<String>,
+    /// Map nodes and log states kept in memory.
+    pub cache_entries: usize,
+    /// How often the sequencer looks for work inserted by other processes.
+    pub poll_interval: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8080".into(),
+            max_record_bytes: 64 * 1024,
+            max_content_bytes: 100 * 1024 * 1024,
+            max_batch: 1024,
+            max_backlog: 10_000,
+            sourcing_timeout: Duration::from_secs(3600),
+            rejected_retention: Duration::from_secs(24 * 3600),
+            map_threads: 2,
+            initial_namespaces: Vec::new(),
+            cache_entries: 200_000,
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A log's row and parsed validation state.
+#[derive(Clone, Debug)]
+pub(crate) struct CachedLog {
+    pub(crate) row: LogRow,
+    pub(crate) state: PackageState,
+}
+
+/// Health as reported by `/readyz`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// The last sequencer failure, cleared on success.
+    pub sequencer_error: Option<String>,
+    /// Whether the sequencer task is running.
+    pub sequencer_running: bool,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) blobs: Arc<dyn BlobStore>,
+    pub(crate) signer: Arc<dyn Signer>,
+    pub(crate) signer_key_id: KeyId,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: ServiceConfig,
+    /// The latest published checkpoint.
+    pub(crate) latest: RwLock<Option<Arc<StoredCheckpoint>>>,
+    /// The operator log's state as of the sequenced tree.
+    pub(crate) operator: RwLock<Arc<OperatorState>>,
+    pub(crate) states: Mutex<TwoGen<LogId, Arc<CachedLog>>>,
+    pub(crate) map_cache: Mutex<TwoGen<Hash, MapNode>>,
+    pub(crate) wake: Notify,
+    pub(crate) published: watch::Sender<u64>,
+    pub(crate) backlog: AtomicU64,
+    pub(crate) health: Mutex<Health>,
+}
+
+/// A handle on the registry. Clones share everything.
+#[derive(Clone)]
+pub struct Registry {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("public_url", &self.inner.config.public_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// The configuration.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.inner.config
+    }
+
+    /// The operator's public key (the configured signer).
+    pub fn operator_public_key(&self) -> &PublicKey {
+        self.inner.signer.public_key()
+    }
+
+    /// The latest published checkpoint.
+    pub fn latest_checkpoint(&self) -> Option<Arc<StoredCheckpoint>> {
+        self.inner.latest.read().ok().and_then(|l| l.clone())
+    }
+
+    pub(crate) fn latest_length(&self) -> u64 {
+        self.latest_checkpoint()
+            .map(|c| c.checkpoint.checkpoint.log_length)
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn operator_state(&self) -> Arc<OperatorState> {
+        self.inner
+            .operator
+            .read()
+            .map(|o| o.clone())
+            .unwrap_or_default()
+    }
+
+    /// Health of the sequencer.
+    pub fn health(&self) -> Health {
+        self.inner
+            .health
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn set_health(&self, update: impl FnOnce(&mut Health)) {
+        if let Ok(mut health) = self.inner.health.lock() {
+            update(&mut health);
+        }
+    }
+
+    /// Waits until a checkpoint covers at least `length` records.
+    pub async fn wait_published(&self, length: u64, timeout: Duration) -> Result<(), ServiceError> {
+        let mut rx = self.inner.published.subscribe();
+        let wait = rx.wait_for(|published| *published >= length);
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ServiceError::Internal("sequencer stopped".into())),
+            Err(_) => Err(ServiceError::unavailable(format!(
+                "no checkpoint covered {length} records within {timeout:?}"
+            ))),
+        }
+    }
+
+    pub(crate) fn wake_sequencer(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    pub(crate) fn backlog(&self) -> &AtomicU64 {
+        &self.inner.backlog
+    }
+
+    pub(crate) fn cached_log(&self, log_id: &LogId) -> Option<Arc<CachedLog>> {
+        self.inner.states.lock().ok()?.get(log_id)
+    }
+
+    pub(crate) fn cache_log(&self, log: Arc<CachedLog>) {
+        if let Ok(mut states) = self.inner.states.lock() {
+            states.insert(log.row.log_id, log);
+        }
+    }
+
+    /// Number of records accepted and not yet sequenced (approximate).
+    pub fn backlog_len(&self) -> u64 {
+        self.inner.backlog.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,326 @@
+//! Publishing: accepting a record, reporting its state, receiving content.
+//!
+//! A record is validated completely before anything is stored. Accepted
+//! records wait in the store (durably) until their content has arrived and
+//! the sequencer has sequenced them. At most one record per log waits at a
+//! time; a second publish to the same log gets `409 record` with the
+//! waiting record's id, and the warg client waits for it and retries on the
+//! new head.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use cairn_blob::ByteStream;
+use cairn_crypto::Sha256Digest;
+use cairn_protocol::operator::NamespaceState;
+use cairn_protocol::record::{PackageRecord, RecordKind as _};
+use cairn_protocol::wire::{
+    MissingContent, PackageRecordResponse, PackageRecordState, PublishRecordRequest,
+    UploadEndpoint, WargError,
+};
+use cairn_protocol::{Envelope, LogId, PackageName, RecordId};
+use cairn_store::{NewPending, PendingRecord, PendingState, StoreError};
+
+use crate::{Registry, ServiceError};
+
+fn parse_log_id(text: &str) -> Result<LogId, ServiceError> {
+    text.parse()
+        .map_err(|e| ServiceError::bad_request(format!("invalid log id `{}`: {e}", excerpt(text))))
+}
+
+fn parse_record_id(text: &str) -> Result<RecordId, ServiceError> {
+    text.parse().map_err(|e| {
+        ServiceError::bad_request(format!("invalid record id `{}`: {e}", excerpt(text)))
+    })
+}
+
+pub(crate) fn parse_digest(text: &str) -> Result<Sha256Digest, ServiceError> {
+    text.parse()
+        .map_err(|e| ServiceError::bad_request(format!("invalid digest `{}`: {e}", excerpt(text))))
+}
+
+fn excerpt(text: &str) -> String {
+    text.chars().take(100).collect()
+}
+
+impl Registry {
+    fn upload_url(&self, log_id: &LogId, record_id: &RecordId, digest: &Sha256Digest) -> String {
+        format!(
+            "{}/v1/package/{log_id}/record/{record_id}/content/{digest}",
+            self.inner.config.public_url
+        )
+    }
+
+    fn pending_response(&self, pending: &PendingRecord) -> PackageRecordResponse {
+        let record = &pending.record;
+        let state = match pending.state {
+            PendingState::Sourcing => PackageRecordState::Sourcing {
+                missing_content: record
+                    .missing
+                    .iter()
+                    .map(|digest| {
+                        (
+                            *digest,
+                            MissingContent {
+                                upload: vec![UploadEndpoint::Http {
+                                    method: "POST".into(),
+                                    url: self.upload_url(&record.log_id, &record.record_id, digest),
+                                    headers: BTreeMap::new(),
+                                }],
+                            },
+                        )
+                    })
+                    .collect(),
+            },
+            PendingState::Queued => PackageRecordState::Processing,
+            PendingState::Rejected => PackageRecordState::Rejected {
+                reason: pending.reason.clone().unwrap_or_default(),
+            },
+        };
+        PackageRecordResponse {
+            record_id: record.record_id,
+            state,
+        }
+    }
+
+    /// The state of a record: sequenced, pending or unknown.
+    async fn record_state(
+        &self,
+        log_id: &LogId,
+        record_id: &RecordId,
+    ) -> Result<Option<PackageRecordResponse>, ServiceError> {
+        let store = &self.inner.store;
+        if let Some(record) = store.record_by_id(record_id).await? {
+            if record.log_id != *log_id {
+                return Ok(None);
+            }
+            // SPEC: warg-wire §7.6 — `published` only once the latest
+            // checkpoint covers the record.
+            let state = if record.registry_index < self.latest_length() {
+                PackageRecordState::Published {
+                    registry_index: record.registry_index,
+                }
+            } else {
+                PackageRecordState::Processing
+            };
+            return Ok(Some(PackageRecordResponse {
+                record_id: *record_id,
+                state,
+            }));
+        }
+        match store.pending(record_id).await? {
+            Some(pending) if pending.record.log_id == *log_id => {
+                Ok(Some(self.pending_response(&pending)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// `POST v1/package/{logId}/record`.
+    pub async fn publish(
+        &self,
+        log_id: &str,
+        request: PublishRecordRequest,
+    ) -> Result<PackageRecordResponse, ServiceError> {
+        let log_id = parse_log_id(log_id)?;
+        let name = PackageName::new(request.package_name.clone())
+            .map_err(|e| ServiceError::bad_request(e.to_string()))?;
+        if LogId::package(&name) != log_id {
+            return Err(ServiceError::bad_request(format!(
+                "log id {log_id} is not the log of package `{name}`"
+            )));
+        }
+        if !request.content_sources.is_empty() {
+            return Err(WargError::NotSupported(
+                "specifying content sources is not supported".into(),
+            )
+            .into());
+        }
+        let envelope = Envelope::<PackageRecord>::from_body(&request.record)
+            .map_err(|e| ServiceError::bad_request(format!("invalid record: {e}")))?;
+        if envelope.content_bytes().len() > self.inner.config.max_record_bytes {
+            return Err(ServiceError::too_large(format!(
+                "record exceeds {} bytes",
+                self.inner.config.max_record_bytes
+            )));
+        }
+        match self.operator_state().namespace(name.namespace()) {
+            Some(NamespaceState::Defined) => {}
+            Some(NamespaceState::Imported { .. }) => {
+                return Err(WargError::NamespaceImported(name.namespace().into()).into());
+            }
+            None => return Err(WargError::NamespaceNotDefined(name.namespace().into()).into()),
+        }
+        let record_id = envelope.record_id();
+
+        // Idempotent: the same record again reports its state.
+        if let Some(state) = self.record_state(&log_id, &record_id).await? {
+            return Ok(state);
+        }
+        if let Some(live) = self.inner.store.live_pending_for_log(&log_id).await? {
+            return Err(WargError::ConflictPendingPublish(live.record.record_id).into());
+        }
+
+        // Validate completely before storing anything.
+        let state = match self.cached_log(&log_id) {
+            Some(cached) => cached.state.clone(),
+            None => match self.inner.store.log(&log_id).await? {
+                Some(row) => serde_json::from_str(&row.state).map_err(|e| {
+                    ServiceError::Internal(format!(
+                        "stored state of log {log_id} is unreadable: {e}"
+                    ))
+                })?,
+                None => Default::default(),
+            },
+        };
+        state
+            .validate(&envelope)
+            .map_err(|e| WargError::Rejection(e.to_string()))?;
+
+        if self.backlog_len() >= self.inner.config.max_backlog {
+            return Err(ServiceError::Unavailable {
+                retry_after: 2,
+                reason: "too many records are waiting to be sequenced".into(),
+            });
+        }
+
+        let mut missing = Vec::new();
+        for digest in envelope.record().contents() {
+            let stored = self.inner.store.content(&digest).await?.is_some()
+                && self.inner.blobs.stat(&digest).await?.is_some();
+            if !stored {
+                missing.push(digest);
+            }
+        }
+        let new = NewPending {
+            record_id,
+            log_id,
+            package_name: Some(name.to_string()),
+            content_bytes: envelope.content_bytes().to_vec(),
+            key_id: envelope.key_id().to_string(),
+            signature: request.record.signature.clone(),
+            missing,
+            created_at_ms: self.inner.clock.now_ms(),
+        };
+        let pending = match self.inner.store.insert_pending(&new).await {
+            Ok(pending) => pending,
+            Err(StoreError::Conflict(_)) => {
+                // Lost a race with another publish of this log (or of this record).
+                if let Some(state) = self.record_state(&log_id, &record_id).await? {
+                    return Ok(state);
+                }
+                if let Some(live) = self.inner.store.live_pending_for_log(&log_id).await? {
+                    return Err(WargError::ConflictPendingPublish(live.record.record_id).into());
+                }
+                return Err(ServiceError::unavailable("concurrent publish; retry"));
+            }
+            Err(other) => return Err(other.into()),
+        };
+        if pending.state == PendingState::Queued {
+            self.backlog().fetch_add(1, Ordering::Relaxed);
+            self.wake_sequencer();
+        }
+        Ok(self.pending_response(&pending))
+    }
+
+    /// `GET v1/package/{logId}/record/{recordId}`.
+    pub async fn get_record(
+        &self,
+        log_id: &str,
+        record_id: &str,
+    ) -> Result<PackageRecordResponse, ServiceError> {
+        let log_id = parse_log_id(log_id)?;
+        let record_id = parse_record_id(record_id)?;
+        if let Some(state) = self.record_state(&log_id, &record_id).await? {
+            return Ok(state);
+        }
+        let log_known = self.inner.store.log(&log_id).await?.is_some()
+            || self
+                .inner
+                .store
+                .live_pending_for_log(&log_id)
+                .await?
+                .is_some();
+        if log_known {
+            Err(WargError::RecordNotFound(record_id).into())
+        } else {
+            Err(WargError::LogNotFound(log_id).into())
+        }
+    }
+
+    /// The upload route of a sourcing record:
+    /// `POST v1/package/{logId}/record/{recordId}/content/{digest}`.
+    ///
+    /// Needs no credentials: the bytes must hash to a digest the record is
+    /// waiting for, so nothing else can be stored through it.
+    pub async fn upload_content(
+        &self,
+        log_id: &str,
+        record_id: &str,
+        digest: &str,
+        body: ByteStream,
+    ) -> Result<(), ServiceError> {
+        let log_id = parse_log_id(log_id)?;
+        let record_id = parse_record_id(record_id)?;
+        let digest = parse_digest(digest)?;
+        let Some(pending) = self.inner.store.pending(&record_id).await? else {
+            if self.inner.store.record_by_id(&record_id).await?.is_some() {
+                return Err(WargError::RecordNotSourcing.into());
+            }
+            return Err(WargError::RecordNotFound(record_id).into());
+        };
+        if pending.record.log_id != log_id {
+            return Err(WargError::RecordNotFound(record_id).into());
+        }
+        if pending.state != PendingState::Sourcing {
+            return Err(WargError::RecordNotSourcing.into());
+        }
+        if !pending.record.missing.contains(&digest) {
+            return Err(ServiceError::bad_request(format!(
+                "record {record_id} is not waiting for content {digest}"
+            )));
+        }
+        let info = self
+            .inner
+            .blobs
+            .put(Some(digest), body, self.inner.config.max_content_bytes)
+            .await?;
+        let after = self
+            .inner
+            .store
+            .content_stored(&record_id, &digest, info.size)
+            .await?;
+        if after.is_some_and(|p| p.state == PendingState::Queued) {
+            self.backlog().fetch_add(1, Ordering::Relaxed);
+            self.wake_sequencer();
+        }
+        Ok(())
+    }
+
+    /// Submits a record built and signed by the server itself (operator
+    /// records); returns its id.
+    pub(crate) async fn submit_pending(
+        &self,
+        pending: NewPending,
+    ) -> Result<RecordId, ServiceError> {
+        let record_id = pending.record_id;
+        match self.inner.store.insert_pending(&pending).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict(_)) => {
+                if let Some(live) = self
+                    .inner
+                    .store
+                    .live_pending_for_log(&pending.log_id)
+                    .await?
+                    && live.record.record_id != record_id
+                {
+                    return Err(WargError::ConflictPendingPublish(live.record.record_id).into());
+                }
+            }
+            Err(other) => return Err(other.into()),
+        }
+        self.backlog().fetch_add(1, Ordering::Relaxed);
+        self.wake_sequencer();
+        Ok(record_id)
+    }
+}

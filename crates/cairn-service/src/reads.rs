@@ -1,0 +1,348 @@
+//! Read-only use cases: checkpoint, logs, names, content, ledger, monitor.
+
+use std::collections::BTreeMap;
+
+use cairn_blob::ByteStream;
+use cairn_crypto::Sha256Digest;
+use cairn_protocol::record::OperatorPermission;
+use cairn_protocol::wire::{
+    CheckpointVerificationResponse, ContentSource, ContentSourcesResponse, FetchLogsRequest,
+    FetchLogsResponse, FetchNamesRequest, FetchNamesResponse, LEDGER_CONTENT_TYPE, LedgerSource,
+    LedgerSourcesResponse, PublishedRecord, SignedCheckpoint, VerificationState, WargError,
+};
+use cairn_protocol::{LogId, PackageName};
+use cairn_store::StoredRecord;
+
+use crate::publish::parse_digest;
+use crate::{Registry, ServiceError};
+
+/// Records per log per page when the client does not say.
+pub const DEFAULT_FETCH_LIMIT: u16 = 100;
+/// Most records per log per page.
+pub const MAX_FETCH_LIMIT: u16 = 1000;
+/// Most package logs in one fetch or names request.
+pub const MAX_LOGS_PER_REQUEST: usize = 1000;
+/// Entries per ledger page.
+pub const LEDGER_PAGE: u64 = 1000;
+
+/// A blob to send: its size and a stream of the requested range.
+pub struct ContentDownload {
+    /// Total size of the blob.
+    pub size: u64,
+    /// The bytes of the requested range.
+    pub body: ByteStream,
+}
+
+impl std::fmt::Debug for ContentDownload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContentDownload")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+fn published(record: &StoredRecord) -> PublishedRecord {
+    use base64::Engine as _;
+    PublishedRecord {
+        envelope: cairn_protocol::wire::EnvelopeBody {
+            content_bytes: base64::engine::general_purpose::STANDARD.encode(&record.content_bytes),
+            key_id: record.key_id.clone(),
+            signature: record.signature.clone(),
+        },
+        registry_index: record.registry_index,
+        // Fetch tokens are registry indices: opaque to clients, stable
+        // across restarts, and a direct index lookup for the store.
+        fetch_token: record.registry_index.to_string(),
+    }
+}
+
+impl Registry {
+    /// `GET v1/fetch/checkpoint`.
+    pub fn fetch_checkpoint(&self) -> Result<SignedCheckpoint, ServiceError> {
+        let latest = self
+            .latest_checkpoint()
+            .ok_or_else(|| ServiceError::unavailable("the registry has no checkpoint yet"))?;
+        Ok(SignedCheckpoint {
+            contents: latest.checkpoint,
+            key_id: latest.key_id.clone(),
+            signature: latest.signature.clone(),
+        })
+    }
+
+    /// 404 `logLength` unless `length` is a checkpoint length.
+    pub(crate) async fn require_checkpoint(
+        &self,
+        length: u64,
+    ) -> Result<cairn_store::StoredCheckpoint, ServiceError> {
+        if let Some(latest) = self.latest_checkpoint()
+            && latest.checkpoint.checkpoint.log_length == length
+        {
+            return Ok((*latest).clone());
+        }
+        self.inner
+            .store
+            .checkpoint(length)
+            .await?
+            .ok_or_else(|| WargError::CheckpointNotFound(length).into())
+    }
+
+    async fn fetch_token(
+        &self,
+        log_id: &LogId,
+        token: &str,
+        below: u64,
+    ) -> Result<u64, ServiceError> {
+        let not_found = || {
+            ServiceError::Warg(WargError::FetchTokenNotFound(
+                token.chars().take(100).collect(),
+            ))
+        };
+        let index: u64 = token.parse().map_err(|_| not_found())?;
+        if index >= below {
+            return Err(not_found());
+        }
+        let record = self.inner.store.records_at(&[index]).await?;
+        match record.first() {
+            Some(record) if record.log_id == *log_id => Ok(index),
+            _ => Err(not_found()),
+        }
+    }
+
+    /// `POST v1/fetch/logs`.
+    pub async fn fetch_logs(
+        &self,
+        request: FetchLogsRequest,
+    ) -> Result<FetchLogsResponse, ServiceError> {
+        let limit = request.limit.unwrap_or(DEFAULT_FETCH_LIMIT);
+        if limit == 0 || limit > MAX_FETCH_LIMIT {
+            return Err(ServiceError::bad_request(format!(
+                "limit must be between 1 and {MAX_FETCH_LIMIT}"
+            )));
+        }
+        if request.packages.len() > MAX_LOGS_PER_REQUEST {
+            return Err(ServiceError::bad_request(format!(
+                "at most {MAX_LOGS_PER_REQUEST} package logs per request"
+            )));
+        }
+        let length = request.log_length;
+        self.require_checkpoint(length).await?;
+        let store = &self.inner.store;
+        let mut more = false;
+
+        let operator_log = LogId::operator();
+        let after = match &request.operator {
+            Some(token) => Some(self.fetch_token(&operator_log, token, length).await?),
+            None => None,
+        };
+        let operator = store
+            .log_records(&operator_log, after, length, u32::from(limit))
+            .await?;
+        more |= operator.len() == usize::from(limit);
+
+        let mut packages = BTreeMap::new();
+        for (log_id, token) in &request.packages {
+            let after = match token {
+                Some(token) => Some(self.fetch_token(log_id, token, length).await?),
+                None => None,
+            };
+            let records = store
+                .log_records(log_id, after, length, u32::from(limit))
+                .await?;
+            // SPEC: warg-wire §7.3 — a log with no records below the
+            // checkpoint does not exist for this client: 404 `log`, never an
+            // empty list (the client would fail with PackageLogEmpty).
+            if records.is_empty() && after.is_none() {
+                return Err(WargError::LogNotFound(*log_id).into());
+            }
+            more |= records.len() == usize::from(limit);
+            packages.insert(*log_id, records.iter().map(published).collect());
+        }
+        Ok(FetchLogsResponse {
+            more,
+            operator: operator.iter().map(published).collect(),
+            packages,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// `POST v1/fetch/names`.
+    pub async fn fetch_names(
+        &self,
+        request: FetchNamesRequest,
+    ) -> Result<FetchNamesResponse, ServiceError> {
+        if request.packages.len() > MAX_LOGS_PER_REQUEST {
+            return Err(ServiceError::bad_request(format!(
+                "at most {MAX_LOGS_PER_REQUEST} log ids per request"
+            )));
+        }
+        let found: BTreeMap<LogId, Option<String>> = self
+            .inner
+            .store
+            .log_names(&request.packages)
+            .await?
+            .into_iter()
+            .collect();
+        let mut packages = BTreeMap::new();
+        for id in &request.packages {
+            match found.get(id) {
+                Some(name) => {
+                    packages.insert(*id, name.clone());
+                }
+                None => return Err(WargError::LogNotFound(*id).into()),
+            }
+        }
+        Ok(FetchNamesResponse { packages })
+    }
+
+    /// The URL content is served from.
+    pub fn content_url(&self, digest: &Sha256Digest) -> String {
+        format!(
+            "{}/content/sha256-{}",
+            self.inner.config.public_url,
+            digest.to_hex()
+        )
+    }
+
+    /// `GET v1/content/{digest}`: sources of published content only.
+    pub async fn content_sources(
+        &self,
+        digest: &str,
+    ) -> Result<ContentSourcesResponse, ServiceError> {
+        let digest = parse_digest(digest)?;
+        let content = self.inner.store.content(&digest).await?;
+        let Some(content) = content.filter(|c| c.published) else {
+            return Err(WargError::ContentDigestNotFound(digest).into());
+        };
+        Ok(ContentSourcesResponse {
+            content_sources: [(
+                digest,
+                vec![ContentSource::HttpGet {
+                    url: self.content_url(&digest),
+                    accept_ranges: true,
+                    size: Some(content.size),
+                }],
+            )]
+            .into(),
+        })
+    }
+
+    /// The size of published content, or `None`.
+    pub async fn published_content_size(
+        &self,
+        digest: &Sha256Digest,
+    ) -> Result<Option<u64>, ServiceError> {
+        Ok(self
+            .inner
+            .store
+            .content(digest)
+            .await?
+            .filter(|c| c.published)
+            .map(|c| c.size))
+    }
+
+    /// Reads `[offset, offset + len)` of published content.
+    pub async fn read_content(
+        &self,
+        digest: &Sha256Digest,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<ContentDownload>, ServiceError> {
+        let Some(size) = self.published_content_size(digest).await? else {
+            return Ok(None);
+        };
+        let Some(body) = self.inner.blobs.read(digest, offset, len).await? else {
+            return Err(ServiceError::Internal(format!(
+                "published content {digest} is missing from the blob store"
+            )));
+        };
+        Ok(Some(ContentDownload { size, body }))
+    }
+
+    /// `GET v1/ledger`.
+    pub fn ledger(&self) -> LedgerSourcesResponse {
+        let length = self.latest_length();
+        let mut sources = Vec::new();
+        let mut first = 0;
+        while first < length {
+            let last = (first + LEDGER_PAGE).min(length) - 1;
+            sources.push(LedgerSource {
+                first_registry_index: first,
+                last_registry_index: last,
+                url: format!("v1/ledger/records/{first}"),
+                content_type: LEDGER_CONTENT_TYPE.into(),
+                accept_ranges: false,
+            });
+            first += LEDGER_PAGE;
+        }
+        LedgerSourcesResponse {
+            hash_algorithm: "sha256".into(),
+            sources,
+        }
+    }
+
+    /// `GET v1/ledger/records/{start}`: up to 1000 entries of 64 bytes
+    /// (log id digest ‖ record id digest), all below the latest checkpoint.
+    pub async fn ledger_records(&self, start: u64) -> Result<Vec<u8>, ServiceError> {
+        let length = self.latest_length();
+        if start >= length {
+            return Err(ServiceError::Warg(WargError::Message {
+                status: 404,
+                message: format!("no ledger entries at {start} (the log has {length})"),
+            }));
+        }
+        let records = self
+            .inner
+            .store
+            .records_range(start, (start + LEDGER_PAGE).min(length))
+            .await?;
+        let mut out = Vec::with_capacity(records.len() * 64);
+        for record in records {
+            out.extend_from_slice(&record.log_id.0.0);
+            out.extend_from_slice(&record.record_id.0.0);
+        }
+        Ok(out)
+    }
+
+    /// `POST v1/verify/checkpoint`.
+    pub async fn verify_checkpoint(
+        &self,
+        checkpoint: SignedCheckpoint,
+    ) -> Result<CheckpointVerificationResponse, ServiceError> {
+        let cp = checkpoint.contents.checkpoint;
+        let checkpoint_state = match self.inner.store.checkpoint(cp.log_length).await? {
+            Some(stored) if stored.checkpoint.checkpoint == cp => VerificationState::Verified,
+            Some(_) => VerificationState::Invalid,
+            None if cp.log_length > self.latest_length() => VerificationState::Unverified,
+            None => VerificationState::Invalid,
+        };
+        let key_id = cairn_crypto::KeyId::new(checkpoint.key_id.clone());
+        let operator = self.operator_state();
+        let signature_state = match (
+            operator.public_key(&key_id),
+            checkpoint.signature.parse::<cairn_crypto::EcdsaSignature>(),
+        ) {
+            (Some(key), Ok(signature))
+                if operator.has_permission(&key_id, OperatorPermission::Commit)
+                    && key
+                        .verify(&checkpoint.contents.signing_message(), &signature)
+                        .is_ok() =>
+            {
+                VerificationState::Verified
+            }
+            _ => VerificationState::Invalid,
+        };
+        Ok(CheckpointVerificationResponse {
+            checkpoint: checkpoint_state,
+            signature: signature_state,
+            retry_after: None,
+        })
+    }
+
+    /// Whether `name` could be published here (namespace defined).
+    pub fn namespace_accepts(&self, name: &PackageName) -> bool {
+        matches!(
+            self.operator_state().namespace(name.namespace()),
+            Some(cairn_protocol::operator::NamespaceState::Defined)
+        )
+    }
+}

@@ -1,0 +1,485 @@
+//! The sequencer: the only writer of the log.
+//!
+//! It takes queued records in batches (group commit), re-validates each
+//! against its log, assigns registry indices, computes the new log and map
+//! roots, commits everything in one transaction, then signs and stores a
+//! checkpoint for the batch. It never signs when nothing changed.
+//!
+//! # Crash points
+//!
+//! Each is marked `CRASH POINT` in the code with why recovery is clean. In
+//! short: the batch commit is atomic, and a checkpoint is only ever signed
+//! for a tree that is already durably committed, so a length can never get
+//! two different roots, and start-up finishes whatever a crash interrupted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use cairn_crypto::Signature;
+use cairn_log::checkpoint::{Checkpoint, TimestampedCheckpoint};
+use cairn_log::leaf::{log_leaf_hash, map_leaf_hash};
+use cairn_log::map::{self, MapKey};
+use cairn_log::{Hash, LogWriter};
+use cairn_protocol::operator::{NamespaceState, OperatorState};
+use cairn_protocol::package::PackageState;
+use cairn_protocol::record::{OperatorRecord, PackageRecord, RecordKind as _};
+use cairn_protocol::{Envelope, LogId, PackageName};
+use cairn_store::{
+    Batch, LogKind, LogRow, PendingRecord, StoredCheckpoint, StoredRecord, TreeHead,
+};
+use tokio::sync::watch;
+
+use crate::maps::root_node;
+use crate::{CachedLog, Registry, ServiceError};
+
+/// Most signing attempts per checkpoint before the sequencer backs off.
+const SIGN_ATTEMPTS: u32 = 5;
+
+pub(crate) struct Sequencer {
+    pub(crate) registry: Registry,
+    pub(crate) writer: LogWriter,
+    pub(crate) map_root: Hash,
+    pub(crate) operator: OperatorState,
+    pub(crate) operator_row: Option<LogRow>,
+}
+
+enum Accepted {
+    Operator(OperatorState),
+    Package(PackageState, Vec<cairn_crypto::Sha256Digest>),
+}
+
+impl Sequencer {
+    /// Runs until `shutdown` turns true.
+    pub(crate) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let registry = self.registry.clone();
+        registry.set_health(|h| h.sequencer_running = true);
+        let mut backoff = Duration::from_millis(100);
+        let mut last_expiry: Option<Instant> = None;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let result = async {
+                self.ensure_checkpoint().await?;
+                if last_expiry.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    self.expire().await?;
+                    last_expiry = Some(Instant::now());
+                }
+                self.step().await
+            }
+            .await;
+            match result {
+                Ok(true) => {
+                    backoff = Duration::from_millis(100);
+                    registry.set_health(|h| h.sequencer_error = None);
+                    continue;
+                }
+                Ok(false) => {
+                    backoff = Duration::from_millis(100);
+                    registry.set_health(|h| h.sequencer_error = None);
+                    tokio::select! {
+                        _ = registry.inner.wake.notified() => {}
+                        _ = tokio::time::sleep(registry.inner.config.poll_interval) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "sequencer step failed; retrying in {backoff:?}");
+                    let message = error.to_string();
+                    registry.set_health(|h| h.sequencer_error = Some(message));
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        registry.set_health(|h| h.sequencer_running = false);
+    }
+
+    async fn expire(&self) -> Result<(), ServiceError> {
+        let config = &self.registry.inner.config;
+        let now = self.registry.inner.clock.now_ms();
+        let timeout = i64::try_from(config.sourcing_timeout.as_millis()).unwrap_or(i64::MAX);
+        let retention = i64::try_from(config.rejected_retention.as_millis()).unwrap_or(i64::MAX);
+        let expired = self
+            .registry
+            .inner
+            .store
+            .expire_pending(
+                now.saturating_sub(timeout),
+                &format!(
+                    "content was not uploaded within {} seconds",
+                    config.sourcing_timeout.as_secs()
+                ),
+                now.saturating_sub(retention),
+            )
+            .await?;
+        if expired > 0 {
+            tracing::info!(expired, "expired records whose content never arrived");
+        }
+        Ok(())
+    }
+
+    /// Sequences one batch; returns whether there was anything to do.
+    pub(crate) async fn step(&mut self) -> Result<bool, ServiceError> {
+        let queued = self
+            .registry
+            .inner
+            .store
+            .queued(self.registry.inner.config.max_batch)
+            .await?;
+        if queued.is_empty() {
+            return Ok(false);
+        }
+        self.sequence(queued).await?;
+        self.ensure_checkpoint().await?;
+        Ok(true)
+    }
+
+    async fn load_package_logs(
+        &self,
+        queued: &[PendingRecord],
+    ) -> Result<HashMap<LogId, Arc<CachedLog>>, ServiceError> {
+        let mut logs = HashMap::new();
+        let mut misses = Vec::new();
+        for pending in queued {
+            let id = pending.record.log_id;
+            if id == LogId::operator() || logs.contains_key(&id) {
+                continue;
+            }
+            match self.registry.cached_log(&id) {
+                Some(cached) => {
+                    logs.insert(id, cached);
+                }
+                None => misses.push(id),
+            }
+        }
+        for row in self.registry.inner.store.logs(&misses).await? {
+            let state: PackageState = serde_json::from_str(&row.state).map_err(|e| {
+                ServiceError::Internal(format!(
+                    "stored state of log {} is unreadable: {e}",
+                    row.log_id
+                ))
+            })?;
+            let cached = Arc::new(CachedLog { row, state });
+            self.registry.cache_log(cached.clone());
+            logs.insert(cached.row.log_id, cached);
+        }
+        Ok(logs)
+    }
+
+    fn validate(
+        &self,
+        pending: &PendingRecord,
+        operator: &OperatorState,
+        logs: &HashMap<LogId, Arc<CachedLog>>,
+    ) -> Result<Accepted, String> {
+        let record = &pending.record;
+        let key_id = cairn_crypto::KeyId::new(record.key_id.clone());
+        if record.log_id == LogId::operator() {
+            let envelope = Envelope::<OperatorRecord>::from_parts(
+                record.content_bytes.clone(),
+                key_id,
+                &record.signature,
+            )
+            .map_err(|e| e.to_string())?;
+            return operator
+                .clone()
+                .validate(&envelope)
+                .map(Accepted::Operator)
+                .map_err(|e| e.to_string());
+        }
+        let name = record
+            .package_name
+            .as_deref()
+            .ok_or("package record without a package name")?;
+        let name = PackageName::new(name).map_err(|e| e.to_string())?;
+        if LogId::package(&name) != record.log_id {
+            return Err("log id does not match the package name".into());
+        }
+        match operator.namespace(name.namespace()) {
+            Some(NamespaceState::Defined) => {}
+            Some(NamespaceState::Imported { .. }) => {
+                return Err(format!(
+                    "namespace `{}` is imported from another registry",
+                    name.namespace()
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "namespace `{}` is not defined on this registry",
+                    name.namespace()
+                ));
+            }
+        }
+        let envelope = Envelope::<PackageRecord>::from_parts(
+            record.content_bytes.clone(),
+            key_id,
+            &record.signature,
+        )
+        .map_err(|e| e.to_string())?;
+        let state = logs
+            .get(&record.log_id)
+            .map(|l| l.state.clone())
+            .unwrap_or_default();
+        let contents = envelope.record().contents();
+        state
+            .validate(&envelope)
+            .map(|state| Accepted::Package(state, contents))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Validates, orders and commits `queued` as one batch.
+    async fn sequence(&mut self, queued: Vec<PendingRecord>) -> Result<(), ServiceError> {
+        let mut logs = self.load_package_logs(&queued).await?;
+        let mut writer = self.writer.clone();
+        let mut operator = self.operator.clone();
+        let mut operator_row = self.operator_row.clone();
+        let mut batch = Batch {
+            old_size: writer.size(),
+            ..Batch::default()
+        };
+        let mut map_updates: HashMap<LogId, Hash> = HashMap::new();
+        let mut touched: Vec<LogId> = Vec::new();
+
+        for pending in &queued {
+            let record = &pending.record;
+            let accepted = match self.validate(pending, &operator, &logs) {
+                Ok(accepted) => accepted,
+                Err(reason) => {
+                    tracing::info!(record = %record.record_id, %reason, "record rejected");
+                    batch.rejected.push((record.record_id, reason));
+                    continue;
+                }
+            };
+            let index = writer.size();
+            batch
+                .log_nodes
+                .extend(writer.append(log_leaf_hash(&record.log_id.0, &record.record_id.0)));
+            batch.records.push(StoredRecord {
+                registry_index: index,
+                record_id: record.record_id,
+                log_id: record.log_id,
+                content_bytes: record.content_bytes.clone(),
+                key_id: record.key_id.clone(),
+                signature: record.signature.clone(),
+            });
+            batch.sequenced.push(record.record_id);
+            map_updates.insert(record.log_id, map_leaf_hash(&record.record_id.0));
+            match accepted {
+                Accepted::Operator(state) => {
+                    let count = operator_row.as_ref().map_or(0, |r| r.record_count);
+                    operator_row = Some(LogRow {
+                        log_id: LogId::operator(),
+                        kind: LogKind::Operator,
+                        name: None,
+                        state: serde_json::to_string(&state)
+                            .map_err(|e| ServiceError::Internal(e.to_string()))?,
+                        head_index: index,
+                        head_record: record.record_id,
+                        record_count: count + 1,
+                    });
+                    operator = state;
+                }
+                Accepted::Package(state, contents) => {
+                    let count = logs.get(&record.log_id).map_or(0, |l| l.row.record_count);
+                    let row = LogRow {
+                        log_id: record.log_id,
+                        kind: LogKind::Package,
+                        name: record.package_name.clone(),
+                        state: String::new(),
+                        head_index: index,
+                        head_record: record.record_id,
+                        record_count: count + 1,
+                    };
+                    logs.insert(record.log_id, Arc::new(CachedLog { row, state }));
+                    if !touched.contains(&record.log_id) {
+                        touched.push(record.log_id);
+                    }
+                    batch.published_contents.extend(contents);
+                }
+            }
+        }
+        if batch.records.is_empty() && batch.rejected.is_empty() {
+            return Ok(());
+        }
+
+        let mut new_map_root = self.map_root;
+        if !batch.records.is_empty() {
+            let updates: Vec<(MapKey, Hash)> = map_updates
+                .iter()
+                .map(|(log_id, value)| (MapKey::for_log_id(&log_id.0), *value))
+                .collect();
+            let keys: Vec<MapKey> = updates.iter().map(|(k, _)| *k).collect();
+            let root = root_node(&self.map_root);
+            let loaded = self.registry.load_map_paths(root, &keys).await?;
+            let threads = self.registry.inner.config.map_threads;
+            // Hashing a batch's map paths is CPU work: keep it off the
+            // runtime threads that serve requests.
+            let update = tokio::task::spawn_blocking(move || {
+                map::apply_parallel(&loaded, root, &updates, threads)
+            })
+            .await
+            .map_err(|e| ServiceError::Internal(format!("map update task failed: {e}")))??;
+            new_map_root = update.root_hash();
+            batch.map_nodes = update.new_nodes;
+            batch.head = Some(TreeHead {
+                size: writer.size(),
+                log_root: writer.root(),
+                map_root: new_map_root,
+            });
+            for log_id in &touched {
+                if let Some(log) = logs.get(log_id) {
+                    let mut row = log.row.clone();
+                    row.state = serde_json::to_string(&log.state)
+                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                    batch.logs.push(row);
+                }
+            }
+            if operator_row != self.operator_row
+                && let Some(row) = &operator_row
+            {
+                batch.logs.push(row.clone());
+            }
+        }
+
+        // CRASH POINT 1 — before the commit: nothing of this batch is stored.
+        // Its records stay queued and are sequenced again, from the same
+        // stored tree, after a restart or on the next step.
+        self.registry.inner.store.commit_batch(&batch).await?;
+        // CRASH POINT 2 — committed, no checkpoint yet: the stored tree is
+        // ahead of the latest checkpoint. `ensure_checkpoint` (run on every
+        // step and at start-up) signs one for the stored tree, whose roots
+        // were fixed by this commit.
+
+        self.writer = writer;
+        self.map_root = new_map_root;
+        if let Some(row) = operator_row {
+            self.operator_row = Some(row);
+        }
+        if self.operator != operator {
+            self.operator = operator.clone();
+            if let Ok(mut shared) = self.registry.inner.operator.write() {
+                *shared = Arc::new(operator);
+            }
+        }
+        self.registry.cache_map_nodes(&batch.map_nodes);
+        for log_id in &touched {
+            if let Some(log) = logs.get(log_id) {
+                self.registry.cache_log(log.clone());
+            }
+        }
+        let done = u64::try_from(batch.sequenced.len() + batch.rejected.len()).unwrap_or(0);
+        let _ = self
+            .registry
+            .backlog()
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(done))
+            });
+        tracing::debug!(
+            sequenced = batch.sequenced.len(),
+            rejected = batch.rejected.len(),
+            size = self.writer.size(),
+            "batch committed"
+        );
+        Ok(())
+    }
+
+    /// Signs and stores a checkpoint if the sequenced tree is ahead of the
+    /// latest one. Never signs when nothing changed.
+    pub(crate) async fn ensure_checkpoint(&mut self) -> Result<(), ServiceError> {
+        let size = self.writer.size();
+        let latest = self.registry.latest_checkpoint();
+        let latest_length = latest
+            .as_ref()
+            .map_or(0, |c| c.checkpoint.checkpoint.log_length);
+        if size == latest_length {
+            return Ok(());
+        }
+        if size < latest_length {
+            return Err(ServiceError::Internal(format!(
+                "sequenced tree ({size}) is behind the latest checkpoint ({latest_length})"
+            )));
+        }
+        let inner = &self.registry.inner;
+        let timestamp = inner
+            .clock
+            .now_secs()
+            .max(latest.as_ref().map_or(0, |c| c.checkpoint.timestamp));
+        let checkpoint = TimestampedCheckpoint {
+            checkpoint: Checkpoint {
+                log_root: self.writer.root(),
+                log_length: size,
+                map_root: self.map_root,
+            },
+            timestamp,
+        };
+        let signature = self.sign_checkpoint(&checkpoint).await?;
+        // CRASH POINT 3 — signed, not stored: the signature was never served
+        // and is simply lost; a new one is made for the same roots.
+        let stored = StoredCheckpoint {
+            checkpoint,
+            key_id: inner.signer_key_id.to_string(),
+            signature: signature.to_string(),
+        };
+        inner.store.store_checkpoint(&stored).await?;
+        // CRASH POINT 4 — stored, not yet announced: start-up reads the
+        // latest checkpoint from the store.
+        if let Ok(mut latest) = inner.latest.write() {
+            *latest = Some(Arc::new(stored));
+        }
+        inner.published.send_replace(size);
+        Ok(())
+    }
+
+    async fn sign_checkpoint(
+        &self,
+        checkpoint: &TimestampedCheckpoint,
+    ) -> Result<cairn_crypto::EcdsaSignature, ServiceError> {
+        let inner = &self.registry.inner;
+        let message = checkpoint.signing_message();
+        let mut delay = Duration::from_millis(50);
+        let mut last_error = String::new();
+        for attempt in 1..=SIGN_ATTEMPTS {
+            match inner.signer.sign(&message).await {
+                Ok(Signature::EcdsaP256(signature)) => {
+                    let public = match inner.signer.public_key() {
+                        cairn_crypto::PublicKey::EcdsaP256(key) => key,
+                        cairn_crypto::PublicKey::Ed25519(_) => {
+                            return Err(ServiceError::Internal(
+                                "the operator key must be ECDSA P-256".into(),
+                            ));
+                        }
+                    };
+                    public.verify(&message, &signature).map_err(|_| {
+                        ServiceError::Internal("the signer returned an invalid signature".into())
+                    })?;
+                    return Ok(signature);
+                }
+                Ok(Signature::Ed25519(_)) => {
+                    return Err(ServiceError::Internal(
+                        "the operator key must be ECDSA P-256".into(),
+                    ));
+                }
+                Err(error) if error.is_transient() && attempt < SIGN_ATTEMPTS => {
+                    tracing::warn!(%error, attempt, "signing failed; retrying");
+                    last_error = error.to_string();
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(error) => {
+                    last_error = error.to_string();
+                    break;
+                }
+            }
+        }
+        Err(ServiceError::Unavailable {
+            retry_after: 5,
+            reason: format!("cannot sign checkpoints: {last_error}"),
+        })
+    }
+}

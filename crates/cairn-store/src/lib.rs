@@ -1,0 +1,183 @@
+//! cairn's storage.
+//!
+//! [`Store`] is the contract the sequencer and the API handlers rely on;
+//! [`SqlStore`] implements it once for both SQLite (the embedded default) and
+//! PostgreSQL, through sqlx's runtime-selected driver, with per-backend
+//! migrations in `migrations/sqlite` and `migrations/postgres`.
+//!
+//! This crate holds **no policy**: it never validates records, checks
+//! signatures or decides who may publish. It stores what it is given,
+//! atomically, and answers reads.
+
+mod error;
+mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod types;
+
+pub use error::StoreError;
+pub use sql::{Backend, SqlStore, WriterLock};
+pub use types::*;
+
+use async_trait::async_trait;
+use cairn_crypto::Sha256Digest;
+use cairn_log::Hash;
+use cairn_log::map::MapNode;
+use cairn_log::tree::NodeId;
+use cairn_protocol::{LogId, RecordId};
+
+/// Result alias for store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything cairn persists about its log.
+///
+/// # Contract (all implementations)
+///
+/// * **Durability.** A write that returns `Ok` is durable: it survives a
+///   crash or power loss of the process and the machine (SQLite runs with
+///   `synchronous=FULL` in WAL mode; PostgreSQL commits synchronously).
+/// * **Atomicity.** Each method is one transaction: it takes effect
+///   completely or not at all. In particular [`Store::commit_batch`] either
+///   stores every record, node, log state and the new tree head of a batch,
+///   or nothing.
+/// * **Append-only history.** Records, log nodes, map nodes and checkpoints
+///   are never modified or deleted by any method.
+/// * **Reads** see only committed data. Reads never block on the sequencer.
+/// * **Errors.** [`StoreError::Unavailable`] is transient (retry later);
+///   [`StoreError::Conflict`] means a uniqueness rule refused the write;
+///   [`StoreError::Corrupt`] means stored data breaks an invariant (stop and
+///   run `cairn fsck`).
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    // ----- tree -----
+
+    /// The sequenced tree, or `None` before the first batch.
+    async fn tree_head(&self) -> StoreResult<Option<TreeHead>>;
+
+    /// Log node hashes, one per requested node, in order. A node that was
+    /// never stored is [`StoreError::Corrupt`].
+    async fn log_nodes(&self, nodes: &[NodeId]) -> StoreResult<Vec<Hash>>;
+
+    /// Log node hashes of one height in `[start, end)`, in index order (for
+    /// tiles). Returns fewer than requested if the range is not complete.
+    async fn log_node_range(&self, height: u8, start: u64, end: u64) -> StoreResult<Vec<Hash>>;
+
+    /// Map nodes by hash. Missing nodes are absent from the result.
+    async fn map_nodes(&self, hashes: &[Hash]) -> StoreResult<Vec<(Hash, MapNode)>>;
+
+    /// Atomically stores a sequenced batch.
+    ///
+    /// MUST fail with [`StoreError::Conflict`] (and store nothing) unless the
+    /// stored tree size equals `batch.old_size` — a second writer, or a
+    /// replayed batch, can never extend the log twice. Deletes the sequenced
+    /// and rejected records' pending rows in the same transaction (rejected
+    /// ones are kept, marked rejected, for status queries).
+    async fn commit_batch(&self, batch: &Batch) -> StoreResult<()>;
+
+    // ----- checkpoints -----
+
+    /// Stores a signed checkpoint.
+    ///
+    /// Idempotent for an identical checkpoint. If a checkpoint of the same
+    /// length with **different roots** exists, fails with
+    /// [`StoreError::Corrupt`] and changes nothing: one length never has two
+    /// roots.
+    async fn store_checkpoint(&self, checkpoint: &StoredCheckpoint) -> StoreResult<()>;
+
+    /// The checkpoint with the greatest length.
+    async fn latest_checkpoint(&self) -> StoreResult<Option<StoredCheckpoint>>;
+
+    /// The checkpoint of exactly this length.
+    async fn checkpoint(&self, log_length: u64) -> StoreResult<Option<StoredCheckpoint>>;
+
+    /// All checkpoints, in length order (for fsck and audit).
+    async fn checkpoints(
+        &self,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredCheckpoint>>;
+
+    // ----- logs and records -----
+
+    /// A log's row.
+    async fn log(&self, log_id: &LogId) -> StoreResult<Option<LogRow>>;
+
+    /// The rows of these logs (unknown ones are absent), in one round trip.
+    async fn logs(&self, log_ids: &[LogId]) -> StoreResult<Vec<LogRow>>;
+
+    /// Records of one log with `after < registry_index < below`, in order,
+    /// at most `limit`.
+    async fn log_records(
+        &self,
+        log_id: &LogId,
+        after: Option<u64>,
+        below: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredRecord>>;
+
+    /// The record with this id, if sequenced.
+    async fn record_by_id(&self, record_id: &RecordId) -> StoreResult<Option<StoredRecord>>;
+
+    /// Records with registry indices in `[start, end)`, in order.
+    async fn records_range(&self, start: u64, end: u64) -> StoreResult<Vec<StoredRecord>>;
+
+    /// Records at these registry indices (missing ones are absent).
+    async fn records_at(&self, indices: &[u64]) -> StoreResult<Vec<StoredRecord>>;
+
+    // ----- pending records -----
+
+    /// Stores a newly accepted record.
+    ///
+    /// MUST fail with [`StoreError::Conflict`] if its record id is already
+    /// pending, or if its log already has a live (sourcing or queued) record.
+    async fn insert_pending(&self, record: &NewPending) -> StoreResult<PendingRecord>;
+
+    /// A pending (or recently rejected) record by id.
+    async fn pending(&self, record_id: &RecordId) -> StoreResult<Option<PendingRecord>>;
+
+    /// The live pending record of a log, if any.
+    async fn live_pending_for_log(&self, log_id: &LogId) -> StoreResult<Option<PendingRecord>>;
+
+    /// Queued records in arrival order, at most `limit`.
+    async fn queued(&self, limit: u32) -> StoreResult<Vec<PendingRecord>>;
+
+    /// Records content of `size` bytes as stored, and removes `digest` from
+    /// the missing content of every sourcing record; a record with nothing
+    /// missing becomes queued. Returns the record's state afterwards.
+    /// Idempotent.
+    async fn content_stored(
+        &self,
+        record_id: &RecordId,
+        digest: &Sha256Digest,
+        size: u64,
+    ) -> StoreResult<Option<PendingRecord>>;
+
+    /// Marks live records created before `before_ms` as rejected with
+    /// `reason`, and deletes rejected records created before
+    /// `forget_before_ms`. Returns how many were expired.
+    async fn expire_pending(
+        &self,
+        before_ms: i64,
+        reason: &str,
+        forget_before_ms: i64,
+    ) -> StoreResult<u64>;
+
+    // ----- content -----
+
+    /// Stored content by digest.
+    async fn content(&self, digest: &Sha256Digest) -> StoreResult<Option<ContentRow>>;
+
+    /// Records content as stored (not yet published). Idempotent.
+    async fn insert_content(&self, digest: &Sha256Digest, size: u64) -> StoreResult<()>;
+
+    // ----- meta -----
+
+    /// A registry fact set at initialisation.
+    async fn meta(&self, key: &str) -> StoreResult<Option<String>>;
+
+    /// Sets a registry fact if it is not set yet; returns the stored value.
+    async fn set_meta_once(&self, key: &str, value: &str) -> StoreResult<String>;
+
+    /// Names of package logs (`None` for the operator log; unknown ids absent).
+    async fn log_names(&self, log_ids: &[LogId]) -> StoreResult<Vec<(LogId, Option<String>)>>;
+}

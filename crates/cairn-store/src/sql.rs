@@ -1,0 +1,1008 @@
+//! [`SqlStore`]: the [`Store`] on SQLite or PostgreSQL through sqlx's
+//! runtime-selected (`Any`) driver. One implementation serves both, so the
+//! two backends cannot drift apart; only the DDL (in `migrations/`) and the
+//! writer lock differ.
+//!
+//! SQL conventions: `$N` placeholders numbered in order of first appearance
+//! (valid in both dialects), 64-bit integers, `BLOB`/`BYTEA` for digests.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use cairn_crypto::Sha256Digest;
+use cairn_log::Hash;
+use cairn_log::checkpoint::{Checkpoint, TimestampedCheckpoint};
+use cairn_log::map::MapNode;
+use cairn_log::tree::NodeId;
+use cairn_protocol::{LogId, RecordId};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Executor as _, Row as _, Transaction};
+
+use crate::types::*;
+use crate::{Store, StoreError, StoreResult};
+
+/// Which database a [`SqlStore`] talks to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Rows per multi-row statement (keeps bind counts far below both limits).
+const CHUNK: usize = 400;
+
+/// The [`Store`] over SQLite or PostgreSQL.
+pub struct SqlStore {
+    backend: Backend,
+    read: AnyPool,
+    /// SQLite: a single connection, so writers never contend; PostgreSQL:
+    /// the same pool as `read`.
+    write: AnyPool,
+    #[cfg(feature = "fault-injection")]
+    fault: std::sync::Mutex<Option<&'static str>>,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A held exclusive writer lock (see [`SqlStore::lock_writer`]).
+pub struct WriterLock {
+    _file: Option<std::fs::File>,
+    _connection: Option<sqlx::AnyConnection>,
+}
+
+impl std::fmt::Debug for WriterLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriterLock")
+    }
+}
+
+fn u64_from(value: i64, what: &str) -> StoreResult<u64> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what}: {value}")))
+}
+
+fn i64_from(value: u64) -> StoreResult<i64> {
+    i64::try_from(value).map_err(|_| StoreError::Conflict(format!("value {value} out of range")))
+}
+
+fn digest(bytes: &[u8], what: &str) -> StoreResult<Sha256Digest> {
+    Sha256Digest::from_slice(bytes).map_err(|_| StoreError::Corrupt(format!("bad {what} digest")))
+}
+
+fn node_key(node: NodeId) -> StoreResult<i64> {
+    if node.index >= 1 << 56 {
+        return Err(StoreError::Conflict(format!("{node:?} out of range")));
+    }
+    i64_from((u64::from(node.height) << 56) | node.index)
+}
+
+fn placeholders(first: usize, rows: usize, columns: usize) -> String {
+    let mut out = String::new();
+    for row in 0..rows {
+        if row > 0 {
+            out.push(',');
+        }
+        out.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                out.push(',');
+            }
+            out.push_str(&format!("${}", first + row * columns + column));
+        }
+        out.push(')');
+    }
+    out
+}
+
+fn list(first: usize, count: usize) -> String {
+    (0..count)
+        .map(|i| format!("${}", first + i))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl SqlStore {
+    /// Connects to `url`: `sqlite://PATH` (created if missing) or
+    /// `postgres://…`. Does not migrate.
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let path = PathBuf::from(path.split('?').next().unwrap_or(path));
+            let url = format!("sqlite://{}?mode=rwc", path.display());
+            let options = || {
+                AnyPoolOptions::new().after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        Ok(())
+                    })
+                })
+            };
+            let write = options().max_connections(1).connect(&url).await?;
+            let read = options()
+                .max_connections(max_connections.max(1))
+                .connect(&url)
+                .await?;
+            return Ok(Self::new(Backend::Sqlite { path }, read, write));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(max_connections.max(2))
+                .acquire_timeout(std::time::Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            return Ok(Self::new(Backend::Postgres, pool.clone(), pool));
+        }
+        Err(StoreError::Config(
+            "database URL must start with sqlite:// or postgres://".into(),
+        ))
+    }
+
+    fn new(backend: Backend, read: AnyPool, write: AnyPool) -> Self {
+        Self {
+            backend,
+            read,
+            write,
+            #[cfg(feature = "fault-injection")]
+            fault: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Applies pending migrations of this backend.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        let result = match self.backend {
+            Backend::Sqlite { .. } => {
+                sqlx::migrate!("../../migrations/sqlite")
+                    .run(&self.write)
+                    .await
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("../../migrations/postgres")
+                    .run(&self.write)
+                    .await
+            }
+        };
+        result.map_err(|e| StoreError::Config(format!("migration failed: {e}")))
+    }
+
+    /// Versions of this binary's migrations that the database lacks.
+    pub async fn pending_migrations(&self) -> StoreResult<Vec<i64>> {
+        let migrator = match self.backend {
+            Backend::Sqlite { .. } => sqlx::migrate!("../../migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("../../migrations/postgres"),
+        };
+        let applied: Vec<i64> =
+            match sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.read)
+                .await
+            {
+                Ok(rows) => rows
+                    .iter()
+                    .map(|r| r.try_get::<i64, _>(0))
+                    .collect::<Result<_, _>>()?,
+                Err(_) => Vec::new(),
+            };
+        if let Some(newer) = applied
+            .iter()
+            .find(|v| !migrator.iter().any(|m| m.version == **v))
+        {
+            return Err(StoreError::Config(format!(
+                "the database has migration {newer}, which this cairn binary does not know; \
+                 upgrade cairn before starting it on this database"
+            )));
+        }
+        Ok(migrator
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect())
+    }
+
+    /// Takes the exclusive writer lock: only one sequencer may ever write a
+    /// database. SQLite: an OS lock on `<db>.lock`; PostgreSQL: a
+    /// session-level advisory lock held on a dedicated connection.
+    pub async fn lock_writer(&self) -> StoreResult<WriterLock> {
+        match &self.backend {
+            Backend::Sqlite { path } => {
+                let mut lock_path = path.clone().into_os_string();
+                lock_path.push(".lock");
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .map_err(|e| StoreError::Config(format!("cannot open lock file: {e}")))?;
+                file.try_lock().map_err(|_| {
+                    StoreError::Config(
+                        "another cairn process is writing this database (its lock file is held)"
+                            .into(),
+                    )
+                })?;
+                Ok(WriterLock {
+                    _file: Some(file),
+                    _connection: None,
+                })
+            }
+            Backend::Postgres => {
+                let mut connection = self.write.acquire().await?.detach();
+                let row = sqlx::query("SELECT pg_try_advisory_lock(6360812773657829742)")
+                    .fetch_one(&mut connection)
+                    .await?;
+                if !row.try_get::<bool, _>(0)? {
+                    return Err(StoreError::Config(
+                        "another cairn server is writing this database (advisory lock held)".into(),
+                    ));
+                }
+                Ok(WriterLock {
+                    _file: None,
+                    _connection: Some(connection),
+                })
+            }
+        }
+    }
+
+    /// Makes the next batch commit fail after `step` (fault-injection builds).
+    #[cfg(feature = "fault-injection")]
+    pub fn set_fault(&self, step: Option<&'static str>) {
+        if let Ok(mut fault) = self.fault.lock() {
+            *fault = step;
+        }
+    }
+
+    fn check_fault(&self, _step: &'static str) -> StoreResult<()> {
+        #[cfg(feature = "fault-injection")]
+        if let Ok(mut fault) = self.fault.lock()
+            && *fault == Some(_step)
+        {
+            *fault = None;
+            return Err(StoreError::Unavailable(format!(
+                "injected fault after {_step}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn check_tree_size(tx: &mut Transaction<'_, Any>, expected: u64) -> StoreResult<()> {
+        let stored = sqlx::query("SELECT size FROM tree_head WHERE id = 1")
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|row| row.try_get::<i64, _>(0))
+            .transpose()?
+            .map(|size| u64_from(size, "tree size"))
+            .transpose()?
+            .unwrap_or(0);
+        if stored != expected {
+            return Err(StoreError::Conflict(format!(
+                "batch extends tree size {expected} but the stored size is {stored}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn insert_records(
+        tx: &mut Transaction<'_, Any>,
+        records: &[StoredRecord],
+    ) -> StoreResult<()> {
+        for chunk in records.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO records (registry_index, record_id, log_id, content_bytes, key_id, signature) VALUES {}",
+                placeholders(1, chunk.len(), 6)
+            );
+            let mut query = sqlx::query(&sql);
+            for r in chunk {
+                query = query
+                    .bind(i64_from(r.registry_index)?)
+                    .bind(r.record_id.0.0.to_vec())
+                    .bind(r.log_id.0.0.to_vec())
+                    .bind(r.content_bytes.clone())
+                    .bind(r.key_id.clone())
+                    .bind(r.signature.clone());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn upsert_logs(tx: &mut Transaction<'_, Any>, logs: &[LogRow]) -> StoreResult<()> {
+        for chunk in logs.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO logs (log_id, kind, name, state, head_index, head_record, record_count) VALUES {} \
+                 ON CONFLICT (log_id) DO UPDATE SET state = excluded.state, head_index = excluded.head_index, \
+                 head_record = excluded.head_record, record_count = excluded.record_count",
+                placeholders(1, chunk.len(), 7)
+            );
+            let mut query = sqlx::query(&sql);
+            for l in chunk {
+                query = query
+                    .bind(l.log_id.0.0.to_vec())
+                    .bind(l.kind.to_db())
+                    .bind(l.name.clone())
+                    .bind(l.state.clone())
+                    .bind(i64_from(l.head_index)?)
+                    .bind(l.head_record.0.0.to_vec())
+                    .bind(i64_from(l.record_count)?);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_log_nodes(
+        tx: &mut Transaction<'_, Any>,
+        nodes: &[(NodeId, Hash)],
+    ) -> StoreResult<()> {
+        for chunk in nodes.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO log_nodes (node, hash) VALUES {}",
+                placeholders(1, chunk.len(), 2)
+            );
+            let mut query = sqlx::query(&sql);
+            for (node, hash) in chunk {
+                query = query.bind(node_key(*node)?).bind(hash.0.to_vec());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_map_nodes(
+        tx: &mut Transaction<'_, Any>,
+        nodes: &[(Hash, MapNode)],
+    ) -> StoreResult<()> {
+        for chunk in nodes.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO map_nodes (hash, node) VALUES {} ON CONFLICT (hash) DO NOTHING",
+                placeholders(1, chunk.len(), 2)
+            );
+            let mut query = sqlx::query(&sql);
+            for (hash, node) in chunk {
+                query = query.bind(hash.0.to_vec()).bind(node.encode());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn set_tree_head(tx: &mut Transaction<'_, Any>, head: &TreeHead) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO tree_head (id, size, log_root, map_root) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET size = excluded.size, log_root = excluded.log_root, \
+             map_root = excluded.map_root",
+        )
+        .bind(i64_from(head.size)?)
+        .bind(head.log_root.0.to_vec())
+        .bind(head.map_root.0.to_vec())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_pending(tx: &mut Transaction<'_, Any>, ids: &[RecordId]) -> StoreResult<()> {
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "DELETE FROM pending WHERE record_id IN ({})",
+                list(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id.0.0.to_vec());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn reject_pending(
+        tx: &mut Transaction<'_, Any>,
+        rejected: &[(RecordId, String)],
+    ) -> StoreResult<()> {
+        for (id, reason) in rejected {
+            sqlx::query("UPDATE pending SET state = 2, reason = $1 WHERE record_id = $2")
+                .bind(reason.clone())
+                .bind(id.0.0.to_vec())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn publish_contents(
+        tx: &mut Transaction<'_, Any>,
+        digests: &[Sha256Digest],
+    ) -> StoreResult<()> {
+        for chunk in digests.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE contents SET published = 1 WHERE digest IN ({})",
+                list(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for d in chunk {
+                query = query.bind(d.0.to_vec());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+}
+
+fn checkpoint_from_row(row: &AnyRow) -> StoreResult<StoredCheckpoint> {
+    Ok(StoredCheckpoint {
+        checkpoint: TimestampedCheckpoint {
+            checkpoint: Checkpoint {
+                log_length: u64_from(row.try_get("log_length")?, "log length")?,
+                log_root: digest(&row.try_get::<Vec<u8>, _>("log_root")?, "log root")?,
+                map_root: digest(&row.try_get::<Vec<u8>, _>("map_root")?, "map root")?,
+            },
+            timestamp: u64_from(row.try_get("timestamp")?, "timestamp")?,
+        },
+        key_id: row.try_get("key_id")?,
+        signature: row.try_get("signature")?,
+    })
+}
+
+fn record_from_row(row: &AnyRow) -> StoreResult<StoredRecord> {
+    Ok(StoredRecord {
+        registry_index: u64_from(row.try_get("registry_index")?, "registry index")?,
+        record_id: RecordId(digest(
+            &row.try_get::<Vec<u8>, _>("record_id")?,
+            "record id",
+        )?),
+        log_id: LogId(digest(&row.try_get::<Vec<u8>, _>("log_id")?, "log id")?),
+        content_bytes: row.try_get("content_bytes")?,
+        key_id: row.try_get("key_id")?,
+        signature: row.try_get("signature")?,
+    })
+}
+
+fn pending_from_row(row: &AnyRow) -> StoreResult<PendingRecord> {
+    let missing: Vec<String> = serde_json::from_str(&row.try_get::<String, _>("missing")?)
+        .map_err(|e| StoreError::Corrupt(format!("pending missing list: {e}")))?;
+    let missing = missing
+        .iter()
+        .map(|d| Sha256Digest::from_str(d))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Corrupt(format!("pending missing digest: {e}")))?;
+    let state: i64 = row.try_get("state")?;
+    Ok(PendingRecord {
+        seq: row.try_get("seq")?,
+        record: NewPending {
+            record_id: RecordId(digest(
+                &row.try_get::<Vec<u8>, _>("record_id")?,
+                "record id",
+            )?),
+            log_id: LogId(digest(&row.try_get::<Vec<u8>, _>("log_id")?, "log id")?),
+            package_name: row.try_get("package_name")?,
+            content_bytes: row.try_get("content_bytes")?,
+            key_id: row.try_get("key_id")?,
+            signature: row.try_get("signature")?,
+            missing,
+            created_at_ms: row.try_get("created_at")?,
+        },
+        state: PendingState::from_db(state)
+            .ok_or_else(|| StoreError::Corrupt(format!("pending state {state}")))?,
+        reason: row.try_get("reason")?,
+    })
+}
+
+fn log_from_row(row: &AnyRow) -> StoreResult<LogRow> {
+    let kind: i64 = row.try_get("kind")?;
+    Ok(LogRow {
+        log_id: LogId(digest(&row.try_get::<Vec<u8>, _>("log_id")?, "log id")?),
+        kind: LogKind::from_db(kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("log kind {kind}")))?,
+        name: row.try_get("name")?,
+        state: row.try_get("state")?,
+        head_index: u64_from(row.try_get("head_index")?, "head index")?,
+        head_record: RecordId(digest(
+            &row.try_get::<Vec<u8>, _>("head_record")?,
+            "head record",
+        )?),
+        record_count: u64_from(row.try_get("record_count")?, "record count")?,
+    })
+}
+
+fn missing_json(missing: &[Sha256Digest]) -> String {
+    serde_json::Value::Array(
+        missing
+            .iter()
+            .map(|d| serde_json::Value::String(d.to_string()))
+            .collect(),
+    )
+    .to_string()
+}
+
+const RECORD_COLUMNS: &str = "registry_index, record_id, log_id, content_bytes, key_id, signature";
+const PENDING_COLUMNS: &str = "seq, record_id, log_id, package_name, content_bytes, key_id, signature, state, missing, reason, created_at";
+const CHECKPOINT_COLUMNS: &str = "log_length, log_root, map_root, timestamp, key_id, signature";
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn tree_head(&self) -> StoreResult<Option<TreeHead>> {
+        let row = sqlx::query("SELECT size, log_root, map_root FROM tree_head WHERE id = 1")
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|row| {
+            Ok(TreeHead {
+                size: u64_from(row.try_get("size")?, "tree size")?,
+                log_root: digest(&row.try_get::<Vec<u8>, _>("log_root")?, "log root")?,
+                map_root: digest(&row.try_get::<Vec<u8>, _>("map_root")?, "map root")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn log_nodes(&self, nodes: &[NodeId]) -> StoreResult<Vec<Hash>> {
+        let mut found: HashMap<i64, Hash> = HashMap::with_capacity(nodes.len());
+        let keys = nodes
+            .iter()
+            .map(|n| node_key(*n))
+            .collect::<StoreResult<Vec<_>>>()?;
+        for chunk in keys.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT node, hash FROM log_nodes WHERE node IN ({})",
+                list(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for key in chunk {
+                query = query.bind(*key);
+            }
+            for row in query.fetch_all(&self.read).await? {
+                found.insert(
+                    row.try_get(0)?,
+                    digest(&row.try_get::<Vec<u8>, _>(1)?, "log node")?,
+                );
+            }
+        }
+        nodes
+            .iter()
+            .zip(&keys)
+            .map(|(node, key)| {
+                found
+                    .get(key)
+                    .copied()
+                    .ok_or_else(|| StoreError::Corrupt(format!("log node {node:?} is missing")))
+            })
+            .collect()
+    }
+
+    async fn log_node_range(&self, height: u8, start: u64, end: u64) -> StoreResult<Vec<Hash>> {
+        let first = node_key(NodeId {
+            height,
+            index: start,
+        })?;
+        let last = node_key(NodeId { height, index: end })?;
+        let rows =
+            sqlx::query("SELECT hash FROM log_nodes WHERE node >= $1 AND node < $2 ORDER BY node")
+                .bind(first)
+                .bind(last)
+                .fetch_all(&self.read)
+                .await?;
+        rows.iter()
+            .map(|row| digest(&row.try_get::<Vec<u8>, _>(0)?, "log node"))
+            .collect()
+    }
+
+    async fn map_nodes(&self, hashes: &[Hash]) -> StoreResult<Vec<(Hash, MapNode)>> {
+        let mut out = Vec::with_capacity(hashes.len());
+        for chunk in hashes.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT hash, node FROM map_nodes WHERE hash IN ({})",
+                list(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for hash in chunk {
+                query = query.bind(hash.0.to_vec());
+            }
+            for row in query.fetch_all(&self.read).await? {
+                let hash = digest(&row.try_get::<Vec<u8>, _>(0)?, "map node")?;
+                let node = MapNode::decode(&row.try_get::<Vec<u8>, _>(1)?)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                out.push((hash, node));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn commit_batch(&self, batch: &Batch) -> StoreResult<()> {
+        let mut tx = self.write.begin().await?;
+        Self::check_tree_size(&mut tx, batch.old_size).await?;
+        Self::insert_records(&mut tx, &batch.records).await?;
+        self.check_fault("records")?;
+        Self::upsert_logs(&mut tx, &batch.logs).await?;
+        Self::insert_log_nodes(&mut tx, &batch.log_nodes).await?;
+        self.check_fault("log_nodes")?;
+        Self::insert_map_nodes(&mut tx, &batch.map_nodes).await?;
+        if let Some(head) = &batch.head {
+            Self::set_tree_head(&mut tx, head).await?;
+        }
+        self.check_fault("tree_head")?;
+        Self::delete_pending(&mut tx, &batch.sequenced).await?;
+        Self::reject_pending(&mut tx, &batch.rejected).await?;
+        Self::publish_contents(&mut tx, &batch.published_contents).await?;
+        self.check_fault("before_commit")?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn store_checkpoint(&self, stored: &StoredCheckpoint) -> StoreResult<()> {
+        let cp = &stored.checkpoint.checkpoint;
+        let mut tx = self.write.begin().await?;
+        let existing = sqlx::query(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE log_length = $1"
+        ))
+        .bind(i64_from(cp.log_length)?)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            let existing = checkpoint_from_row(&row)?;
+            if existing.checkpoint.checkpoint != *cp {
+                return Err(StoreError::Corrupt(format!(
+                    "refusing a second checkpoint for length {} with different roots",
+                    cp.log_length
+                )));
+            }
+            return Ok(());
+        }
+        sqlx::query(&format!(
+            "INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        ))
+        .bind(i64_from(cp.log_length)?)
+        .bind(cp.log_root.0.to_vec())
+        .bind(cp.map_root.0.to_vec())
+        .bind(i64_from(stored.checkpoint.timestamp)?)
+        .bind(stored.key_id.clone())
+        .bind(stored.signature.clone())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn latest_checkpoint(&self) -> StoreResult<Option<StoredCheckpoint>> {
+        sqlx::query(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY log_length DESC LIMIT 1"
+        ))
+        .fetch_optional(&self.read)
+        .await?
+        .map(|row| checkpoint_from_row(&row))
+        .transpose()
+    }
+
+    async fn checkpoint(&self, log_length: u64) -> StoreResult<Option<StoredCheckpoint>> {
+        sqlx::query(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE log_length = $1"
+        ))
+        .bind(i64_from(log_length)?)
+        .fetch_optional(&self.read)
+        .await?
+        .map(|row| checkpoint_from_row(&row))
+        .transpose()
+    }
+
+    async fn checkpoints(
+        &self,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredCheckpoint>> {
+        let after = after.map(i64_from).transpose()?.unwrap_or(-1);
+        sqlx::query(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE log_length > $1 ORDER BY log_length LIMIT $2"
+        ))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(checkpoint_from_row)
+        .collect()
+    }
+
+    async fn log(&self, log_id: &LogId) -> StoreResult<Option<LogRow>> {
+        sqlx::query(
+            "SELECT log_id, kind, name, state, head_index, head_record, record_count FROM logs WHERE log_id = $1",
+        )
+        .bind(log_id.0.0.to_vec())
+        .fetch_optional(&self.read)
+        .await?
+        .map(|row| log_from_row(&row))
+        .transpose()
+    }
+
+    async fn logs(&self, log_ids: &[LogId]) -> StoreResult<Vec<LogRow>> {
+        let mut out = Vec::with_capacity(log_ids.len());
+        for chunk in log_ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT log_id, kind, name, state, head_index, head_record, record_count FROM logs \
+                 WHERE log_id IN ({})",
+                list(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id.0.0.to_vec());
+            }
+            for row in query.fetch_all(&self.read).await? {
+                out.push(log_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn log_records(
+        &self,
+        log_id: &LogId,
+        after: Option<u64>,
+        below: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredRecord>> {
+        let after = after.map(i64_from).transpose()?.unwrap_or(-1);
+        sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE log_id = $1 AND registry_index > $2 \
+             AND registry_index < $3 ORDER BY registry_index LIMIT $4"
+        ))
+        .bind(log_id.0.0.to_vec())
+        .bind(after)
+        .bind(i64_from(below)?)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(record_from_row)
+        .collect()
+    }
+
+    async fn record_by_id(&self, record_id: &RecordId) -> StoreResult<Option<StoredRecord>> {
+        sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE record_id = $1"
+        ))
+        .bind(record_id.0.0.to_vec())
+        .fetch_optional(&self.read)
+        .await?
+        .map(|row| record_from_row(&row))
+        .transpose()
+    }
+
+    async fn records_range(&self, start: u64, end: u64) -> StoreResult<Vec<StoredRecord>> {
+        sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE registry_index >= $1 AND registry_index < $2 \
+             ORDER BY registry_index"
+        ))
+        .bind(i64_from(start)?)
+        .bind(i64_from(end)?)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(record_from_row)
+        .collect()
+    }
+
+    async fn records_at(&self, indices: &[u64]) -> StoreResult<Vec<StoredRecord>> {
+        let mut out = Vec::with_capacity(indices.len());
+        for chunk in indices.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT {RECORD_COLUMNS} FROM records WHERE registry_index IN ({})",
+                list(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for index in chunk {
+                query = query.bind(i64_from(*index)?);
+            }
+            for row in query.fetch_all(&self.read).await? {
+                out.push(record_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn insert_pending(&self, record: &NewPending) -> StoreResult<PendingRecord> {
+        let state = if record.missing.is_empty() {
+            PendingState::Queued
+        } else {
+            PendingState::Sourcing
+        };
+        let row = sqlx::query(
+            "INSERT INTO pending (record_id, log_id, package_name, content_bytes, key_id, signature, \
+             state, missing, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
+        )
+        .bind(record.record_id.0.0.to_vec())
+        .bind(record.log_id.0.0.to_vec())
+        .bind(record.package_name.clone())
+        .bind(record.content_bytes.clone())
+        .bind(record.key_id.clone())
+        .bind(record.signature.clone())
+        .bind(state.to_db())
+        .bind(missing_json(&record.missing))
+        .bind(record.created_at_ms)
+        .fetch_one(&self.write)
+        .await?;
+        Ok(PendingRecord {
+            seq: row.try_get(0)?,
+            record: record.clone(),
+            state,
+            reason: None,
+        })
+    }
+
+    async fn pending(&self, record_id: &RecordId) -> StoreResult<Option<PendingRecord>> {
+        sqlx::query(&format!(
+            "SELECT {PENDING_COLUMNS} FROM pending WHERE record_id = $1"
+        ))
+        .bind(record_id.0.0.to_vec())
+        .fetch_optional(&self.read)
+        .await?
+        .map(|row| pending_from_row(&row))
+        .transpose()
+    }
+
+    async fn live_pending_for_log(&self, log_id: &LogId) -> StoreResult<Option<PendingRecord>> {
+        sqlx::query(&format!(
+            "SELECT {PENDING_COLUMNS} FROM pending WHERE log_id = $1 AND state < 2"
+        ))
+        .bind(log_id.0.0.to_vec())
+        .fetch_optional(&self.read)
+        .await?
+        .map(|row| pending_from_row(&row))
+        .transpose()
+    }
+
+    async fn queued(&self, limit: u32) -> StoreResult<Vec<PendingRecord>> {
+        sqlx::query(&format!(
+            "SELECT {PENDING_COLUMNS} FROM pending WHERE state = 1 ORDER BY seq LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(pending_from_row)
+        .collect()
+    }
+
+    async fn content_stored(
+        &self,
+        record_id: &RecordId,
+        digest_value: &Sha256Digest,
+        size: u64,
+    ) -> StoreResult<Option<PendingRecord>> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query("INSERT INTO contents (digest, size, published) VALUES ($1, $2, 0) ON CONFLICT (digest) DO NOTHING")
+            .bind(digest_value.0.to_vec())
+            .bind(i64_from(size)?)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {PENDING_COLUMNS} FROM pending WHERE record_id = $1"
+        ))
+        .bind(record_id.0.0.to_vec())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let mut pending = pending_from_row(&row)?;
+        if pending.state == PendingState::Sourcing {
+            pending.record.missing.retain(|d| d != digest_value);
+            if pending.record.missing.is_empty() {
+                pending.state = PendingState::Queued;
+            }
+            sqlx::query("UPDATE pending SET missing = $1, state = $2 WHERE record_id = $3")
+                .bind(missing_json(&pending.record.missing))
+                .bind(pending.state.to_db())
+                .bind(record_id.0.0.to_vec())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(pending))
+    }
+
+    async fn expire_pending(
+        &self,
+        before_ms: i64,
+        reason: &str,
+        forget_before_ms: i64,
+    ) -> StoreResult<u64> {
+        let mut tx = self.write.begin().await?;
+        let expired = sqlx::query(
+            "UPDATE pending SET state = 2, reason = $1 WHERE state < 2 AND created_at < $2",
+        )
+        .bind(reason.to_owned())
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM pending WHERE state = 2 AND created_at < $1")
+            .bind(forget_before_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    async fn content(&self, digest_value: &Sha256Digest) -> StoreResult<Option<ContentRow>> {
+        sqlx::query("SELECT size, published FROM contents WHERE digest = $1")
+            .bind(digest_value.0.to_vec())
+            .fetch_optional(&self.read)
+            .await?
+            .map(|row| {
+                Ok(ContentRow {
+                    digest: *digest_value,
+                    size: u64_from(row.try_get("size")?, "content size")?,
+                    published: row.try_get::<i64, _>("published")? != 0,
+                })
+            })
+            .transpose()
+    }
+
+    async fn insert_content(&self, digest_value: &Sha256Digest, size: u64) -> StoreResult<()> {
+        sqlx::query("INSERT INTO contents (digest, size, published) VALUES ($1, $2, 0) ON CONFLICT (digest) DO NOTHING")
+            .bind(digest_value.0.to_vec())
+            .bind(i64_from(size)?)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn meta(&self, key: &str) -> StoreResult<Option<String>> {
+        sqlx::query("SELECT value FROM meta WHERE key = $1")
+            .bind(key.to_owned())
+            .fetch_optional(&self.read)
+            .await?
+            .map(|row| Ok(row.try_get(0)?))
+            .transpose()
+    }
+
+    async fn set_meta_once(&self, key: &str, value: &str) -> StoreResult<String> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key.to_owned())
+            .bind(value.to_owned())
+            .execute(&self.write)
+            .await?;
+        let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
+            .bind(key.to_owned())
+            .fetch_one(&self.write)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn log_names(&self, log_ids: &[LogId]) -> StoreResult<Vec<(LogId, Option<String>)>> {
+        let mut out = Vec::with_capacity(log_ids.len());
+        for chunk in log_ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT log_id, name FROM logs WHERE log_id IN ({})",
+                list(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id.0.0.to_vec());
+            }
+            for row in query.fetch_all(&self.read).await? {
+                out.push((
+                    LogId(digest(&row.try_get::<Vec<u8>, _>(0)?, "log id")?),
+                    row.try_get(1)?,
+                ));
+            }
+        }
+        Ok(out)
+    }
+}

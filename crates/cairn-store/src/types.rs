@@ -1,0 +1,190 @@
+//! Rows and batches exchanged with a [`crate::Store`].
+
+use cairn_crypto::Sha256Digest;
+use cairn_log::Hash;
+use cairn_log::checkpoint::TimestampedCheckpoint;
+use cairn_log::map::MapNode;
+use cairn_log::tree::NodeId;
+use cairn_protocol::{LogId, RecordId};
+
+/// The sequenced tree: its size and roots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TreeHead {
+    /// Number of records sequenced.
+    pub size: u64,
+    /// RFC 6962 root.
+    pub log_root: Hash,
+    /// Map root (`E(256)` when empty).
+    pub map_root: Hash,
+}
+
+/// A signed warg checkpoint as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// The checkpoint.
+    pub checkpoint: TimestampedCheckpoint,
+    /// Signing key id.
+    pub key_id: String,
+    /// Signature string.
+    pub signature: String,
+}
+
+/// Which kind of log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogKind {
+    /// The operator log.
+    Operator,
+    /// A package log.
+    Package,
+}
+
+impl LogKind {
+    pub(crate) fn to_db(self) -> i64 {
+        match self {
+            Self::Operator => 0,
+            Self::Package => 1,
+        }
+    }
+
+    pub(crate) fn from_db(value: i64) -> Option<Self> {
+        match value {
+            0 => Some(Self::Operator),
+            1 => Some(Self::Package),
+            _ => None,
+        }
+    }
+}
+
+/// One log: its validation state and head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRow {
+    /// The log id.
+    pub log_id: LogId,
+    /// Operator or package.
+    pub kind: LogKind,
+    /// Package name (`None` for the operator log).
+    pub name: Option<String>,
+    /// The validator state, serialised as JSON by the service.
+    pub state: String,
+    /// Registry index of the head record.
+    pub head_index: u64,
+    /// Record id of the head record.
+    pub head_record: RecordId,
+    /// Number of records in the log.
+    pub record_count: u64,
+}
+
+/// A sequenced record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// Its leaf index in the registry log.
+    pub registry_index: u64,
+    /// Its record id.
+    pub record_id: RecordId,
+    /// Its log.
+    pub log_id: LogId,
+    /// The envelope's exact content bytes.
+    pub content_bytes: Vec<u8>,
+    /// The envelope's key id.
+    pub key_id: String,
+    /// The envelope's signature string, as received.
+    pub signature: String,
+}
+
+/// Where a pending record stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PendingState {
+    /// Waiting for content uploads.
+    Sourcing,
+    /// Ready for the sequencer.
+    Queued,
+    /// Refused; kept for status queries for a while.
+    Rejected,
+}
+
+impl PendingState {
+    pub(crate) fn to_db(self) -> i64 {
+        match self {
+            Self::Sourcing => 0,
+            Self::Queued => 1,
+            Self::Rejected => 2,
+        }
+    }
+
+    pub(crate) fn from_db(value: i64) -> Option<Self> {
+        match value {
+            0 => Some(Self::Sourcing),
+            1 => Some(Self::Queued),
+            2 => Some(Self::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// A record to accept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewPending {
+    /// Its record id.
+    pub record_id: RecordId,
+    /// Its log.
+    pub log_id: LogId,
+    /// Package name (`None` for operator records).
+    pub package_name: Option<String>,
+    /// Exact content bytes.
+    pub content_bytes: Vec<u8>,
+    /// Key id.
+    pub key_id: String,
+    /// Signature string.
+    pub signature: String,
+    /// Content digests not yet stored (empty: the record is queued at once).
+    pub missing: Vec<Sha256Digest>,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
+}
+
+/// An accepted, not yet sequenced (or rejected) record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingRecord {
+    /// Arrival order.
+    pub seq: i64,
+    /// The record.
+    pub record: NewPending,
+    /// Its state.
+    pub state: PendingState,
+    /// Why it was rejected.
+    pub reason: Option<String>,
+}
+
+/// Stored content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContentRow {
+    /// Its digest.
+    pub digest: Sha256Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether a sequenced record references it.
+    pub published: bool,
+}
+
+/// Everything one sequencer batch writes, atomically.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// The tree size the batch extends (must equal the stored size).
+    pub old_size: u64,
+    /// The tree after the batch.
+    pub head: Option<TreeHead>,
+    /// New records, in registry order starting at `old_size`.
+    pub records: Vec<StoredRecord>,
+    /// New or updated log rows.
+    pub logs: Vec<LogRow>,
+    /// New log nodes.
+    pub log_nodes: Vec<(NodeId, Hash)>,
+    /// New map nodes.
+    pub map_nodes: Vec<(Hash, MapNode)>,
+    /// Pending records that were sequenced (their pending rows are deleted).
+    pub sequenced: Vec<RecordId>,
+    /// Pending records refused by the sequencer, with the reason.
+    pub rejected: Vec<(RecordId, String)>,
+    /// Content now referenced by a sequenced record.
+    pub published_contents: Vec<Sha256Digest>,
+}

@@ -1,0 +1,337 @@
+//! One storage conformance suite, run against SQLite and PostgreSQL.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    reason = "tests"
+)]
+
+use cairn_crypto::Sha256Digest;
+use cairn_log::Hash;
+use cairn_log::checkpoint::{Checkpoint, TimestampedCheckpoint};
+use cairn_log::map::{MapKey, MapNode};
+use cairn_log::tree::NodeId;
+use cairn_protocol::{LogId, RecordId};
+use cairn_store::testing::TestDatabase;
+use cairn_store::*;
+
+async fn open(db: &TestDatabase) -> SqlStore {
+    let store = SqlStore::connect(&db.url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+fn record(index: u64, log: &LogId) -> StoredRecord {
+    StoredRecord {
+        registry_index: index,
+        record_id: RecordId(Sha256Digest::of(&index.to_le_bytes())),
+        log_id: *log,
+        content_bytes: vec![index as u8; 10],
+        key_id: "sha256:key".into(),
+        signature: "ecdsa-p256:sig".into(),
+    }
+}
+
+fn pending(n: u8, log: &LogId, missing: Vec<Sha256Digest>) -> NewPending {
+    NewPending {
+        record_id: RecordId(Sha256Digest::of(&[n, 0xaa])),
+        log_id: *log,
+        package_name: Some("ns:pkg".into()),
+        content_bytes: vec![n],
+        key_id: "k".into(),
+        signature: "s".into(),
+        missing,
+        created_at_ms: 1000 + i64::from(n),
+    }
+}
+
+fn batch(old_size: u64, count: u64, log: &LogId) -> Batch {
+    let records: Vec<StoredRecord> = (old_size..old_size + count)
+        .map(|i| record(i, log))
+        .collect();
+    let last = records.last().unwrap().clone();
+    Batch {
+        old_size,
+        head: Some(TreeHead {
+            size: old_size + count,
+            log_root: Hash::of(&(old_size + count).to_le_bytes()),
+            map_root: Hash::of(b"map"),
+        }),
+        logs: vec![LogRow {
+            log_id: *log,
+            kind: LogKind::Package,
+            name: Some("ns:pkg".into()),
+            state: "{}".into(),
+            head_index: last.registry_index,
+            head_record: last.record_id,
+            record_count: old_size + count,
+        }],
+        log_nodes: records
+            .iter()
+            .map(|r| (NodeId::leaf(r.registry_index), r.record_id.0))
+            .collect(),
+        map_nodes: vec![(
+            Hash::of(&old_size.to_le_bytes()),
+            MapNode::leaf(MapKey([1; 32]), Hash::of(b"v")),
+        )],
+        records,
+        ..Batch::default()
+    }
+}
+
+#[tokio::test]
+async fn batches_are_atomic_and_ordered() {
+    for db in TestDatabase::all().await {
+        let store = open(&db).await;
+        let log = LogId(Sha256Digest::of(b"log"));
+        assert_eq!(store.tree_head().await.unwrap(), None, "{}", db.kind);
+
+        store.commit_batch(&batch(0, 3, &log)).await.unwrap();
+        assert_eq!(store.tree_head().await.unwrap().unwrap().size, 3);
+
+        // A batch that does not extend the stored size is refused entirely.
+        let stale = batch(1, 2, &log);
+        assert!(matches!(
+            store.commit_batch(&stale).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.tree_head().await.unwrap().unwrap().size, 3);
+
+        // A failure between statements leaves nothing behind.
+        for step in ["records", "log_nodes", "tree_head", "before_commit"] {
+            store.set_fault(Some(step));
+            assert!(
+                store.commit_batch(&batch(3, 2, &log)).await.is_err(),
+                "{step}"
+            );
+            assert_eq!(store.tree_head().await.unwrap().unwrap().size, 3, "{step}");
+            assert!(store.records_at(&[3]).await.unwrap().is_empty(), "{step}");
+        }
+        store.commit_batch(&batch(3, 2, &log)).await.unwrap();
+
+        let records = store.log_records(&log, None, 5, 100).await.unwrap();
+        assert_eq!(
+            records.iter().map(|r| r.registry_index).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4]
+        );
+        let page = store.log_records(&log, Some(1), 4, 2).await.unwrap();
+        assert_eq!(
+            page.iter().map(|r| r.registry_index).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        assert_eq!(
+            store
+                .record_by_id(&records[2].record_id)
+                .await
+                .unwrap()
+                .unwrap(),
+            records[2]
+        );
+        assert_eq!(store.records_range(1, 3).await.unwrap().len(), 2);
+        assert_eq!(store.log(&log).await.unwrap().unwrap().head_index, 4);
+        assert_eq!(
+            store
+                .logs(&[log, LogId(Sha256Digest::of(b"x"))])
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            store
+                .log_nodes(&[NodeId::leaf(4), NodeId::leaf(0)])
+                .await
+                .unwrap(),
+            vec![records[4].record_id.0, records[0].record_id.0]
+        );
+        assert!(matches!(
+            store.log_nodes(&[NodeId::leaf(9)]).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(store.log_node_range(0, 1, 4).await.unwrap().len(), 3);
+        assert_eq!(
+            store
+                .map_nodes(&[Hash::of(&0u64.to_le_bytes()), Hash::of(b"none")])
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            store
+                .log_names(&[log, LogId(Sha256Digest::of(b"x"))])
+                .await
+                .unwrap(),
+            vec![(log, Some("ns:pkg".into()))]
+        );
+    }
+}
+
+#[tokio::test]
+async fn checkpoints_never_change_roots() {
+    for db in TestDatabase::all().await {
+        let store = open(&db).await;
+        let cp = |len: u64, root: &[u8]| StoredCheckpoint {
+            checkpoint: TimestampedCheckpoint {
+                checkpoint: Checkpoint {
+                    log_root: Hash::of(root),
+                    log_length: len,
+                    map_root: Hash::of(b"m"),
+                },
+                timestamp: 7,
+            },
+            key_id: "k".into(),
+            signature: "s".into(),
+        };
+        store.store_checkpoint(&cp(1, b"a")).await.unwrap();
+        store.store_checkpoint(&cp(1, b"a")).await.unwrap();
+        assert!(matches!(
+            store.store_checkpoint(&cp(1, b"b")).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        store.store_checkpoint(&cp(5, b"c")).await.unwrap();
+        assert_eq!(
+            store.latest_checkpoint().await.unwrap().unwrap(),
+            cp(5, b"c")
+        );
+        assert_eq!(store.checkpoint(1).await.unwrap().unwrap(), cp(1, b"a"));
+        assert_eq!(store.checkpoint(2).await.unwrap(), None);
+        assert_eq!(
+            store.checkpoints(Some(1), 10).await.unwrap(),
+            vec![cp(5, b"c")]
+        );
+    }
+}
+
+#[tokio::test]
+async fn pending_lifecycle() {
+    for db in TestDatabase::all().await {
+        let store = open(&db).await;
+        let log = LogId(Sha256Digest::of(b"log"));
+        let d1 = Sha256Digest::of(b"one");
+        let d2 = Sha256Digest::of(b"two");
+        let p = store
+            .insert_pending(&pending(1, &log, vec![d1, d2]))
+            .await
+            .unwrap();
+        assert_eq!(p.state, PendingState::Sourcing);
+        // One live record per log; a duplicate record id is refused too.
+        assert!(matches!(
+            store.insert_pending(&pending(2, &log, vec![])).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            store
+                .insert_pending(&pending(1, &LogId(Sha256Digest::of(b"other")), vec![]))
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(
+            store.live_pending_for_log(&log).await.unwrap().unwrap().seq,
+            p.seq
+        );
+
+        let after = store
+            .content_stored(&p.record.record_id, &d1, 3)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (after.state, after.record.missing.clone()),
+            (PendingState::Sourcing, vec![d2])
+        );
+        assert!(store.queued(10).await.unwrap().is_empty());
+        let again = store
+            .content_stored(&p.record.record_id, &d1, 3)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.record.missing, vec![d2]);
+        let done = store
+            .content_stored(&p.record.record_id, &d2, 3)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.state, PendingState::Queued);
+        assert_eq!(store.queued(10).await.unwrap().len(), 1);
+        assert_eq!(store.content(&d1).await.unwrap().unwrap().size, 3);
+
+        // Sequencing removes it; rejection keeps it for status queries.
+        let other = LogId(Sha256Digest::of(b"other"));
+        let q = store
+            .insert_pending(&pending(3, &other, vec![]))
+            .await
+            .unwrap();
+        let mut b = batch(0, 1, &log);
+        b.sequenced = vec![p.record.record_id];
+        b.rejected = vec![(q.record.record_id, "nope".into())];
+        b.published_contents = vec![d1];
+        store.commit_batch(&b).await.unwrap();
+        assert_eq!(store.pending(&p.record.record_id).await.unwrap(), None);
+        let rejected = store.pending(&q.record.record_id).await.unwrap().unwrap();
+        assert_eq!(
+            (rejected.state, rejected.reason.as_deref()),
+            (PendingState::Rejected, Some("nope"))
+        );
+        assert!(store.content(&d1).await.unwrap().unwrap().published);
+        assert!(!store.content(&d2).await.unwrap().unwrap().published);
+        // A rejected record no longer blocks its log.
+        store
+            .insert_pending(&pending(4, &other, vec![d1]))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.expire_pending(2000, "timed out", 1004).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            store.pending(&q.record.record_id).await.unwrap(),
+            None,
+            "forgotten"
+        );
+        assert_eq!(store.live_pending_for_log(&other).await.unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn meta_is_set_once_and_writer_lock_is_exclusive() {
+    for db in TestDatabase::all().await {
+        let store = open(&db).await;
+        assert_eq!(store.set_meta_once("k", "a").await.unwrap(), "a");
+        assert_eq!(store.set_meta_once("k", "b").await.unwrap(), "a");
+        assert_eq!(store.meta("k").await.unwrap().as_deref(), Some("a"));
+        let lock = store.lock_writer().await.unwrap();
+        let second = SqlStore::connect(&db.url, 2).await.unwrap();
+        assert!(
+            matches!(second.lock_writer().await, Err(StoreError::Config(_))),
+            "{}",
+            db.kind
+        );
+        drop(lock);
+        assert!(second.lock_writer().await.is_ok(), "{}", db.kind);
+        assert!(store.pending_migrations().await.unwrap().is_empty());
+    }
+}
+
+#[test]
+fn migrations_are_in_lockstep() {
+    let names = |dir: &str| {
+        let mut names: Vec<String> = std::fs::read_dir(format!(
+            "{}/../../migrations/{dir}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+        names.sort();
+        names
+    };
+    let sqlite = names("sqlite");
+    assert!(!sqlite.is_empty());
+    assert_eq!(
+        sqlite,
+        names("postgres"),
+        "migrations/sqlite and migrations/postgres must match"
+    );
+}
