@@ -79,7 +79,7 @@ impl Default for ServiceConfig {
             max_content_bytes: 100 * 1024 * 1024,
             max_batch: 1024,
             max_backlog: 10_000,
-            sourcing_timeout: Duration::from_secs(3600),
+            sourcing_timeout: Duration::from_secs(30 * 60),
             rejected_retention: Duration::from_secs(24 * 3600),
             map_threads: 2,
             initial_namespaces: Vec::new(),

@@ -51,9 +51,19 @@ impl Registry {
         )
     }
 
-    fn pending_response(&self, pending: &PendingRecord) -> PackageRecordResponse {
+    /// The state of a pending record. `sourcing` (with upload instructions)
+    /// is only ever reported to the publisher, in the publish response:
+    /// status queries report `processing` instead, because the warg client
+    /// that waits on *another* publisher's record treats `sourcing` as fatal
+    /// (warg-wire §7.6; the reference does the same).
+    fn pending_response(
+        &self,
+        pending: &PendingRecord,
+        for_publisher: bool,
+    ) -> PackageRecordResponse {
         let record = &pending.record;
         let state = match pending.state {
+            PendingState::Sourcing if !for_publisher => PackageRecordState::Processing,
             PendingState::Sourcing => PackageRecordState::Sourcing {
                 missing_content: record
                     .missing
@@ -83,37 +93,41 @@ impl Registry {
         }
     }
 
-    /// The state of a record: sequenced, pending or unknown.
+    /// The state of a record: pending, sequenced or unknown.
+    ///
+    /// Pending is read first: a record moves from pending to sequenced in one
+    /// transaction, so reading in this order always finds it in one of the
+    /// two (the other order can miss a record committed in between).
     async fn record_state(
         &self,
         log_id: &LogId,
         record_id: &RecordId,
+        for_publisher: bool,
     ) -> Result<Option<PackageRecordResponse>, ServiceError> {
         let store = &self.inner.store;
-        if let Some(record) = store.record_by_id(record_id).await? {
-            if record.log_id != *log_id {
-                return Ok(None);
-            }
-            // SPEC: warg-wire §7.6 — `published` only once the latest
-            // checkpoint covers the record.
-            let state = if record.registry_index < self.latest_length() {
-                PackageRecordState::Published {
-                    registry_index: record.registry_index,
-                }
-            } else {
-                PackageRecordState::Processing
-            };
-            return Ok(Some(PackageRecordResponse {
-                record_id: *record_id,
-                state,
-            }));
+        if let Some(pending) = store.pending(record_id).await? {
+            return Ok((pending.record.log_id == *log_id)
+                .then(|| self.pending_response(&pending, for_publisher)));
         }
-        match store.pending(record_id).await? {
-            Some(pending) if pending.record.log_id == *log_id => {
-                Ok(Some(self.pending_response(&pending)))
-            }
-            _ => Ok(None),
+        let Some(record) = store.record_by_id(record_id).await? else {
+            return Ok(None);
+        };
+        if record.log_id != *log_id {
+            return Ok(None);
         }
+        // SPEC: warg-wire §7.6 — `published` only once the latest checkpoint
+        // covers the record.
+        let state = if record.registry_index < self.latest_length() {
+            PackageRecordState::Published {
+                registry_index: record.registry_index,
+            }
+        } else {
+            PackageRecordState::Processing
+        };
+        Ok(Some(PackageRecordResponse {
+            record_id: *record_id,
+            state,
+        }))
     }
 
     /// `POST v1/package/{logId}/record`.
@@ -154,7 +168,7 @@ impl Registry {
         let record_id = envelope.record_id();
 
         // Idempotent: the same record again reports its state.
-        if let Some(state) = self.record_state(&log_id, &record_id).await? {
+        if let Some(state) = self.record_state(&log_id, &record_id, true).await? {
             return Ok(state);
         }
         if let Some(live) = self.inner.store.live_pending_for_log(&log_id).await? {
@@ -206,7 +220,7 @@ impl Registry {
             Ok(pending) => pending,
             Err(StoreError::Conflict(_)) => {
                 // Lost a race with another publish of this log (or of this record).
-                if let Some(state) = self.record_state(&log_id, &record_id).await? {
+                if let Some(state) = self.record_state(&log_id, &record_id, true).await? {
                     return Ok(state);
                 }
                 if let Some(live) = self.inner.store.live_pending_for_log(&log_id).await? {
@@ -220,7 +234,7 @@ impl Registry {
             self.backlog().fetch_add(1, Ordering::Relaxed);
             self.wake_sequencer();
         }
-        Ok(self.pending_response(&pending))
+        Ok(self.pending_response(&pending, true))
     }
 
     /// `GET v1/package/{logId}/record/{recordId}`.
@@ -231,7 +245,7 @@ impl Registry {
     ) -> Result<PackageRecordResponse, ServiceError> {
         let log_id = parse_log_id(log_id)?;
         let record_id = parse_record_id(record_id)?;
-        if let Some(state) = self.record_state(&log_id, &record_id).await? {
+        if let Some(state) = self.record_state(&log_id, &record_id, false).await? {
             return Ok(state);
         }
         let log_known = self.inner.store.log(&log_id).await?.is_some()
