@@ -1,7 +1,26 @@
 #!/usr/bin/env bash
-# The whole test suite. Does its own set-up on a fresh machine.
+# The whole test suite. Does its own set-up on a fresh machine:
+# - starts the local PostgreSQL cluster if it is not running (the
+#   PostgreSQL tests need it; with CI=true a missing database fails them);
+# - builds into a target directory outside the checkout, so repeated runs
+#   on one machine reuse the build (override with CARGO_TARGET_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
+export CAIRN_TEST_POSTGRES_URL="${CAIRN_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+echo "== PostgreSQL"
+if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+    fi
+    for _ in $(seq 1 60); do
+        pg_isready -q -h 127.0.0.1 -p 5432 && break
+        sleep 0.5
+    done
+fi
+pg_isready -h 127.0.0.1 -p 5432 || echo "PostgreSQL is not reachable; its tests will fail under CI=true"
 
 echo "== format"
 cargo fmt --all --check

@@ -38,6 +38,22 @@ impl FsBlobStore {
         })
     }
 
+    /// Opens an existing store for reading only (no clean-up, no creation),
+    /// e.g. for `cairn fsck` beside a running server.
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<Self, BlobError> {
+        let root = root.into();
+        if !root.join("sha256").is_dir() {
+            return Err(BlobError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} is not a blob store", root.display()),
+            )));
+        }
+        Ok(Self {
+            root,
+            counter: AtomicU64::new(0),
+        })
+    }
+
     /// Where a blob lives.
     pub fn path(&self, digest: &Sha256Digest) -> PathBuf {
         let hex = digest.to_hex();

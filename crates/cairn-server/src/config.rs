@@ -39,8 +39,9 @@ pub enum Command {
         out: PathBuf,
     },
     /// Recompute every log and map hash from the stored records and compare
-    /// them with the stored nodes, log states and checkpoints.
-    Fsck(StoreArgs),
+    /// them with the stored nodes, log states and checkpoints; re-hash every
+    /// released blob. Exits non-zero on any mismatch.
+    Fsck(FsckArgs),
     /// Manage namespaces.
     Namespace {
         /// The namespace command.
@@ -82,6 +83,20 @@ pub struct StoreArgs {
     /// on first start).
     #[arg(long, env = "CAIRN_OPERATOR_KEY")]
     pub operator_key: Option<PathBuf>,
+}
+
+/// Options of `cairn fsck`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FsckArgs {
+    /// Store options.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Directory of content blobs. Default: `<data dir>/blobs`
+    #[arg(long, env = "CAIRN_BLOB_DIR")]
+    pub blob_dir: Option<PathBuf>,
+    /// Do not re-hash the blobs (only the log, the map and the logs' states).
+    #[arg(long)]
+    pub skip_blobs: bool,
 }
 
 /// Options of `cairn serve`.

@@ -80,9 +80,10 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<(Arc<SqlStore>, W
     let store = SqlStore::connect(&settings.database_url, settings.db_connections)
         .await
         .with_context(|| format!("cannot open database {}", settings.database_display()))?;
+    // The lock first: never migrate a schema under a running server.
+    let lock = store.lock_writer().await?;
     store.pending_migrations().await?;
     store.migrate().await?;
-    let lock = store.lock_writer().await?;
     Ok((Arc::new(store), lock))
 }
 

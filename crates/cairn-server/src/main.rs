@@ -76,20 +76,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("key id: {}", key.public_key().key_id());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Fsck(store) => {
-            let settings = config::resolve_store(&store)?;
+        Command::Fsck(args) => {
+            let mut settings = config::resolve_store(&args.store)?;
+            if let Some(dir) = args.blob_dir {
+                settings.blob_dir = dir;
+            }
             let store = SqlStore::connect(&settings.database_url, 4)
                 .await
                 .with_context(|| format!("cannot open database {}", settings.database_display()))?;
-            let report = fsck(&store, |n| {
-                if n % 100_000 == 0 {
-                    eprintln!("… {n} records checked");
-                }
-            })
+            let blobs = if args.skip_blobs {
+                None
+            } else {
+                Some(
+                    cairn_blob::FsBlobStore::open_existing(&settings.blob_dir).with_context(
+                        || format!("cannot open blob directory {}", settings.blob_dir.display()),
+                    )?,
+                )
+            };
+            let report = fsck(
+                &store,
+                blobs.as_ref().map(|b| b as &dyn cairn_blob::BlobStore),
+                |n| {
+                    if n % 100_000 == 0 {
+                        eprintln!("… {n} records checked");
+                    }
+                },
+            )
             .await?;
             println!(
-                "checked {} records, {} log nodes, {} checkpoints, {} logs",
-                report.records, report.nodes, report.checkpoints, report.logs
+                "checked {} records, {} log nodes, {} checkpoints, {} logs, {} blobs",
+                report.records, report.nodes, report.checkpoints, report.logs, report.blobs
             );
             if report.is_clean() {
                 println!("no problems found");

@@ -3,11 +3,15 @@
 //! Replays every record in registry order through the validators, rebuilds
 //! the log (every stored node is compared), rebuilds the map at every
 //! checkpoint length, verifies every checkpoint's roots and signature
-//! against the operator log as of that length, and compares every log's
-//! stored state and head.
+//! against the operator log as of that length, compares every log's stored
+//! state and head, and (optionally) re-hashes every released blob.
+//!
+//! It may run beside a live server: it checks the tree as it was when it
+//! started and ignores what was sequenced after that.
 
 use std::collections::HashMap;
 
+use cairn_blob::BlobStore;
 use cairn_crypto::KeyId;
 use cairn_log::leaf::{log_leaf_hash, map_leaf_hash};
 use cairn_log::map::{self, MapKey, MapNode};
@@ -37,6 +41,8 @@ pub struct FsckReport {
     pub logs: u64,
     /// Log nodes compared.
     pub nodes: u64,
+    /// Blobs re-hashed.
+    pub blobs: u64,
     /// Problems found (at most 100 listed).
     pub problems: Vec<String>,
     /// Total number of problems.
@@ -71,12 +77,14 @@ struct Replay {
     map_store: HashMap<Hash, MapNode>,
     map_root: Option<Hash>,
     pending_map: HashMap<LogId, RecordId>,
+    contents: std::collections::BTreeSet<cairn_crypto::Sha256Digest>,
 }
 
-/// Checks the whole store. `progress` is called with the number of records
-/// replayed so far.
+/// Checks the whole store, and the released blobs in `blobs` if given.
+/// `progress` is called with the number of records replayed so far.
 pub async fn fsck(
     store: &dyn Store,
+    blobs: Option<&dyn BlobStore>,
     mut progress: impl FnMut(u64),
 ) -> Result<FsckReport, ServiceError> {
     let mut report = FsckReport::default();
@@ -91,6 +99,7 @@ pub async fn fsck(
         map_store: HashMap::new(),
         map_root: None,
         pending_map: HashMap::new(),
+        contents: Default::default(),
     };
     let mut checkpoints: Vec<StoredCheckpoint> = Vec::new();
     let mut after = None;
@@ -98,7 +107,11 @@ pub async fn fsck(
         let page = store.checkpoints(after, 1000).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.checkpoint.checkpoint.log_length);
-        checkpoints.extend(page);
+        // Checkpoints signed after the tree head was read are not checked.
+        checkpoints.extend(
+            page.into_iter()
+                .filter(|cp| cp.checkpoint.checkpoint.log_length <= size),
+        );
     }
     let mut next_checkpoint = checkpoints.iter().peekable();
     while let Some(cp) = next_checkpoint.peek() {
@@ -182,8 +195,64 @@ pub async fn fsck(
             ));
         }
     }
-    compare_logs(store, &replay, &mut report).await?;
+    compare_logs(store, &replay, size, &mut report).await?;
+    if let Some(blobs) = blobs {
+        check_blobs(store, blobs, &replay, &mut report).await?;
+    }
     Ok(report)
+}
+
+/// Every released blob is recorded as published, present, of the recorded
+/// size, and hashes to its digest.
+async fn check_blobs(
+    store: &dyn Store,
+    blobs: &dyn BlobStore,
+    replay: &Replay,
+    report: &mut FsckReport,
+) -> Result<(), ServiceError> {
+    use futures_util::StreamExt as _;
+    use sha2::Digest as _;
+    for digest in &replay.contents {
+        report.blobs += 1;
+        let Some(row) = store.content(digest).await? else {
+            report.problem(format!("released content {digest} is not recorded"));
+            continue;
+        };
+        if !row.published {
+            report.problem(format!("released content {digest} is not marked published"));
+        }
+        let Some(mut stream) = blobs.read(digest, 0, u64::MAX).await? else {
+            report.problem(format!(
+                "released content {digest} is missing from the blob store"
+            ));
+            continue;
+        };
+        let mut hasher = sha2::Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    size += chunk.len() as u64;
+                    hasher.update(&chunk);
+                }
+                Err(e) => {
+                    report.problem(format!("reading content {digest}: {e}"));
+                    break;
+                }
+            }
+        }
+        let found = cairn_crypto::Sha256Digest(hasher.finalize().into());
+        if found != *digest {
+            report.problem(format!("blob {digest} hashes to {found}"));
+        }
+        if size != row.size {
+            report.problem(format!(
+                "blob {digest} has {size} bytes, {} recorded",
+                row.size
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn replay_record(replay: &mut Replay, record: &cairn_store::StoredRecord, report: &mut FsckReport) {
@@ -304,6 +373,7 @@ fn check_checkpoint(
 async fn compare_logs(
     store: &dyn Store,
     replay: &Replay,
+    size: u64,
     report: &mut FsckReport,
 ) -> Result<(), ServiceError> {
     let ids: Vec<LogId> = replay.heads.keys().copied().collect();
@@ -320,6 +390,10 @@ async fn compare_logs(
                 report.problem(format!("log {id} has records but no log row"));
                 continue;
             };
+            if row.head_index >= size {
+                // Sequenced after fsck started.
+                continue;
+            }
             let expected = if *id == LogId::operator() {
                 replay.operator_head.map(|(i, c, r)| {
                     let same_state = serde_json::from_str::<OperatorState>(&row.state)

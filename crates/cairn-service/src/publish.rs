@@ -191,6 +191,14 @@ impl Registry {
             .validate(&envelope)
             .map_err(|e| WargError::Rejection(e.to_string()))?;
 
+        if let Some(error) = self.health().sequencer_error {
+            // Do not accept what cannot be published now (e.g. the signer
+            // is down): the client retries later.
+            return Err(ServiceError::Unavailable {
+                retry_after: 5,
+                reason: format!("the registry cannot sequence records right now: {error}"),
+            });
+        }
         if self.backlog_len() >= self.inner.config.max_backlog {
             return Err(ServiceError::Unavailable {
                 retry_after: 2,
@@ -286,13 +294,22 @@ impl Registry {
         if pending.record.log_id != log_id {
             return Err(WargError::RecordNotFound(record_id).into());
         }
-        if pending.state != PendingState::Sourcing {
-            return Err(WargError::RecordNotSourcing.into());
-        }
         if !pending.record.missing.contains(&digest) {
+            let referenced = PackageRecord::decode(&pending.record.content_bytes)
+                .is_ok_and(|record| record.contents().contains(&digest));
+            // The same upload again (a retry) succeeds without doing anything.
+            if referenced && pending.state != PendingState::Rejected {
+                return Ok(());
+            }
+            if pending.state != PendingState::Sourcing {
+                return Err(WargError::RecordNotSourcing.into());
+            }
             return Err(ServiceError::bad_request(format!(
                 "record {record_id} is not waiting for content {digest}"
             )));
+        }
+        if pending.state != PendingState::Sourcing {
+            return Err(WargError::RecordNotSourcing.into());
         }
         let info = self
             .inner

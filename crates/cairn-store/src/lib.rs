@@ -142,8 +142,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn queued(&self, limit: u32) -> StoreResult<Vec<PendingRecord>>;
 
     /// Records content of `size` bytes as stored, and removes `digest` from
-    /// the missing content of every sourcing record; a record with nothing
-    /// missing becomes queued. Returns the record's state afterwards.
+    /// the missing content of the sourcing record `record_id`; a record with
+    /// nothing missing becomes queued. Returns the record afterwards.
     /// Idempotent.
     async fn content_stored(
         &self,
@@ -152,9 +152,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         size: u64,
     ) -> StoreResult<Option<PendingRecord>>;
 
-    /// Marks live records created before `before_ms` as rejected with
-    /// `reason`, and deletes rejected records created before
-    /// `forget_before_ms`. Returns how many were expired.
+    /// Marks records still waiting for content (sourcing) that were created
+    /// before `before_ms` as rejected with `reason`, and deletes rejected
+    /// records created before `forget_before_ms`. Queued records never
+    /// expire: they only wait for the sequencer. Returns how many expired.
     async fn expire_pending(
         &self,
         before_ms: i64,

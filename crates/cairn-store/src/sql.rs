@@ -646,6 +646,7 @@ impl Store for SqlStore {
     }
 
     async fn store_checkpoint(&self, stored: &StoredCheckpoint) -> StoreResult<()> {
+        self.check_fault("store_checkpoint")?;
         let cp = &stored.checkpoint.checkpoint;
         let mut tx = self.write.begin().await?;
         let existing = sqlx::query(&format!(

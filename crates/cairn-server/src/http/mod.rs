@@ -131,6 +131,7 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(warg::not_found)
+        .method_not_allowed_fallback(warg::method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.json_body_bytes))
         .layer(
             ServiceBuilder::new()
@@ -143,6 +144,7 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
             post(warg::upload_content).put(warg::upload_content),
         )
         .route("/content/{name}", get(content::download))
+        .method_not_allowed_fallback(warg::method_not_allowed)
         // Uploads stream to the blob store, which enforces the content limit.
         .layer(DefaultBodyLimit::disable())
         .layer(

@@ -147,3 +147,10 @@ pub(super) async fn not_found() -> Response {
         message: "not found".into(),
     })
 }
+
+pub(super) async fn method_not_allowed() -> Response {
+    super::error::warg(&WargError::Message {
+        status: 405,
+        message: "method not allowed".into(),
+    })
+}

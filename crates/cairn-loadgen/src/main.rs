@@ -1,0 +1,320 @@
+//! `cairn-load`: publishes pre-signed records to a warg v1 registry from
+//! many concurrent clients and reports throughput and the latency from the
+//! first request of a publish to the moment the registry reports it
+//! `published` (covered by a checkpoint).
+//!
+//! Records are signed before the clock starts, so the figures measure the
+//! registry, not the load generator. Each package gets one record: `init`
+//! plus a release. Content is shared by default (so a publish is one record
+//! and no upload); `--unique-content` gives each release its own content,
+//! which the client uploads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use cairn_crypto::{EcdsaPrivateKey, Sha256Digest};
+use cairn_protocol::record::{PackageEntry, PackageRecord};
+use cairn_protocol::{Envelope, LogId, PackageName, Timestamp};
+use clap::Parser;
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+#[command(name = "cairn-load", about = "Load generator for warg v1 registries")]
+struct Args {
+    /// Registry base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Namespace to publish in (must be defined on the registry).
+    #[arg(long, default_value = "load")]
+    namespace: String,
+    /// Packages (= publishes) to make.
+    #[arg(long, default_value_t = 10_000)]
+    packages: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Give every release its own content (the client uploads it).
+    #[arg(long)]
+    unique_content: bool,
+    /// How often a client polls a record's state, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    poll_ms: u64,
+    /// Distinguishes package names between runs on one registry.
+    #[arg(long, default_value = "r")]
+    run: String,
+    /// Content size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    content_bytes: usize,
+}
+
+struct Job {
+    log_path: String,
+    body: Vec<u8>,
+    content: Option<Vec<u8>>,
+}
+
+fn content(i: usize, size: usize) -> Vec<u8> {
+    let mut bytes = b"\0asm\x01\0\0\0".to_vec();
+    bytes.extend(std::iter::repeat_n(
+        u8::try_from(i % 251).unwrap_or(0),
+        size.saturating_sub(8 + 8),
+    ));
+    bytes.extend_from_slice(&(i as u64).to_le_bytes());
+    bytes
+}
+
+fn prepare(args: &Args) -> anyhow::Result<(Vec<Job>, Vec<u8>)> {
+    let shared = content(usize::MAX, args.content_bytes);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = args.packages.div_ceil(threads);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let timestamp = Timestamp::from_unix(now.as_secs(), 0).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let jobs = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let shared = &shared;
+                scope.spawn(move || -> anyhow::Result<Vec<Job>> {
+                    let mut seed = [0u8; 32];
+                    seed[..8].copy_from_slice(&(t as u64 + 1).to_le_bytes());
+                    seed[31] = 1;
+                    let key = EcdsaPrivateKey::from_scalar_bytes(&seed).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let mut jobs = Vec::new();
+                    for i in t * chunk..((t + 1) * chunk).min(args.packages) {
+                        let name = format!("{}:{}-p{i}", args.namespace, args.run);
+                        let name = PackageName::new(name).map_err(|e| anyhow::anyhow!("{e}"))?;
+                        let bytes = if args.unique_content { content(i, args.content_bytes) } else { shared.clone() };
+                        let record = PackageRecord {
+                            prev: None,
+                            version: 0,
+                            timestamp,
+                            entries: vec![
+                                PackageEntry::Init { key: key.public_key() },
+                                PackageEntry::Release {
+                                    version: "1.0.0".parse()?,
+                                    content: Sha256Digest::of(&bytes),
+                                },
+                            ],
+                        };
+                        let envelope = Envelope::sign(record, &key);
+                        jobs.push(Job {
+                            log_path: format!("v1/package/{}/record", LogId::package(&name)),
+                            body: json!({"packageName": name.to_string(), "record": envelope.to_body()})
+                                .to_string()
+                                .into_bytes(),
+                            content: args.unique_content.then_some(bytes),
+                        });
+                    }
+                    Ok(jobs)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("signing thread panicked"))?
+            })
+            .collect::<anyhow::Result<Vec<Vec<Job>>>>()
+    })?;
+    Ok((jobs.into_iter().flatten().collect(), shared))
+}
+
+#[derive(Default)]
+struct Outcome {
+    latencies: Vec<Duration>,
+    retries: usize,
+}
+
+async fn upload(
+    http: &reqwest::Client,
+    base: &str,
+    response: &Value,
+    bytes: &[u8],
+) -> anyhow::Result<()> {
+    if let Some(missing) = response["missingContent"].as_object() {
+        for (_, how) in missing {
+            let endpoint = &how["upload"][0];
+            let url = endpoint["url"].as_str().context("upload url")?;
+            let url = if url.starts_with("http") {
+                url.to_owned()
+            } else {
+                format!("{base}{}", url.trim_start_matches('/'))
+            };
+            let method = if endpoint["method"] == "PUT" {
+                reqwest::Method::PUT
+            } else {
+                reqwest::Method::POST
+            };
+            let status = http
+                .request(method, url)
+                .body(bytes.to_vec())
+                .send()
+                .await?
+                .status();
+            if !status.is_success() {
+                bail!("upload answered {status}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn publish(
+    http: &reqwest::Client,
+    base: &str,
+    job: &Job,
+    shared: &[u8],
+    poll: Duration,
+    outcome: &mut Outcome,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let response = loop {
+        let response = http
+            .post(format!("{base}{}", job.log_path))
+            .header("content-type", "application/json")
+            .body(job.body.clone())
+            .send()
+            .await?;
+        let status = response.status();
+        if status.as_u16() == 503 || status.as_u16() == 409 {
+            outcome.retries += 1;
+            tokio::time::sleep(poll).await;
+            continue;
+        }
+        let body: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("publish answered {status}: {body}");
+        }
+        break body;
+    };
+    upload(
+        http,
+        base,
+        &response,
+        job.content.as_deref().unwrap_or(shared),
+    )
+    .await?;
+    let record_id = response["recordId"]
+        .as_str()
+        .context("record id")?
+        .to_owned();
+    let status_url = format!("{base}{}/{record_id}", job.log_path);
+    let mut state = response["state"].as_str().unwrap_or_default().to_owned();
+    while state != "published" {
+        if state == "rejected" {
+            bail!("record rejected");
+        }
+        tokio::time::sleep(poll).await;
+        let body: Value = http.get(&status_url).send().await?.json().await?;
+        state = body["state"].as_str().unwrap_or_default().to_owned();
+    }
+    outcome.latencies.push(start.elapsed());
+    Ok(())
+}
+
+/// The `per_mille`/1000 quantile of sorted samples.
+fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) * per_mille / 1000).min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let base = format!("{}/", args.url.trim_end_matches('/'));
+    let t = Instant::now();
+    let (jobs, shared) = prepare(&args)?;
+    eprintln!("signed {} records in {:.1?}", jobs.len(), t.elapsed());
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+
+    // Warm up: store the shared content once so the measured publishes are records only.
+    if !args.unique_content {
+        let mut warm = args_for_warmup(&args);
+        warm.packages = 1;
+        let (mut warm_jobs, _) = prepare(&warm)?;
+        if let Some(job) = warm_jobs.pop() {
+            let mut outcome = Outcome::default();
+            publish(
+                &http,
+                &base,
+                &job,
+                &shared,
+                Duration::from_millis(args.poll_ms),
+                &mut outcome,
+            )
+            .await?;
+        }
+    }
+
+    let jobs = Arc::new(jobs);
+    let next = Arc::new(AtomicUsize::new(0));
+    let shared = Arc::new(shared);
+    let start = Instant::now();
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let (jobs, next, http, base, shared) = (
+                jobs.clone(),
+                next.clone(),
+                http.clone(),
+                base.clone(),
+                shared.clone(),
+            );
+            let poll = Duration::from_millis(args.poll_ms);
+            tokio::spawn(async move {
+                let mut outcome = Outcome::default();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    publish(&http, &base, job, &shared, poll, &mut outcome).await?;
+                }
+                anyhow::Ok(outcome)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut retries = 0;
+    for worker in workers {
+        let outcome = worker.await??;
+        latencies.extend(outcome.latencies);
+        retries += outcome.retries;
+    }
+    let elapsed = start.elapsed();
+    latencies.sort();
+    println!(
+        "{} publishes, {} clients, {}: {:.1?} = {:.0} publishes/s; publish→published p50 {:.1?}, p90 {:.1?}, p99 {:.1?}, max {:.1?}; {} retries (409/503)",
+        latencies.len(),
+        args.concurrency,
+        if args.unique_content {
+            "unique content"
+        } else {
+            "shared content"
+        },
+        elapsed,
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 500),
+        percentile(&latencies, 900),
+        percentile(&latencies, 990),
+        latencies.last().copied().unwrap_or_default(),
+        retries,
+    );
+    Ok(())
+}
+
+fn args_for_warmup(args: &Args) -> Args {
+    Args {
+        url: args.url.clone(),
+        namespace: args.namespace.clone(),
+        packages: 1,
+        concurrency: 1,
+        unique_content: false,
+        poll_ms: args.poll_ms,
+        run: format!("{}-warmup", args.run),
+        content_bytes: args.content_bytes,
+    }
+}
