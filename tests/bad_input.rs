@@ -432,7 +432,39 @@ async fn malformed_and_invalid_records_are_refused_and_nothing_is_stored() {
             "{kind}: nothing new sequenced"
         );
 
+        // The same signed record replayed into another package's log is, by
+        // the protocol, a valid record of that log (package records do not
+        // name their package). It must be handled like any other record and
+        // never stall the registry.
+        let replay = publish_body("test:replayed", &good);
+        let (status, body) = api.post(&log_path("test:replayed"), replay).await;
+        assert_eq!(
+            (status, body["state"].as_str()),
+            (202, Some("processing")),
+            "{kind}: {body}"
+        );
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (_, body) = api
+                .get(&format!(
+                    "{}/{}",
+                    log_path("test:replayed"),
+                    good.record_id()
+                ))
+                .await;
+            if body["state"] == "published" {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{kind}: replay not published: {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let length = api.checkpoint_length().await;
+
         // Fetch and proof errors.
+
         let log_id = LogId::package(&PackageName::new("test:good").unwrap());
         let (status, body) = api
             .post(

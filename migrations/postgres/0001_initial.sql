@@ -32,22 +32,25 @@ CREATE TABLE logs (
     record_count BIGINT NOT NULL
 );
 
--- Sequenced records, by registry index. Append-only.
+-- Sequenced records, by registry index. Append-only. A record id is only
+-- unique within its log: package records do not contain the package name,
+-- so identical records can exist in two logs.
 CREATE TABLE records (
     registry_index BIGINT PRIMARY KEY,
-    record_id BYTEA NOT NULL UNIQUE,
+    record_id BYTEA NOT NULL,
     log_id BYTEA NOT NULL,
     content_bytes BYTEA NOT NULL,
     key_id TEXT NOT NULL,
     signature TEXT NOT NULL
 );
 CREATE INDEX records_by_log ON records (log_id, registry_index);
+CREATE UNIQUE INDEX records_by_id ON records (log_id, record_id);
 
 -- Accepted records not yet sequenced (state 0 sourcing, 1 queued) and
 -- recently rejected ones (2). At most one live record per log.
 CREATE TABLE pending (
     seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    record_id BYTEA NOT NULL UNIQUE,
+    record_id BYTEA NOT NULL,
     log_id BYTEA NOT NULL,
     package_name TEXT,
     content_bytes BYTEA NOT NULL,
@@ -58,6 +61,7 @@ CREATE TABLE pending (
     reason TEXT,
     created_at BIGINT NOT NULL
 );
+CREATE UNIQUE INDEX pending_by_id ON pending (log_id, record_id);
 CREATE UNIQUE INDEX pending_live_per_log ON pending (log_id) WHERE state < 2;
 CREATE INDEX pending_by_state ON pending (state, seq);
 

@@ -175,7 +175,13 @@ async fn define_namespace(settings: &config::Settings, namespace: &str) -> anyho
                 }],
             )
             .await?;
-            wait_for_record(&store, &record, Duration::from_secs(60)).await?;
+            wait_for_record(
+                &store,
+                &cairn_protocol::LogId::operator(),
+                &record,
+                Duration::from_secs(60),
+            )
+            .await?;
         }
     }
     Ok(())

@@ -116,18 +116,19 @@ fn pending_for(envelope: &Envelope<OperatorRecord>, clock: &dyn Clock) -> NewPen
 /// Fails with the reason if the record was rejected.
 pub async fn wait_for_record(
     store: &dyn Store,
+    log_id: &LogId,
     record_id: &RecordId,
     timeout: Duration,
 ) -> Result<u64, ServiceError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if let Some(record) = store.record_by_id(record_id).await?
+        if let Some(record) = store.record_by_id(log_id, record_id).await?
             && let Some(latest) = store.latest_checkpoint().await?
             && record.registry_index < latest.checkpoint.checkpoint.log_length
         {
             return Ok(record.registry_index);
         }
-        if let Some(pending) = store.pending(record_id).await?
+        if let Some(pending) = store.pending(log_id, record_id).await?
             && pending.state == PendingState::Rejected
         {
             return Err(ServiceError::bad_request(format!(
@@ -164,6 +165,7 @@ impl Registry {
             .await?;
         wait_for_record(
             self.inner.store.as_ref(),
+            &LogId::operator(),
             &record_id,
             Duration::from_secs(30),
         )

@@ -105,16 +105,12 @@ impl Registry {
         for_publisher: bool,
     ) -> Result<Option<PackageRecordResponse>, ServiceError> {
         let store = &self.inner.store;
-        if let Some(pending) = store.pending(record_id).await? {
-            return Ok((pending.record.log_id == *log_id)
-                .then(|| self.pending_response(&pending, for_publisher)));
+        if let Some(pending) = store.pending(log_id, record_id).await? {
+            return Ok(Some(self.pending_response(&pending, for_publisher)));
         }
-        let Some(record) = store.record_by_id(record_id).await? else {
+        let Some(record) = store.record_by_id(log_id, record_id).await? else {
             return Ok(None);
         };
-        if record.log_id != *log_id {
-            return Ok(None);
-        }
         // SPEC: warg-wire §7.6 — `published` only once the latest checkpoint
         // covers the record.
         let state = if record.registry_index < self.latest_length() {
@@ -285,15 +281,18 @@ impl Registry {
         let log_id = parse_log_id(log_id)?;
         let record_id = parse_record_id(record_id)?;
         let digest = parse_digest(digest)?;
-        let Some(pending) = self.inner.store.pending(&record_id).await? else {
-            if self.inner.store.record_by_id(&record_id).await?.is_some() {
+        let Some(pending) = self.inner.store.pending(&log_id, &record_id).await? else {
+            if self
+                .inner
+                .store
+                .record_by_id(&log_id, &record_id)
+                .await?
+                .is_some()
+            {
                 return Err(WargError::RecordNotSourcing.into());
             }
             return Err(WargError::RecordNotFound(record_id).into());
         };
-        if pending.record.log_id != log_id {
-            return Err(WargError::RecordNotFound(record_id).into());
-        }
         if !pending.record.missing.contains(&digest) {
             let referenced = PackageRecord::decode(&pending.record.content_bytes)
                 .is_ok_and(|record| record.contents().contains(&digest));
@@ -319,7 +318,7 @@ impl Registry {
         let after = self
             .inner
             .store
-            .content_stored(&record_id, &digest, info.size)
+            .content_stored(&log_id, &record_id, &digest, info.size)
             .await?;
         if after.is_some_and(|p| p.state == PendingState::Queued) {
             self.backlog().fetch_add(1, Ordering::Relaxed);

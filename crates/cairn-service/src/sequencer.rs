@@ -252,7 +252,9 @@ impl Sequencer {
                 Ok(accepted) => accepted,
                 Err(reason) => {
                     tracing::info!(record = %record.record_id, %reason, "record rejected");
-                    batch.rejected.push((record.record_id, reason));
+                    batch
+                        .rejected
+                        .push((record.log_id, record.record_id, reason));
                     continue;
                 }
             };
@@ -268,7 +270,7 @@ impl Sequencer {
                 key_id: record.key_id.clone(),
                 signature: record.signature.clone(),
             });
-            batch.sequenced.push(record.record_id);
+            batch.sequenced.push((record.log_id, record.record_id));
             map_updates.insert(record.log_id, map_leaf_hash(&record.record_id.0));
             match accepted {
                 Accepted::Operator(state) => {

@@ -115,8 +115,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> StoreResult<Vec<StoredRecord>>;
 
-    /// The record with this id, if sequenced.
-    async fn record_by_id(&self, record_id: &RecordId) -> StoreResult<Option<StoredRecord>>;
+    /// The record of `log_id` with this id, if sequenced. (Record ids are
+    /// unique only within a log.)
+    async fn record_by_id(
+        &self,
+        log_id: &LogId,
+        record_id: &RecordId,
+    ) -> StoreResult<Option<StoredRecord>>;
 
     /// Records with registry indices in `[start, end)`, in order.
     async fn records_range(&self, start: u64, end: u64) -> StoreResult<Vec<StoredRecord>>;
@@ -128,12 +133,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Stores a newly accepted record.
     ///
-    /// MUST fail with [`StoreError::Conflict`] if its record id is already
-    /// pending, or if its log already has a live (sourcing or queued) record.
+    /// MUST fail with [`StoreError::Conflict`] if the record is already
+    /// pending in its log, or if its log already has a live (sourcing or
+    /// queued) record.
     async fn insert_pending(&self, record: &NewPending) -> StoreResult<PendingRecord>;
 
-    /// A pending (or recently rejected) record by id.
-    async fn pending(&self, record_id: &RecordId) -> StoreResult<Option<PendingRecord>>;
+    /// A pending (or recently rejected) record of `log_id` by id.
+    async fn pending(
+        &self,
+        log_id: &LogId,
+        record_id: &RecordId,
+    ) -> StoreResult<Option<PendingRecord>>;
 
     /// The live pending record of a log, if any.
     async fn live_pending_for_log(&self, log_id: &LogId) -> StoreResult<Option<PendingRecord>>;
@@ -142,11 +152,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn queued(&self, limit: u32) -> StoreResult<Vec<PendingRecord>>;
 
     /// Records content of `size` bytes as stored, and removes `digest` from
-    /// the missing content of the sourcing record `record_id`; a record with
+    /// the missing content of the sourcing record `record_id` of `log_id`; a record with
     /// nothing missing becomes queued. Returns the record afterwards.
     /// Idempotent.
     async fn content_stored(
         &self,
+        log_id: &LogId,
         record_id: &RecordId,
         digest: &Sha256Digest,
         size: u64,

@@ -398,31 +398,33 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn delete_pending(tx: &mut Transaction<'_, Any>, ids: &[RecordId]) -> StoreResult<()> {
-        for chunk in ids.chunks(CHUNK) {
-            let sql = format!(
-                "DELETE FROM pending WHERE record_id IN ({})",
-                list(1, chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(id.0.0.to_vec());
-            }
-            query.execute(&mut **tx).await?;
+    async fn delete_pending(
+        tx: &mut Transaction<'_, Any>,
+        ids: &[(LogId, RecordId)],
+    ) -> StoreResult<()> {
+        for (log_id, record_id) in ids {
+            sqlx::query("DELETE FROM pending WHERE log_id = $1 AND record_id = $2")
+                .bind(log_id.0.0.to_vec())
+                .bind(record_id.0.0.to_vec())
+                .execute(&mut **tx)
+                .await?;
         }
         Ok(())
     }
 
     async fn reject_pending(
         tx: &mut Transaction<'_, Any>,
-        rejected: &[(RecordId, String)],
+        rejected: &[(LogId, RecordId, String)],
     ) -> StoreResult<()> {
-        for (id, reason) in rejected {
-            sqlx::query("UPDATE pending SET state = 2, reason = $1 WHERE record_id = $2")
-                .bind(reason.clone())
-                .bind(id.0.0.to_vec())
-                .execute(&mut **tx)
-                .await?;
+        for (log_id, record_id, reason) in rejected {
+            sqlx::query(
+                "UPDATE pending SET state = 2, reason = $1 WHERE log_id = $2 AND record_id = $3",
+            )
+            .bind(reason.clone())
+            .bind(log_id.0.0.to_vec())
+            .bind(record_id.0.0.to_vec())
+            .execute(&mut **tx)
+            .await?;
         }
         Ok(())
     }
@@ -772,10 +774,15 @@ impl Store for SqlStore {
         .collect()
     }
 
-    async fn record_by_id(&self, record_id: &RecordId) -> StoreResult<Option<StoredRecord>> {
+    async fn record_by_id(
+        &self,
+        log_id: &LogId,
+        record_id: &RecordId,
+    ) -> StoreResult<Option<StoredRecord>> {
         sqlx::query(&format!(
-            "SELECT {RECORD_COLUMNS} FROM records WHERE record_id = $1"
+            "SELECT {RECORD_COLUMNS} FROM records WHERE log_id = $1 AND record_id = $2"
         ))
+        .bind(log_id.0.0.to_vec())
         .bind(record_id.0.0.to_vec())
         .fetch_optional(&self.read)
         .await?
@@ -844,10 +851,15 @@ impl Store for SqlStore {
         })
     }
 
-    async fn pending(&self, record_id: &RecordId) -> StoreResult<Option<PendingRecord>> {
+    async fn pending(
+        &self,
+        log_id: &LogId,
+        record_id: &RecordId,
+    ) -> StoreResult<Option<PendingRecord>> {
         sqlx::query(&format!(
-            "SELECT {PENDING_COLUMNS} FROM pending WHERE record_id = $1"
+            "SELECT {PENDING_COLUMNS} FROM pending WHERE log_id = $1 AND record_id = $2"
         ))
+        .bind(log_id.0.0.to_vec())
         .bind(record_id.0.0.to_vec())
         .fetch_optional(&self.read)
         .await?
@@ -880,6 +892,7 @@ impl Store for SqlStore {
 
     async fn content_stored(
         &self,
+        log_id: &LogId,
         record_id: &RecordId,
         digest_value: &Sha256Digest,
         size: u64,
@@ -891,8 +904,9 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await?;
         let row = sqlx::query(&format!(
-            "SELECT {PENDING_COLUMNS} FROM pending WHERE record_id = $1"
+            "SELECT {PENDING_COLUMNS} FROM pending WHERE log_id = $1 AND record_id = $2"
         ))
+        .bind(log_id.0.0.to_vec())
         .bind(record_id.0.0.to_vec())
         .fetch_optional(&mut *tx)
         .await?;
@@ -906,12 +920,15 @@ impl Store for SqlStore {
             if pending.record.missing.is_empty() {
                 pending.state = PendingState::Queued;
             }
-            sqlx::query("UPDATE pending SET missing = $1, state = $2 WHERE record_id = $3")
-                .bind(missing_json(&pending.record.missing))
-                .bind(pending.state.to_db())
-                .bind(record_id.0.0.to_vec())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE pending SET missing = $1, state = $2 WHERE log_id = $3 AND record_id = $4",
+            )
+            .bind(missing_json(&pending.record.missing))
+            .bind(pending.state.to_db())
+            .bind(log_id.0.0.to_vec())
+            .bind(record_id.0.0.to_vec())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(Some(pending))
@@ -925,7 +942,7 @@ impl Store for SqlStore {
     ) -> StoreResult<u64> {
         let mut tx = self.write.begin().await?;
         let expired = sqlx::query(
-            "UPDATE pending SET state = 2, reason = $1 WHERE state < 2 AND created_at < $2",
+            "UPDATE pending SET state = 2, reason = $1 WHERE state = 0 AND created_at < $2",
         )
         .bind(reason.to_owned())
         .bind(before_ms)

@@ -181,10 +181,11 @@ pub struct Batch {
     pub log_nodes: Vec<(NodeId, Hash)>,
     /// New map nodes.
     pub map_nodes: Vec<(Hash, MapNode)>,
-    /// Pending records that were sequenced (their pending rows are deleted).
-    pub sequenced: Vec<RecordId>,
-    /// Pending records refused by the sequencer, with the reason.
-    pub rejected: Vec<(RecordId, String)>,
+    /// Pending records (log, record) that were sequenced (their pending rows
+    /// are deleted).
+    pub sequenced: Vec<(LogId, RecordId)>,
+    /// Pending records (log, record) refused by the sequencer, with the reason.
+    pub rejected: Vec<(LogId, RecordId, String)>,
     /// Content now referenced by a sequenced record.
     pub published_contents: Vec<Sha256Digest>,
 }

@@ -122,7 +122,7 @@ async fn batches_are_atomic_and_ordered() {
         );
         assert_eq!(
             store
-                .record_by_id(&records[2].record_id)
+                .record_by_id(&log, &records[2].record_id)
                 .await
                 .unwrap()
                 .unwrap(),
@@ -209,31 +209,34 @@ async fn pending_lifecycle() {
     for db in TestDatabase::all().await {
         let store = open(&db).await;
         let log = LogId(Sha256Digest::of(b"log"));
+        let other = LogId(Sha256Digest::of(b"other"));
         let d1 = Sha256Digest::of(b"one");
         let d2 = Sha256Digest::of(b"two");
         let p = store
             .insert_pending(&pending(1, &log, vec![d1, d2]))
             .await
             .unwrap();
+        let id = p.record.record_id;
         assert_eq!(p.state, PendingState::Sourcing);
-        // One live record per log; a duplicate record id is refused too.
+        // One live record per log, and a record at most once per log.
         assert!(matches!(
             store.insert_pending(&pending(2, &log, vec![])).await,
             Err(StoreError::Conflict(_))
         ));
-        assert!(matches!(
-            store
-                .insert_pending(&pending(1, &LogId(Sha256Digest::of(b"other")), vec![]))
-                .await,
-            Err(StoreError::Conflict(_))
-        ));
+        // The same record in another log is a different record (package
+        // records do not contain the package name).
+        let twin = store
+            .insert_pending(&pending(1, &other, vec![]))
+            .await
+            .unwrap();
+        assert_eq!(twin.record.record_id, id);
         assert_eq!(
             store.live_pending_for_log(&log).await.unwrap().unwrap().seq,
             p.seq
         );
 
         let after = store
-            .content_stored(&p.record.record_id, &d1, 3)
+            .content_stored(&log, &id, &d1, 3)
             .await
             .unwrap()
             .unwrap();
@@ -241,56 +244,113 @@ async fn pending_lifecycle() {
             (after.state, after.record.missing.clone()),
             (PendingState::Sourcing, vec![d2])
         );
-        assert!(store.queued(10).await.unwrap().is_empty());
+        assert_eq!(
+            store.queued(10).await.unwrap().len(),
+            1,
+            "only the twin is queued"
+        );
         let again = store
-            .content_stored(&p.record.record_id, &d1, 3)
+            .content_stored(&log, &id, &d1, 3)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(again.record.missing, vec![d2]);
         let done = store
-            .content_stored(&p.record.record_id, &d2, 3)
+            .content_stored(&log, &id, &d2, 3)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(done.state, PendingState::Queued);
-        assert_eq!(store.queued(10).await.unwrap().len(), 1);
+        assert_eq!(store.queued(10).await.unwrap().len(), 2);
         assert_eq!(store.content(&d1).await.unwrap().unwrap().size, 3);
 
         // Sequencing removes it; rejection keeps it for status queries.
-        let other = LogId(Sha256Digest::of(b"other"));
-        let q = store
-            .insert_pending(&pending(3, &other, vec![]))
-            .await
-            .unwrap();
         let mut b = batch(0, 1, &log);
-        b.sequenced = vec![p.record.record_id];
-        b.rejected = vec![(q.record.record_id, "nope".into())];
+        b.sequenced = vec![(log, id)];
+        b.rejected = vec![(other, id, "nope".into())];
         b.published_contents = vec![d1];
         store.commit_batch(&b).await.unwrap();
-        assert_eq!(store.pending(&p.record.record_id).await.unwrap(), None);
-        let rejected = store.pending(&q.record.record_id).await.unwrap().unwrap();
+        assert_eq!(store.pending(&log, &id).await.unwrap(), None);
+        let rejected = store.pending(&other, &id).await.unwrap().unwrap();
         assert_eq!(
             (rejected.state, rejected.reason.as_deref()),
             (PendingState::Rejected, Some("nope"))
         );
         assert!(store.content(&d1).await.unwrap().unwrap().published);
         assert!(!store.content(&d2).await.unwrap().unwrap().published);
-        // A rejected record no longer blocks its log.
-        store
+
+        // A rejected record no longer blocks its log. Sourcing records
+        // expire; queued ones never do.
+        let sourcing = store
             .insert_pending(&pending(4, &other, vec![d1]))
             .await
             .unwrap();
+        let third = LogId(Sha256Digest::of(b"third"));
+        let queued = store
+            .insert_pending(&pending(5, &third, vec![]))
+            .await
+            .unwrap();
         assert_eq!(
-            store.expire_pending(2000, "timed out", 1004).await.unwrap(),
+            store.expire_pending(2000, "timed out", 1002).await.unwrap(),
+            1
+        );
+        assert_eq!(store.pending(&other, &id).await.unwrap(), None, "forgotten");
+        assert_eq!(
+            store
+                .pending(&other, &sourcing.record.record_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .state,
+            PendingState::Rejected
+        );
+        assert_eq!(store.live_pending_for_log(&other).await.unwrap(), None);
+        assert_eq!(
+            store
+                .pending(&third, &queued.record.record_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .state,
+            PendingState::Queued
+        );
+    }
+}
+
+#[tokio::test]
+async fn identical_records_in_two_logs_are_both_stored() {
+    for db in TestDatabase::all().await {
+        let store = open(&db).await;
+        let (a, b) = (LogId(Sha256Digest::of(b"a")), LogId(Sha256Digest::of(b"b")));
+        let mut first = batch(0, 1, &a);
+        let mut twin = first.records[0].clone();
+        twin.registry_index = 1;
+        twin.log_id = b;
+        first.records.push(twin.clone());
+        first.log_nodes.push((NodeId::leaf(1), Hash::of(b"leaf1")));
+        first.head = Some(TreeHead {
+            size: 2,
+            ..first.head.unwrap()
+        });
+        store.commit_batch(&first).await.unwrap();
+        assert_eq!(
+            store
+                .record_by_id(&b, &twin.record_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .registry_index,
             1
         );
         assert_eq!(
-            store.pending(&q.record.record_id).await.unwrap(),
-            None,
-            "forgotten"
+            store
+                .record_by_id(&a, &twin.record_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .registry_index,
+            0
         );
-        assert_eq!(store.live_pending_for_log(&other).await.unwrap(), None);
     }
 }
 
