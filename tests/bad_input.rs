@@ -74,6 +74,23 @@ impl Api {
         self.call(reqwest::Method::GET, path, None).await
     }
 
+    /// Polls a record's state until it is `published` (20 s deadline).
+    async fn wait_published(&self, package: &str, record_id: &RecordId, kind: &str) {
+        let path = format!("{}/{record_id}", log_path(package));
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (_, body) = self.get(&path).await;
+            if body["state"] == "published" {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{kind}: {package} {record_id} not published: {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     async fn checkpoint_length(&self) -> u64 {
         self.get("/v1/fetch/checkpoint").await.1["contents"]["logLength"]
             .as_u64()
@@ -351,21 +368,8 @@ async fn malformed_and_invalid_records_are_refused_and_nothing_is_stored() {
             "{kind}: an upload retry succeeds"
         );
 
-        // Wait (with a deadline) until it is published.
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            let (_, body) = api
-                .get(&format!("{}/{}", log_path("test:good"), good.record_id()))
-                .await;
-            if body["state"] == "published" {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{kind}: not published: {body}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        api.wait_published("test:good", &good.record_id(), kind)
+            .await;
         let length = api.checkpoint_length().await;
 
         // Once sequenced, the record takes no uploads.
@@ -443,25 +447,55 @@ async fn malformed_and_invalid_records_are_refused_and_nothing_is_stored() {
             (202, Some("processing")),
             "{kind}: {body}"
         );
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            let (_, body) = api
-                .get(&format!(
-                    "{}/{}",
-                    log_path("test:replayed"),
-                    good.record_id()
-                ))
-                .await;
-            if body["state"] == "published" {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{kind}: replay not published: {body}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        api.wait_published("test:replayed", &good.record_id(), kind)
+            .await;
+
+        // A record built on an earlier head of its log (another publish got
+        // there first) is a conflict with the new head, like a pending
+        // publish: the client waits for it, fetches and rebuilds.
+        let yank = Envelope::sign(
+            record(
+                Some(good.record_id()),
+                vec![PackageEntry::Yank {
+                    version: "1.0.0".parse().unwrap(),
+                }],
+            ),
+            &key,
+        );
+        let (status, body) = api
+            .post(&log_path("test:good"), publish_body("test:good", &yank))
+            .await;
+        assert_eq!(status, 202, "{kind}: {body}");
+        api.wait_published("test:good", &yank.record_id(), kind)
+            .await;
         let length = api.checkpoint_length().await;
+        let stale = Envelope::sign(
+            record(
+                Some(good.record_id()),
+                vec![PackageEntry::Release {
+                    version: "2.0.0".parse().unwrap(),
+                    content: digest,
+                }],
+            ),
+            &key,
+        );
+        let (status, body) = api
+            .post(&log_path("test:good"), publish_body("test:good", &stale))
+            .await;
+        assert_eq!(
+            (status, body["type"].as_str(), body["id"].as_str()),
+            (
+                409,
+                Some("record"),
+                Some(yank.record_id().to_string().as_str())
+            ),
+            "{kind}: {body}"
+        );
+        let (status, _) = api
+            .get(&format!("{}/{}", log_path("test:good"), stale.record_id()))
+            .await;
+        assert_eq!(status, 404, "{kind}: nothing stored");
+        assert_eq!(api.checkpoint_length().await, length, "{kind}");
 
         // Fetch and proof errors.
 

@@ -38,8 +38,9 @@ struct Args {
     /// Give every release its own content (the client uploads it).
     #[arg(long)]
     unique_content: bool,
-    /// How often a client polls a record's state, in milliseconds.
-    #[arg(long, default_value_t = 10)]
+    /// Longest a client waits before re-checking a record's state, in
+    /// milliseconds (it also re-checks whenever a new checkpoint appears).
+    #[arg(long, default_value_t = 1000)]
     poll_ms: u64,
     /// Distinguishes package names between runs on one registry.
     #[arg(long, default_value = "r")]
@@ -85,10 +86,15 @@ fn prepare(args: &Args) -> anyhow::Result<(Vec<Job>, Vec<u8>)> {
                         let name = format!("{}:{}-p{i}", args.namespace, args.run);
                         let name = PackageName::new(name).map_err(|e| anyhow::anyhow!("{e}"))?;
                         let bytes = if args.unique_content { content(i, args.content_bytes) } else { shared.clone() };
+                        // Distinct records per package (identical records in two
+                        // logs are valid, but some registries mishandle them).
                         let record = PackageRecord {
                             prev: None,
                             version: 0,
-                            timestamp,
+                            timestamp: Timestamp {
+                                seconds: timestamp.seconds,
+                                nanos: u32::try_from(i % 1_000_000_000).unwrap_or(0),
+                            },
                             entries: vec![
                                 PackageEntry::Init { key: key.public_key() },
                                 PackageEntry::Release {
@@ -167,6 +173,7 @@ async fn publish(
     job: &Job,
     shared: &[u8],
     poll: Duration,
+    checkpoints: &mut tokio::sync::watch::Receiver<u64>,
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
     let start = Instant::now();
@@ -202,16 +209,43 @@ async fn publish(
         .to_owned();
     let status_url = format!("{base}{}/{record_id}", job.log_path);
     let mut state = response["state"].as_str().unwrap_or_default().to_owned();
+    // A record can only become `published` when a new checkpoint appears, so
+    // its state is checked once per new checkpoint (or every `poll` at most).
+    checkpoints.borrow_and_update();
     while state != "published" {
         if state == "rejected" {
             bail!("record rejected");
         }
-        tokio::time::sleep(poll).await;
+        let _ = tokio::time::timeout(poll, checkpoints.changed()).await;
         let body: Value = http.get(&status_url).send().await?.json().await?;
         state = body["state"].as_str().unwrap_or_default().to_owned();
     }
     outcome.latencies.push(start.elapsed());
     Ok(())
+}
+
+/// Polls the (in-memory, cheap) checkpoint every 2 ms and announces each new length.
+fn watch_checkpoints(http: reqwest::Client, base: String) -> tokio::sync::watch::Receiver<u64> {
+    let (tx, rx) = tokio::sync::watch::channel(0u64);
+    tokio::spawn(async move {
+        loop {
+            if let Ok(response) = http.get(format!("{base}v1/fetch/checkpoint")).send().await
+                && let Ok(body) = response.json::<Value>().await
+                && let Some(length) = body["contents"]["logLength"].as_u64()
+            {
+                tx.send_if_modified(|current| {
+                    let changed = *current != length;
+                    *current = length;
+                    changed
+                });
+            }
+            if tx.is_closed() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    rx
 }
 
 /// The `per_mille`/1000 quantile of sorted samples.
@@ -240,12 +274,14 @@ async fn main() -> anyhow::Result<()> {
         let (mut warm_jobs, _) = prepare(&warm)?;
         if let Some(job) = warm_jobs.pop() {
             let mut outcome = Outcome::default();
+            let mut checkpoints = watch_checkpoints(http.clone(), base.clone());
             publish(
                 &http,
                 &base,
                 &job,
                 &shared,
                 Duration::from_millis(args.poll_ms),
+                &mut checkpoints,
                 &mut outcome,
             )
             .await?;
@@ -255,6 +291,7 @@ async fn main() -> anyhow::Result<()> {
     let jobs = Arc::new(jobs);
     let next = Arc::new(AtomicUsize::new(0));
     let shared = Arc::new(shared);
+    let checkpoints = watch_checkpoints(http.clone(), base.clone());
     let start = Instant::now();
     let workers: Vec<_> = (0..args.concurrency)
         .map(|_| {
@@ -266,12 +303,22 @@ async fn main() -> anyhow::Result<()> {
                 shared.clone(),
             );
             let poll = Duration::from_millis(args.poll_ms);
+            let mut checkpoints = checkpoints.clone();
             tokio::spawn(async move {
                 let mut outcome = Outcome::default();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = jobs.get(i) else { break };
-                    publish(&http, &base, job, &shared, poll, &mut outcome).await?;
+                    publish(
+                        &http,
+                        &base,
+                        job,
+                        &shared,
+                        poll,
+                        &mut checkpoints,
+                        &mut outcome,
+                    )
+                    .await?;
                 }
                 anyhow::Ok(outcome)
             })

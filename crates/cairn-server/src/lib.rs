@@ -42,6 +42,7 @@ impl RunningServer {
         let _ = self.shutdown.send(true);
         let served = self.http.await;
         self.sequencer.shutdown().await;
+        self._lock.release().await;
         served.context("HTTP server task")?.context("HTTP server")?;
         Ok(())
     }
@@ -56,7 +57,7 @@ impl RunningServer {
         } = self;
         let served = http.await;
         sequencer.shutdown().await;
-        drop(_lock);
+        _lock.release().await;
         served.context("HTTP server task")?.context("HTTP server")?;
         Ok(())
     }

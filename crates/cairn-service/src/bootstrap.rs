@@ -197,6 +197,7 @@ impl Registry {
         let published_length = latest
             .as_ref()
             .map_or(0, |c| c.checkpoint.checkpoint.log_length);
+        let resident_limit = config.resident_map_nodes;
         let (published, _) = watch::channel(published_length);
         let inner = Arc::new(Inner {
             store,
@@ -213,6 +214,7 @@ impl Registry {
             backlog: AtomicU64::new(0),
             health: Mutex::new(Health::default()),
             config,
+            commit_gate: tokio::sync::RwLock::new(()),
         });
         let registry = Registry { inner };
         let sequencer = Sequencer {
@@ -221,6 +223,7 @@ impl Registry {
             map_root,
             operator,
             operator_row,
+            resident: crate::maps::ResidentMap::new(resident_limit),
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let task = tokio::spawn(sequencer.run(shutdown_rx));

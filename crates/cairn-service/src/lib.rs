@@ -65,8 +65,12 @@ pub struct ServiceConfig {
     pub map_threads: usize,
     /// Namespaces defined in the operator log's first record.
     pub initial_namespaces: Vec<String>,
-    /// Map nodes and log states kept in memory.
+    /// Map nodes (of past checkpoints) and log states cached in memory.
     pub cache_entries: usize,
+    /// Nodes of the latest map tree the sequencer keeps in memory (about
+    /// two per log; ~150 bytes each). Beyond it, the copy is dropped and
+    /// rebuilt from the store as needed.
+    pub resident_map_nodes: usize,
     /// How often the sequencer looks for work inserted by other processes.
     pub poll_interval: Duration,
 }
@@ -84,6 +88,7 @@ impl Default for ServiceConfig {
             map_threads: 2,
             initial_namespaces: Vec::new(),
             cache_entries: 200_000,
+            resident_map_nodes: 4_000_000,
             poll_interval: Duration::from_millis(500),
         }
     }
@@ -122,6 +127,13 @@ pub(crate) struct Inner {
     pub(crate) published: watch::Sender<u64>,
     pub(crate) backlog: AtomicU64,
     pub(crate) health: Mutex<Health>,
+    /// Publishes hold it shared from reading a log's state until their
+    /// record is stored; the sequencer holds it exclusively while it commits
+    /// a batch and updates the cached states. So a publish validates against
+    /// exactly the state its record will be sequenced on, or conflicts with
+    /// the record ahead of it, and an accepted record is never rejected
+    /// later for a race.
+    pub(crate) commit_gate: tokio::sync::RwLock<()>,
 }
 
 /// A handle on the registry. Clones share everything.

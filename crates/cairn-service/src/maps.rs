@@ -1,4 +1,5 @@
-//! Loading map paths through the in-memory node cache and the store.
+//! Loading map paths: the sequencer's resident copy of the latest tree,
+//! the shared node cache, and the store.
 
 use std::collections::HashMap;
 
@@ -7,13 +8,50 @@ use cairn_log::map::{MapKey, MapNode, PathLoader};
 
 use crate::{Registry, ServiceError};
 
+/// The part of the latest map tree the sequencer has seen, kept in memory.
+///
+/// Every node the sequencer loads lies on the path of a key it is about to
+/// update, so the update replaces it; every node the update creates belongs
+/// to the new tree. Removing the loaded nodes and adding the created ones
+/// after each batch keeps this set inside the latest tree, at most about
+/// two nodes per log. Start-up leaves it empty (cold start stays O(log n));
+/// it fills as logs are updated.
+#[derive(Debug, Default)]
+pub(crate) struct ResidentMap {
+    nodes: HashMap<Hash, MapNode>,
+    limit: usize,
+}
+
+impl ResidentMap {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            nodes: HashMap::new(),
+            limit,
+        }
+    }
+
+    /// Replaces the nodes a batch loaded with the nodes it created.
+    pub(crate) fn advance(&mut self, loaded: &HashMap<Hash, MapNode>, created: &[(Hash, MapNode)]) {
+        for hash in loaded.keys() {
+            self.nodes.remove(hash);
+        }
+        if self.nodes.len() + created.len() > self.limit {
+            // Beyond the configured memory: start over (the store has it all).
+            self.nodes.clear();
+        }
+        self.nodes.extend(created.iter().cloned());
+    }
+}
+
 impl Registry {
-    /// Every map node on the paths of `keys` below `root`: from the cache
-    /// when possible, otherwise from the store in one query per tree level.
+    /// Every map node on the paths of `keys` below `root`: from `resident`
+    /// (the sequencer's copy of the latest tree) and the shared cache when
+    /// possible, otherwise from the store, one query per tree level.
     pub(crate) async fn load_map_paths(
         &self,
         root: Option<Hash>,
         keys: &[MapKey],
+        resident: Option<&ResidentMap>,
     ) -> Result<HashMap<Hash, MapNode>, ServiceError> {
         let mut loader = PathLoader::new(root, keys);
         loop {
@@ -23,15 +61,23 @@ impl Registry {
             }
             let mut found = Vec::with_capacity(wanted.len());
             let mut missing = Vec::new();
-            if let Ok(mut cache) = self.inner.map_cache.lock() {
-                for hash in &wanted {
-                    match cache.get(hash) {
-                        Some(node) => found.push((*hash, node)),
-                        None => missing.push(*hash),
-                    }
+            for hash in &wanted {
+                if let Some(node) = resident.and_then(|r| r.nodes.get(hash)) {
+                    found.push((*hash, node.clone()));
+                } else {
+                    missing.push(*hash);
                 }
-            } else {
-                missing = wanted.clone();
+            }
+            if !missing.is_empty()
+                && let Ok(mut cache) = self.inner.map_cache.lock()
+            {
+                missing.retain(|hash| match cache.get(hash) {
+                    Some(node) => {
+                        found.push((*hash, node));
+                        false
+                    }
+                    None => true,
+                });
             }
             if !missing.is_empty() {
                 let fetched = self.inner.store.map_nodes(&missing).await?;
@@ -60,4 +106,66 @@ impl Registry {
 /// The map root as a node hash (`None` for the empty map).
 pub(crate) fn root_node(map_root: &Hash) -> Option<Hash> {
     (*map_root != cairn_log::map::empty_root()).then_some(*map_root)
+}
+
+impl ResidentMap {
+    /// Merges nodes loaded in the background, keeping only those reachable
+    /// from `root` (the tree may have moved on since they were read).
+    pub(crate) fn merge_reachable(&mut self, root: Option<Hash>, mut warm: HashMap<Hash, MapNode>) {
+        if self.nodes.len() + warm.len() > self.limit {
+            return;
+        }
+        let mut stack: Vec<Hash> = root.into_iter().collect();
+        while let Some(hash) = stack.pop() {
+            let node = match self.nodes.get(&hash) {
+                Some(node) => node.clone(),
+                None => match warm.remove(&hash) {
+                    Some(node) => {
+                        self.nodes.insert(hash, node.clone());
+                        node
+                    }
+                    None => continue,
+                },
+            };
+            if let MapNode::Branch { left, right } = node {
+                stack.extend(left);
+                stack.extend(right);
+            }
+        }
+    }
+
+    /// Number of nodes held.
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+}
+
+impl Registry {
+    /// Reads the whole map tree below `root`, level by level (for warming
+    /// the sequencer's resident copy in the background). Gives up beyond
+    /// `limit` nodes.
+    pub(crate) async fn read_map_tree(
+        &self,
+        root: Option<Hash>,
+        limit: usize,
+    ) -> Result<HashMap<Hash, MapNode>, ServiceError> {
+        let mut nodes = HashMap::new();
+        let mut level: Vec<Hash> = root.into_iter().collect();
+        while !level.is_empty() {
+            let mut next = Vec::new();
+            for chunk in level.chunks(4096) {
+                for (hash, node) in self.inner.store.map_nodes(chunk).await? {
+                    if let MapNode::Branch { left, right } = &node {
+                        next.extend(left.iter().chain(right.iter()).copied());
+                    }
+                    nodes.insert(hash, node);
+                }
+            }
+            if nodes.len() > limit {
+                return Ok(HashMap::new());
+            }
+            level = next;
+        }
+        Ok(nodes)
+    }
 }

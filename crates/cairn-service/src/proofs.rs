@@ -103,7 +103,7 @@ impl Registry {
             .values()
             .map(|(log, _)| MapKey::for_log_id(&log.0))
             .collect();
-        let loaded = self.load_map_paths(root, &keys).await?;
+        let loaded = self.load_map_paths(root, &keys, None).await?;
         let mut proofs = Vec::with_capacity(request.leafs.len());
         for leaf in &request.leafs {
             let (log_id, record_id) = records

@@ -18,8 +18,8 @@ use cairn_protocol::wire::{
     MissingContent, PackageRecordResponse, PackageRecordState, PublishRecordRequest,
     UploadEndpoint, WargError,
 };
-use cairn_protocol::{Envelope, LogId, PackageName, RecordId};
-use cairn_store::{NewPending, PendingRecord, PendingState, StoreError};
+use cairn_protocol::{Envelope, LogId, PackageName, RecordId, ValidationError};
+use cairn_store::{NewPending, PendingState, RecordStatus, StoreError};
 
 use crate::{Registry, ServiceError};
 
@@ -58,15 +58,17 @@ impl Registry {
     /// (warg-wire §7.6; the reference does the same).
     fn pending_response(
         &self,
-        pending: &PendingRecord,
+        log_id: &LogId,
+        record_id: &RecordId,
+        state: PendingState,
+        missing: &[Sha256Digest],
+        reason: Option<String>,
         for_publisher: bool,
     ) -> PackageRecordResponse {
-        let record = &pending.record;
-        let state = match pending.state {
+        let state = match state {
             PendingState::Sourcing if !for_publisher => PackageRecordState::Processing,
             PendingState::Sourcing => PackageRecordState::Sourcing {
-                missing_content: record
-                    .missing
+                missing_content: missing
                     .iter()
                     .map(|digest| {
                         (
@@ -74,7 +76,7 @@ impl Registry {
                             MissingContent {
                                 upload: vec![UploadEndpoint::Http {
                                     method: "POST".into(),
-                                    url: self.upload_url(&record.log_id, &record.record_id, digest),
+                                    url: self.upload_url(log_id, record_id, digest),
                                     headers: BTreeMap::new(),
                                 }],
                             },
@@ -84,11 +86,11 @@ impl Registry {
             },
             PendingState::Queued => PackageRecordState::Processing,
             PendingState::Rejected => PackageRecordState::Rejected {
-                reason: pending.reason.clone().unwrap_or_default(),
+                reason: reason.unwrap_or_default(),
             },
         };
         PackageRecordResponse {
-            record_id: record.record_id,
+            record_id: *record_id,
             state,
         }
     }
@@ -104,26 +106,64 @@ impl Registry {
         record_id: &RecordId,
         for_publisher: bool,
     ) -> Result<Option<PackageRecordResponse>, ServiceError> {
-        let store = &self.inner.store;
-        if let Some(pending) = store.pending(log_id, record_id).await? {
-            return Ok(Some(self.pending_response(&pending, for_publisher)));
-        }
-        let Some(record) = store.record_by_id(log_id, record_id).await? else {
+        let Some(status) = self.inner.store.record_status(log_id, record_id).await? else {
             return Ok(None);
         };
-        // SPEC: warg-wire §7.6 — `published` only once the latest checkpoint
-        // covers the record.
-        let state = if record.registry_index < self.latest_length() {
-            PackageRecordState::Published {
-                registry_index: record.registry_index,
+        let state = match status {
+            RecordStatus::Pending {
+                state,
+                missing,
+                reason,
+            } => {
+                return Ok(Some(self.pending_response(
+                    log_id,
+                    record_id,
+                    state,
+                    &missing,
+                    reason,
+                    for_publisher,
+                )));
             }
-        } else {
-            PackageRecordState::Processing
+            // SPEC: warg-wire §7.6 — `published` only once the latest
+            // checkpoint covers the record.
+            RecordStatus::Sequenced { registry_index } if registry_index < self.latest_length() => {
+                PackageRecordState::Published { registry_index }
+            }
+            RecordStatus::Sequenced { .. } => PackageRecordState::Processing,
         };
         Ok(Some(PackageRecordResponse {
             record_id: *record_id,
             state,
         }))
+    }
+
+    /// The log's head record, when `error` is a `prev` mismatch because the
+    /// record was built on an earlier record of this log: another publish
+    /// got there first. Clients treat the answer like a pending-publish
+    /// conflict (wait for that record, fetch, rebuild), which is what it is.
+    async fn stale_prev(
+        &self,
+        log_id: &LogId,
+        envelope: &Envelope<PackageRecord>,
+        error: &ValidationError,
+    ) -> Result<Option<RecordId>, ServiceError> {
+        let (ValidationError::RecordHashDoesNotMatch, Some(prev)) = (error, envelope.record().prev)
+        else {
+            return Ok(None);
+        };
+        let earlier = matches!(
+            self.inner.store.record_status(log_id, &prev).await?,
+            Some(RecordStatus::Sequenced { .. })
+        );
+        if !earlier {
+            return Ok(None);
+        }
+        Ok(self
+            .inner
+            .store
+            .log(log_id)
+            .await?
+            .map(|row| row.head_record))
     }
 
     /// `POST v1/package/{logId}/record`.
@@ -163,15 +203,11 @@ impl Registry {
         }
         let record_id = envelope.record_id();
 
-        // Idempotent: the same record again reports its state.
-        if let Some(state) = self.record_state(&log_id, &record_id, true).await? {
-            return Ok(state);
-        }
-        if let Some(live) = self.inner.store.live_pending_for_log(&log_id).await? {
-            return Err(WargError::ConflictPendingPublish(live.record.record_id).into());
-        }
-
-        // Validate completely before storing anything.
+        // Validate completely before storing anything. The common path is
+        // one state lookup (usually cached), one content lookup and one
+        // insert; the record's existing state is only looked up when the
+        // insert or the validation says there is one.
+        let gate = self.inner.commit_gate.read().await;
         let state = match self.cached_log(&log_id) {
             Some(cached) => cached.state.clone(),
             None => match self.inner.store.log(&log_id).await? {
@@ -183,9 +219,22 @@ impl Registry {
                 None => Default::default(),
             },
         };
-        state
-            .validate(&envelope)
-            .map_err(|e| WargError::Rejection(e.to_string()))?;
+        if let Err(error) = state.validate(&envelope) {
+            // The same record again (already pending or sequenced) reports
+            // its state instead of failing; a record built on a pending one
+            // conflicts with it (it cannot be judged before that one is
+            // sequenced).
+            if let Some(state) = self.record_state(&log_id, &record_id, true).await? {
+                return Ok(state);
+            }
+            if let Some(live) = self.inner.store.live_pending_for_log(&log_id).await? {
+                return Err(WargError::ConflictPendingPublish(live.record.record_id).into());
+            }
+            if let Some(head) = self.stale_prev(&log_id, &envelope, &error).await? {
+                return Err(WargError::ConflictPendingPublish(head).into());
+            }
+            return Err(WargError::Rejection(error.to_string()).into());
+        }
 
         if let Some(error) = self.health().sequencer_error {
             // Do not accept what cannot be published now (e.g. the signer
@@ -220,10 +269,13 @@ impl Registry {
             missing,
             created_at_ms: self.inner.clock.now_ms(),
         };
-        let pending = match self.inner.store.insert_pending(&new).await {
+        let inserted = self.inner.store.insert_pending(&new).await;
+        drop(gate);
+        let pending = match inserted {
             Ok(pending) => pending,
             Err(StoreError::Conflict(_)) => {
-                // Lost a race with another publish of this log (or of this record).
+                // The same record is already pending, or another record of
+                // this log is.
                 if let Some(state) = self.record_state(&log_id, &record_id, true).await? {
                     return Ok(state);
                 }
@@ -238,7 +290,14 @@ impl Registry {
             self.backlog().fetch_add(1, Ordering::Relaxed);
             self.wake_sequencer();
         }
-        Ok(self.pending_response(&pending, true))
+        Ok(self.pending_response(
+            &log_id,
+            &record_id,
+            pending.state,
+            &pending.record.missing,
+            None,
+            true,
+        ))
     }
 
     /// `GET v1/package/{logId}/record/{recordId}`.

@@ -43,6 +43,8 @@ pub(crate) struct Sequencer {
     pub(crate) map_root: Hash,
     pub(crate) operator: OperatorState,
     pub(crate) operator_row: Option<LogRow>,
+    /// The part of the latest map tree seen so far.
+    pub(crate) resident: crate::maps::ResidentMap,
 }
 
 enum Accepted {
@@ -57,9 +59,31 @@ impl Sequencer {
         registry.set_health(|h| h.sequencer_running = true);
         let mut backoff = Duration::from_millis(100);
         let mut last_expiry: Option<Instant> = None;
+        // Warm the resident copy of the map in the background; start-up
+        // itself stays O(log n).
+        let mut warming = Some(tokio::spawn({
+            let registry = registry.clone();
+            let root = crate::maps::root_node(&self.map_root);
+            let limit = registry.inner.config.resident_map_nodes;
+            async move { registry.read_map_tree(root, limit).await }
+        }));
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            if warming.as_ref().is_some_and(|w| w.is_finished())
+                && let Some(task) = warming.take()
+            {
+                match task.await {
+                    Ok(Ok(nodes)) => {
+                        let loaded = nodes.len();
+                        self.resident
+                            .merge_reachable(crate::maps::root_node(&self.map_root), nodes);
+                        tracing::info!(loaded, resident = self.resident.len(), "map tree warmed");
+                    }
+                    Ok(Err(error)) => tracing::warn!(%error, "warming the map tree failed"),
+                    Err(error) => tracing::warn!(%error, "warming the map tree failed"),
+                }
             }
             let result = async {
                 self.ensure_checkpoint().await?;
@@ -136,7 +160,9 @@ impl Sequencer {
             return Ok(false);
         }
         self.sequence(queued).await?;
+        let started = Instant::now();
         self.ensure_checkpoint().await?;
+        tracing::debug!(signed = ?started.elapsed(), "checkpoint stored");
         Ok(true)
     }
 
@@ -235,7 +261,9 @@ impl Sequencer {
 
     /// Validates, orders and commits `queued` as one batch.
     async fn sequence(&mut self, queued: Vec<PendingRecord>) -> Result<(), ServiceError> {
+        let started = Instant::now();
         let mut logs = self.load_package_logs(&queued).await?;
+        let loaded_logs = started.elapsed();
         let mut writer = self.writer.clone();
         let mut operator = self.operator.clone();
         let mut operator_row = self.operator_row.clone();
@@ -311,6 +339,8 @@ impl Sequencer {
         }
 
         let mut new_map_root = self.map_root;
+        let mut map_loaded = started.elapsed();
+        let mut replaced = None;
         if !batch.records.is_empty() {
             let updates: Vec<(MapKey, Hash)> = map_updates
                 .iter()
@@ -318,15 +348,20 @@ impl Sequencer {
                 .collect();
             let keys: Vec<MapKey> = updates.iter().map(|(k, _)| *k).collect();
             let root = root_node(&self.map_root);
-            let loaded = self.registry.load_map_paths(root, &keys).await?;
+            let loaded = self
+                .registry
+                .load_map_paths(root, &keys, Some(&self.resident))
+                .await?;
+            map_loaded = started.elapsed();
             let threads = self.registry.inner.config.map_threads;
             // Hashing a batch's map paths is CPU work: keep it off the
             // runtime threads that serve requests.
-            let update = tokio::task::spawn_blocking(move || {
-                map::apply_parallel(&loaded, root, &updates, threads)
+            let (update, loaded) = tokio::task::spawn_blocking(move || {
+                map::apply_parallel(&loaded, root, &updates, threads).map(|u| (u, loaded))
             })
             .await
             .map_err(|e| ServiceError::Internal(format!("map update task failed: {e}")))??;
+            replaced = Some(loaded);
             new_map_root = update.root_hash();
             batch.map_nodes = update.new_nodes;
             batch.head = Some(TreeHead {
@@ -352,6 +387,9 @@ impl Sequencer {
         // CRASH POINT 1 — before the commit: nothing of this batch is stored.
         // Its records stay queued and are sequenced again, from the same
         // stored tree, after a restart or on the next step.
+        let prepared = started.elapsed();
+        let registry = self.registry.clone();
+        let gate = registry.inner.commit_gate.write().await;
         self.registry.inner.store.commit_batch(&batch).await?;
         // CRASH POINT 2 — committed, no checkpoint yet: the stored tree is
         // ahead of the latest checkpoint. `ensure_checkpoint` (run on every
@@ -369,12 +407,15 @@ impl Sequencer {
                 *shared = Arc::new(operator);
             }
         }
-        self.registry.cache_map_nodes(&batch.map_nodes);
+        if let Some(replaced) = &replaced {
+            self.resident.advance(replaced, &batch.map_nodes);
+        }
         for log_id in &touched {
             if let Some(log) = logs.get(log_id) {
                 self.registry.cache_log(log.clone());
             }
         }
+        drop(gate);
         let done = u64::try_from(batch.sequenced.len() + batch.rejected.len()).unwrap_or(0);
         let _ = self
             .registry
@@ -386,6 +427,10 @@ impl Sequencer {
             sequenced = batch.sequenced.len(),
             rejected = batch.rejected.len(),
             size = self.writer.size(),
+            ?loaded_logs,
+            ?map_loaded,
+            ?prepared,
+            committed = ?started.elapsed(),
             "batch committed"
         );
         Ok(())

@@ -138,6 +138,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// queued) record.
     async fn insert_pending(&self, record: &NewPending) -> StoreResult<PendingRecord>;
 
+    /// Where a record stands, in one consistent read: pending (sourcing,
+    /// queued or rejected) or sequenced (with its registry index).
+    async fn record_status(
+        &self,
+        log_id: &LogId,
+        record_id: &RecordId,
+    ) -> StoreResult<Option<RecordStatus>>;
+
     /// A pending (or recently rejected) record of `log_id` by id.
     async fn pending(
         &self,

@@ -35,8 +35,40 @@ pub enum Backend {
     Postgres,
 }
 
-/// Rows per multi-row statement (keeps bind counts far below both limits).
-const CHUNK: usize = 400;
+/// Most rows per multi-row statement (keeps bind counts far below both
+/// limits).
+const MAX_ROWS: usize = 256;
+
+/// Splits `n` rows into statement sizes that are powers of two (at most
+/// [`MAX_ROWS`]), so each table sees at most nine statement shapes and the
+/// prepared statements are reused instead of re-planned for every batch.
+fn write_chunks<T>(items: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut rest = items;
+    while !rest.is_empty() {
+        let size = MAX_ROWS.min(1 << (usize::BITS - 1 - rest.len().leading_zeros()));
+        let (chunk, tail) = rest.split_at(size);
+        out.push(chunk);
+        rest = tail;
+    }
+    out
+}
+
+/// Splits lookup keys into `IN` lists of power-of-two sizes (at most
+/// [`MAX_ROWS`]), padding the last list by repeating its last key, for the
+/// same reason as [`write_chunks`].
+fn read_chunks<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
+    items
+        .chunks(MAX_ROWS)
+        .map(|chunk| {
+            let mut chunk = chunk.to_vec();
+            if let Some(last) = chunk.last().cloned() {
+                chunk.resize(chunk.len().next_power_of_two(), last);
+            }
+            chunk
+        })
+        .collect()
+}
 
 /// The [`Store`] over SQLite or PostgreSQL.
 pub struct SqlStore {
@@ -57,10 +89,31 @@ impl std::fmt::Debug for SqlStore {
     }
 }
 
+/// The PostgreSQL advisory lock key of the writer lock.
+const WRITER_LOCK_KEY: i64 = 6_360_812_773_657_829_742;
+
 /// A held exclusive writer lock (see [`SqlStore::lock_writer`]).
 pub struct WriterLock {
     _file: Option<std::fs::File>,
     _connection: Option<sqlx::AnyConnection>,
+}
+
+impl WriterLock {
+    /// Releases the lock now. Dropping it releases it too, but PostgreSQL
+    /// only notices a dropped connection a moment later; a server that
+    /// stops and restarts in one process must not race its own lock.
+    pub async fn release(mut self) {
+        if let Some(mut connection) = self._connection.take() {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(WRITER_LOCK_KEY)
+                .execute(&mut connection)
+                .await;
+            if let Err(error) = unlocked {
+                tracing::warn!(%error, "releasing the writer lock");
+            }
+            let _ = sqlx::Connection::close(connection).await;
+        }
+    }
 }
 
 impl std::fmt::Debug for WriterLock {
@@ -246,7 +299,8 @@ impl SqlStore {
             }
             Backend::Postgres => {
                 let mut connection = self.write.acquire().await?.detach();
-                let row = sqlx::query("SELECT pg_try_advisory_lock(6360812773657829742)")
+                let row = sqlx::query("SELECT pg_try_advisory_lock($1)")
+                    .bind(WRITER_LOCK_KEY)
                     .fetch_one(&mut connection)
                     .await?;
                 if !row.try_get::<bool, _>(0)? {
@@ -304,7 +358,7 @@ impl SqlStore {
         tx: &mut Transaction<'_, Any>,
         records: &[StoredRecord],
     ) -> StoreResult<()> {
-        for chunk in records.chunks(CHUNK) {
+        for chunk in write_chunks(records) {
             let sql = format!(
                 "INSERT INTO records (registry_index, record_id, log_id, content_bytes, key_id, signature) VALUES {}",
                 placeholders(1, chunk.len(), 6)
@@ -325,7 +379,7 @@ impl SqlStore {
     }
 
     async fn upsert_logs(tx: &mut Transaction<'_, Any>, logs: &[LogRow]) -> StoreResult<()> {
-        for chunk in logs.chunks(CHUNK) {
+        for chunk in write_chunks(logs) {
             let sql = format!(
                 "INSERT INTO logs (log_id, kind, name, state, head_index, head_record, record_count) VALUES {} \
                  ON CONFLICT (log_id) DO UPDATE SET state = excluded.state, head_index = excluded.head_index, \
@@ -352,7 +406,7 @@ impl SqlStore {
         tx: &mut Transaction<'_, Any>,
         nodes: &[(NodeId, Hash)],
     ) -> StoreResult<()> {
-        for chunk in nodes.chunks(CHUNK) {
+        for chunk in write_chunks(nodes) {
             let sql = format!(
                 "INSERT INTO log_nodes (node, hash) VALUES {}",
                 placeholders(1, chunk.len(), 2)
@@ -370,7 +424,7 @@ impl SqlStore {
         tx: &mut Transaction<'_, Any>,
         nodes: &[(Hash, MapNode)],
     ) -> StoreResult<()> {
-        for chunk in nodes.chunks(CHUNK) {
+        for chunk in write_chunks(nodes) {
             let sql = format!(
                 "INSERT INTO map_nodes (hash, node) VALUES {} ON CONFLICT (hash) DO NOTHING",
                 placeholders(1, chunk.len(), 2)
@@ -402,12 +456,16 @@ impl SqlStore {
         tx: &mut Transaction<'_, Any>,
         ids: &[(LogId, RecordId)],
     ) -> StoreResult<()> {
-        for (log_id, record_id) in ids {
-            sqlx::query("DELETE FROM pending WHERE log_id = $1 AND record_id = $2")
-                .bind(log_id.0.0.to_vec())
-                .bind(record_id.0.0.to_vec())
-                .execute(&mut **tx)
-                .await?;
+        for chunk in write_chunks(ids) {
+            let sql = format!(
+                "DELETE FROM pending WHERE (log_id, record_id) IN (VALUES {})",
+                placeholders(1, chunk.len(), 2)
+            );
+            let mut query = sqlx::query(&sql);
+            for (log_id, record_id) in chunk {
+                query = query.bind(log_id.0.0.to_vec()).bind(record_id.0.0.to_vec());
+            }
+            query.execute(&mut **tx).await?;
         }
         Ok(())
     }
@@ -433,7 +491,7 @@ impl SqlStore {
         tx: &mut Transaction<'_, Any>,
         digests: &[Sha256Digest],
     ) -> StoreResult<()> {
-        for chunk in digests.chunks(CHUNK) {
+        for chunk in write_chunks(digests) {
             let sql = format!(
                 "UPDATE contents SET published = 1 WHERE digest IN ({})",
                 list(1, chunk.len())
@@ -477,14 +535,18 @@ fn record_from_row(row: &AnyRow) -> StoreResult<StoredRecord> {
     })
 }
 
-fn pending_from_row(row: &AnyRow) -> StoreResult<PendingRecord> {
-    let missing: Vec<String> = serde_json::from_str(&row.try_get::<String, _>("missing")?)
+fn parse_missing(text: &str) -> StoreResult<Vec<Sha256Digest>> {
+    let missing: Vec<String> = serde_json::from_str(text)
         .map_err(|e| StoreError::Corrupt(format!("pending missing list: {e}")))?;
-    let missing = missing
+    missing
         .iter()
         .map(|d| Sha256Digest::from_str(d))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| StoreError::Corrupt(format!("pending missing digest: {e}")))?;
+        .map_err(|e| StoreError::Corrupt(format!("pending missing digest: {e}")))
+}
+
+fn pending_from_row(row: &AnyRow) -> StoreResult<PendingRecord> {
+    let missing = parse_missing(&row.try_get::<String, _>("missing")?)?;
     let state: i64 = row.try_get("state")?;
     Ok(PendingRecord {
         seq: row.try_get("seq")?,
@@ -560,14 +622,14 @@ impl Store for SqlStore {
             .iter()
             .map(|n| node_key(*n))
             .collect::<StoreResult<Vec<_>>>()?;
-        for chunk in keys.chunks(CHUNK) {
+        for chunk in read_chunks(&keys) {
             let sql = format!(
                 "SELECT node, hash FROM log_nodes WHERE node IN ({})",
                 list(1, chunk.len())
             );
             let mut query = sqlx::query(&sql);
             for key in chunk {
-                query = query.bind(*key);
+                query = query.bind(key);
             }
             for row in query.fetch_all(&self.read).await? {
                 found.insert(
@@ -607,7 +669,7 @@ impl Store for SqlStore {
 
     async fn map_nodes(&self, hashes: &[Hash]) -> StoreResult<Vec<(Hash, MapNode)>> {
         let mut out = Vec::with_capacity(hashes.len());
-        for chunk in hashes.chunks(CHUNK) {
+        for chunk in read_chunks(hashes) {
             let sql = format!(
                 "SELECT hash, node FROM map_nodes WHERE hash IN ({})",
                 list(1, chunk.len())
@@ -627,23 +689,33 @@ impl Store for SqlStore {
     }
 
     async fn commit_batch(&self, batch: &Batch) -> StoreResult<()> {
+        let t = std::time::Instant::now();
+        let mut marks = Vec::new();
         let mut tx = self.write.begin().await?;
         Self::check_tree_size(&mut tx, batch.old_size).await?;
+        marks.push(("check", t.elapsed()));
         Self::insert_records(&mut tx, &batch.records).await?;
+        marks.push(("records", t.elapsed()));
         self.check_fault("records")?;
         Self::upsert_logs(&mut tx, &batch.logs).await?;
+        marks.push(("logs", t.elapsed()));
         Self::insert_log_nodes(&mut tx, &batch.log_nodes).await?;
+        marks.push(("log_nodes", t.elapsed()));
         self.check_fault("log_nodes")?;
         Self::insert_map_nodes(&mut tx, &batch.map_nodes).await?;
+        marks.push(("map_nodes", t.elapsed()));
         if let Some(head) = &batch.head {
             Self::set_tree_head(&mut tx, head).await?;
         }
         self.check_fault("tree_head")?;
         Self::delete_pending(&mut tx, &batch.sequenced).await?;
+        marks.push(("pending", t.elapsed()));
         Self::reject_pending(&mut tx, &batch.rejected).await?;
         Self::publish_contents(&mut tx, &batch.published_contents).await?;
         self.check_fault("before_commit")?;
         tx.commit().await?;
+        marks.push(("commit", t.elapsed()));
+        tracing::debug!(?marks, "commit_batch");
         Ok(())
     }
 
@@ -734,7 +806,7 @@ impl Store for SqlStore {
 
     async fn logs(&self, log_ids: &[LogId]) -> StoreResult<Vec<LogRow>> {
         let mut out = Vec::with_capacity(log_ids.len());
-        for chunk in log_ids.chunks(CHUNK) {
+        for chunk in read_chunks(log_ids) {
             let sql = format!(
                 "SELECT log_id, kind, name, state, head_index, head_record, record_count FROM logs \
                  WHERE log_id IN ({})",
@@ -806,14 +878,14 @@ impl Store for SqlStore {
 
     async fn records_at(&self, indices: &[u64]) -> StoreResult<Vec<StoredRecord>> {
         let mut out = Vec::with_capacity(indices.len());
-        for chunk in indices.chunks(CHUNK) {
+        for chunk in read_chunks(indices) {
             let sql = format!(
                 "SELECT {RECORD_COLUMNS} FROM records WHERE registry_index IN ({})",
                 list(1, chunk.len())
             );
             let mut query = sqlx::query(&sql);
             for index in chunk {
-                query = query.bind(i64_from(*index)?);
+                query = query.bind(i64_from(index)?);
             }
             for row in query.fetch_all(&self.read).await? {
                 out.push(record_from_row(&row)?);
@@ -849,6 +921,43 @@ impl Store for SqlStore {
             state,
             reason: None,
         })
+    }
+
+    async fn record_status(
+        &self,
+        log_id: &LogId,
+        record_id: &RecordId,
+    ) -> StoreResult<Option<RecordStatus>> {
+        // One statement, so one snapshot: a record moving from pending to
+        // sequenced is seen in at least one of the two. A sequenced row wins
+        // over a pending one (a stale duplicate submission, later rejected).
+        let row = sqlx::query(
+            "SELECT state, missing, reason, -1 AS registry_index FROM pending \
+             WHERE log_id = $1 AND record_id = $2 \
+             UNION ALL SELECT -1, '[]', NULL, registry_index FROM records \
+             WHERE log_id = $3 AND record_id = $4 \
+             ORDER BY registry_index DESC LIMIT 1",
+        )
+        .bind(log_id.0.0.to_vec())
+        .bind(record_id.0.0.to_vec())
+        .bind(log_id.0.0.to_vec())
+        .bind(record_id.0.0.to_vec())
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let index: i64 = row.try_get("registry_index")?;
+        if index >= 0 {
+            return Ok(Some(RecordStatus::Sequenced {
+                registry_index: u64_from(index, "registry index")?,
+            }));
+        }
+        let state: i64 = row.try_get("state")?;
+        Ok(Some(RecordStatus::Pending {
+            state: PendingState::from_db(state)
+                .ok_or_else(|| StoreError::Corrupt(format!("pending state {state}")))?,
+            missing: parse_missing(&row.try_get::<String, _>("missing")?)?,
+            reason: row.try_get("reason")?,
+        }))
     }
 
     async fn pending(
@@ -1005,7 +1114,7 @@ impl Store for SqlStore {
 
     async fn log_names(&self, log_ids: &[LogId]) -> StoreResult<Vec<(LogId, Option<String>)>> {
         let mut out = Vec::with_capacity(log_ids.len());
-        for chunk in log_ids.chunks(CHUNK) {
+        for chunk in read_chunks(log_ids) {
             let sql = format!(
                 "SELECT log_id, name FROM logs WHERE log_id IN ({})",
                 list(1, chunk.len())

@@ -155,6 +155,25 @@ pub struct PendingRecord {
     pub reason: Option<String>,
 }
 
+/// Where a record stands (see [`crate::Store::record_status`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordStatus {
+    /// Accepted, not sequenced: its state, missing content and rejection reason.
+    Pending {
+        /// Sourcing, queued or rejected.
+        state: PendingState,
+        /// Content still missing.
+        missing: Vec<Sha256Digest>,
+        /// Why it was rejected.
+        reason: Option<String>,
+    },
+    /// Sequenced at this registry index.
+    Sequenced {
+        /// Its registry index.
+        registry_index: u64,
+    },
+}
+
 /// Stored content.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ContentRow {

@@ -204,6 +204,10 @@ async fn checkpoints_never_change_roots() {
     }
 }
 
+fn third_log() -> LogId {
+    LogId(Sha256Digest::of(b"third"))
+}
+
 #[tokio::test]
 async fn pending_lifecycle() {
     for db in TestDatabase::all().await {
@@ -264,13 +268,68 @@ async fn pending_lifecycle() {
         assert_eq!(store.queued(10).await.unwrap().len(), 2);
         assert_eq!(store.content(&d1).await.unwrap().unwrap().size, 3);
 
+        assert_eq!(
+            store.record_status(&log, &id).await.unwrap(),
+            Some(RecordStatus::Pending {
+                state: PendingState::Queued,
+                missing: vec![],
+                reason: None
+            })
+        );
+        let fourth = LogId(Sha256Digest::of(b"fourth"));
+        let extra = store
+            .insert_pending(&pending(6, &fourth, vec![]))
+            .await
+            .unwrap();
+
         // Sequencing removes it; rejection keeps it for status queries.
-        let mut b = batch(0, 1, &log);
-        b.sequenced = vec![(log, id)];
+        let mut b = batch(0, 2, &log);
+        b.records[0].record_id = id;
+        b.records[1].log_id = fourth;
+        b.records[1].record_id = extra.record.record_id;
+        b.sequenced = vec![(log, id), (fourth, extra.record.record_id)];
         b.rejected = vec![(other, id, "nope".into())];
         b.published_contents = vec![d1];
         store.commit_batch(&b).await.unwrap();
         assert_eq!(store.pending(&log, &id).await.unwrap(), None);
+        assert_eq!(
+            store
+                .pending(&fourth, &extra.record.record_id)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store.record_status(&log, &id).await.unwrap(),
+            Some(RecordStatus::Sequenced { registry_index: 0 })
+        );
+        assert_eq!(
+            store
+                .record_status(&fourth, &extra.record.record_id)
+                .await
+                .unwrap(),
+            Some(RecordStatus::Sequenced { registry_index: 1 })
+        );
+        assert_eq!(
+            store.record_status(&other, &id).await.unwrap(),
+            Some(RecordStatus::Pending {
+                state: PendingState::Rejected,
+                missing: vec![],
+                reason: Some("nope".into())
+            })
+        );
+        assert_eq!(store.record_status(&third_log(), &id).await.unwrap(), None);
+        // A stale duplicate submission of a sequenced record does not hide
+        // that it is sequenced.
+        let duplicate = store
+            .insert_pending(&pending(1, &log, vec![]))
+            .await
+            .unwrap();
+        assert_eq!(duplicate.record.record_id, id);
+        assert_eq!(
+            store.record_status(&log, &id).await.unwrap(),
+            Some(RecordStatus::Sequenced { registry_index: 0 })
+        );
         let rejected = store.pending(&other, &id).await.unwrap().unwrap();
         assert_eq!(
             (rejected.state, rejected.reason.as_deref()),
@@ -285,7 +344,7 @@ async fn pending_lifecycle() {
             .insert_pending(&pending(4, &other, vec![d1]))
             .await
             .unwrap();
-        let third = LogId(Sha256Digest::of(b"third"));
+        let third = third_log();
         let queued = store
             .insert_pending(&pending(5, &third, vec![]))
             .await
