@@ -72,6 +72,10 @@ fn prepare(args: &Args) -> anyhow::Result<(Vec<Job>, Vec<u8>)> {
     let chunk = args.packages.div_ceil(threads);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     let timestamp = Timestamp::from_unix(now.as_secs(), 0).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Runs prepared within one second still get distinct records.
+    let run_salt = args.run.bytes().fold(0usize, |h, b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(b))
+    }) % 1_000_000_000;
     let jobs = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -86,14 +90,14 @@ fn prepare(args: &Args) -> anyhow::Result<(Vec<Job>, Vec<u8>)> {
                         let name = format!("{}:{}-p{i}", args.namespace, args.run);
                         let name = PackageName::new(name).map_err(|e| anyhow::anyhow!("{e}"))?;
                         let bytes = if args.unique_content { content(i, args.content_bytes) } else { shared.clone() };
-                        // Distinct records per package (identical records in two
-                        // logs are valid, but some registries mishandle them).
+                        // Distinct records per package and run (identical records
+                        // in two logs are valid, but some registries refuse them).
                         let record = PackageRecord {
                             prev: None,
                             version: 0,
                             timestamp: Timestamp {
                                 seconds: timestamp.seconds,
-                                nanos: u32::try_from(i % 1_000_000_000).unwrap_or(0),
+                                nanos: u32::try_from((run_salt + i) % 1_000_000_000).unwrap_or(0),
                             },
                             entries: vec![
                                 PackageEntry::Init { key: key.public_key() },
@@ -334,7 +338,7 @@ async fn main() -> anyhow::Result<()> {
     let elapsed = start.elapsed();
     latencies.sort();
     println!(
-        "{} publishes, {} clients, {}: {:.1?} = {:.0} publishes/s; publish→published p50 {:.1?}, p90 {:.1?}, p99 {:.1?}, max {:.1?}; {} retries (409/503)",
+        "{} publishes, {} clients, {}: {:.1?} = {:.1} publishes/s; publish→published p50 {:.1?}, p90 {:.1?}, p99 {:.1?}, max {:.1?}; {} retries (409/503)",
         latencies.len(),
         args.concurrency,
         if args.unique_content {
