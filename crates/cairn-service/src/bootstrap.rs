@@ -17,7 +17,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::cache::TwoGen;
-use crate::operator::{build_operator_record, ecdsa_key_id};
+use crate::operator::{build_operator_record, ecdsa_key_id, pending_for};
 use crate::sequencer::Sequencer;
 use crate::{Clock, Health, Inner, Registry, ServiceConfig, ServiceError};
 
@@ -115,16 +115,7 @@ impl Registry {
                     )
                     .await?;
                     store
-                        .insert_pending(&cairn_store::NewPending {
-                            record_id: envelope.record_id(),
-                            log_id: LogId::operator(),
-                            package_name: None,
-                            content_bytes: envelope.content_bytes().to_vec(),
-                            key_id: envelope.key_id().to_string(),
-                            signature: envelope.signature().to_string(),
-                            missing: Vec::new(),
-                            created_at_ms: clock.now_ms(),
-                        })
+                        .insert_pending(&pending_for(&envelope, clock.as_ref()))
                         .await?;
                     tracing::info!(operator_key = %signer.public_key(), "initialising a new registry");
                 }

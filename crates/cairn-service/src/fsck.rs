@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use cairn_blob::BlobStore;
 use cairn_crypto::KeyId;
 use cairn_log::leaf::{log_leaf_hash, map_leaf_hash};
-use cairn_log::map::{self, MapKey, MapNode, PathLoader};
+use cairn_log::map::{self, MapKey, MapNode};
 use cairn_log::tree::NodeId;
 use cairn_log::{Hash, LogWriter};
 use cairn_protocol::operator::OperatorState;
@@ -329,25 +329,7 @@ fn flush_map(replay: &mut Replay) -> Result<(), ServiceError> {
     // Only the latest tree is kept: the nodes on the updated paths are
     // replaced by the ones the update creates (memory stays ~2 nodes per log).
     let keys: Vec<MapKey> = updates.iter().map(|(key, _)| *key).collect();
-    let mut loader = PathLoader::new(replay.map_root, &keys);
-    loop {
-        let wanted = loader.wanted()?;
-        if wanted.is_empty() {
-            break;
-        }
-        let found = wanted
-            .iter()
-            .map(|hash| {
-                replay
-                    .map_store
-                    .get(hash)
-                    .map(|node| (*hash, node.clone()))
-                    .ok_or_else(|| ServiceError::Internal(format!("map node {hash} vanished")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        loader.supply(found)?;
-    }
-    let replaced = loader.finish();
+    let replaced = map::load(&replay.map_store, replay.map_root, &keys)?;
     let update = map::apply_parallel(&replaced, replay.map_root, &updates, 2)?;
     for hash in replaced.keys() {
         replay.map_store.remove(hash);

@@ -41,6 +41,36 @@ impl ResidentMap {
         }
         self.nodes.extend(created.iter().cloned());
     }
+
+    /// Merges nodes loaded in the background, keeping only those reachable
+    /// from `root` (the tree may have moved on since they were read).
+    pub(crate) fn merge_reachable(&mut self, root: Option<Hash>, mut warm: HashMap<Hash, MapNode>) {
+        if self.nodes.len() + warm.len() > self.limit {
+            return;
+        }
+        let mut stack: Vec<Hash> = root.into_iter().collect();
+        while let Some(hash) = stack.pop() {
+            let node = match self.nodes.get(&hash) {
+                Some(node) => node.clone(),
+                None => match warm.remove(&hash) {
+                    Some(node) => {
+                        self.nodes.insert(hash, node.clone());
+                        node
+                    }
+                    None => continue,
+                },
+            };
+            if let MapNode::Branch { left, right } = node {
+                stack.extend(left);
+                stack.extend(right);
+            }
+        }
+    }
+
+    /// Number of nodes held.
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
 }
 
 impl Registry {
@@ -101,46 +131,7 @@ impl Registry {
             }
         }
     }
-}
 
-/// The map root as a node hash (`None` for the empty map).
-pub(crate) fn root_node(map_root: &Hash) -> Option<Hash> {
-    (*map_root != cairn_log::map::empty_root()).then_some(*map_root)
-}
-
-impl ResidentMap {
-    /// Merges nodes loaded in the background, keeping only those reachable
-    /// from `root` (the tree may have moved on since they were read).
-    pub(crate) fn merge_reachable(&mut self, root: Option<Hash>, mut warm: HashMap<Hash, MapNode>) {
-        if self.nodes.len() + warm.len() > self.limit {
-            return;
-        }
-        let mut stack: Vec<Hash> = root.into_iter().collect();
-        while let Some(hash) = stack.pop() {
-            let node = match self.nodes.get(&hash) {
-                Some(node) => node.clone(),
-                None => match warm.remove(&hash) {
-                    Some(node) => {
-                        self.nodes.insert(hash, node.clone());
-                        node
-                    }
-                    None => continue,
-                },
-            };
-            if let MapNode::Branch { left, right } = node {
-                stack.extend(left);
-                stack.extend(right);
-            }
-        }
-    }
-
-    /// Number of nodes held.
-    pub(crate) fn len(&self) -> usize {
-        self.nodes.len()
-    }
-}
-
-impl Registry {
     /// Reads the whole map tree below `root`, level by level (for warming
     /// the sequencer's resident copy in the background). Gives up beyond
     /// `limit` nodes.
@@ -168,4 +159,9 @@ impl Registry {
         }
         Ok(nodes)
     }
+}
+
+/// The map root as a node hash (`None` for the empty map).
+pub(crate) fn root_node(map_root: &Hash) -> Option<Hash> {
+    (*map_root != cairn_log::map::empty_root()).then_some(*map_root)
 }

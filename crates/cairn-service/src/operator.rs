@@ -99,7 +99,8 @@ pub async fn submit_operator_record(
     Ok(envelope.record_id())
 }
 
-fn pending_for(envelope: &Envelope<OperatorRecord>, clock: &dyn Clock) -> NewPending {
+/// The pending row of a signed operator record (no content to wait for).
+pub(crate) fn pending_for(envelope: &Envelope<OperatorRecord>, clock: &dyn Clock) -> NewPending {
     NewPending {
         record_id: envelope.record_id(),
         log_id: LogId::operator(),
