@@ -24,8 +24,8 @@ RUN groupadd --gid 10001 cairn \
  && install -d -m 0700 -o 10001 -g 10001 /var/lib/cairn
 COPY --from=build /out/cairn /usr/local/bin/cairn
 
-# The data directory holds the operator key (operator.key) and the content
-# blobs (blobs/); with the default database URL it also holds the SQLite
+# The data directory holds the local signing keys (operator.key, note.key,
+# unless they are in KMS) and the content blobs (blobs/); with the default database URL it also holds the SQLite
 # database. A new named volume mounted here takes this directory's owner.
 ENV CAIRN_LISTEN=0.0.0.0:8080 \
     CAIRN_DATA_DIR=/var/lib/cairn

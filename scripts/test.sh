@@ -2,6 +2,7 @@
 # The whole test suite. Does its own set-up on a fresh machine:
 # - starts the local PostgreSQL cluster if it is not running (the
 #   PostgreSQL tests need it; with CI=true a missing database fails them);
+# - installs the moto KMS emulator from PyPI if it is missing;
 # - builds into a target directory outside the checkout, so repeated runs
 #   on one machine reuse the build (override with CARGO_TARGET_DIR).
 set -euo pipefail
@@ -21,6 +22,13 @@ if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; the
     done
 fi
 pg_isready -h 127.0.0.1 -p 5432 || echo "PostgreSQL is not reachable; its tests will fail under CI=true"
+
+echo "== KMS emulator"
+# The KMS signer is tested against moto_server (an AWS-API-speaking
+# emulator) on loopback; with CI=true a missing emulator fails those tests.
+if ! command -v moto_server >/dev/null; then
+    python3 -m pip install --quiet 'moto[server]>=5.1,<6' || echo "moto could not be installed; the KMS tests will fail under CI=true"
+fi
 
 echo "== format"
 cargo fmt --all --check

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cairn_server::RunningServer;
-use cairn_server::config::{ServeArgs, StoreArgs};
+use cairn_server::config::ServeArgs;
 use cairn_store::testing::TestDatabase;
 use warg_client::storage::{
     ContentStorage as _, FileSystemContentStorage, FileSystemNamespaceMapStorage,
@@ -24,6 +24,34 @@ use warg_protocol::registry::{PackageName, RecordId};
 
 pub use cairn_store::testing;
 
+/// Polls `check` every 20 ms until it returns `Some`, failing after
+/// `seconds` with `what`.
+pub async fn eventually<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {seconds} s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `GET url` as bytes, with the status and headers.
+pub async fn get_bytes(url: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.bytes().await.unwrap().to_vec())
+}
+
 /// A server under test; `restart` keeps its data and its port.
 pub struct TestServer {
     pub server: Option<RunningServer>,
@@ -32,43 +60,61 @@ pub struct TestServer {
     pub data: tempfile::TempDir,
     pub db: TestDatabase,
     pub namespaces: Vec<String>,
+    /// Settings beyond the defaults (origin, keys, witness policy, …),
+    /// applied at every start.
+    pub extra: ServeArgs,
 }
 
 impl TestServer {
-    fn args(&self, listen: SocketAddr) -> ServeArgs {
-        ServeArgs {
-            store: StoreArgs {
-                data_dir: Some(self.data.path().to_path_buf()),
-                database_url: Some(self.db.url.clone()),
-                ..StoreArgs::default()
-            },
-            listen: Some(listen),
-            namespaces: self.namespaces.clone(),
-            max_content_bytes: Some(1024 * 1024),
-            ..ServeArgs::default()
-        }
+    /// The settings this server starts with.
+    pub fn args(&self, listen: SocketAddr) -> ServeArgs {
+        let mut args = self.extra.clone();
+        args.store.data_dir = Some(self.data.path().to_path_buf());
+        args.store.database_url = Some(self.db.url.clone());
+        args.listen = Some(listen);
+        args.namespaces = self.namespaces.clone();
+        args.max_content_bytes = args.max_content_bytes.or(Some(1024 * 1024));
+        args
     }
 
     /// Starts a server on `db` with namespace `test` defined.
     pub async fn start(db: TestDatabase) -> Self {
-        let mut this = Self {
+        Self::start_with(db, ServeArgs::default()).await
+    }
+
+    /// Starts a server on `db` with namespace `test` defined and `extra`
+    /// settings.
+    pub async fn start_with(db: TestDatabase, extra: ServeArgs) -> Self {
+        let mut this = Self::prepare(db, extra);
+        this.boot(SocketAddr::from(([127, 0, 0, 1], 0))).await;
+        this
+    }
+
+    /// A server that is not started yet (to place key files in its data
+    /// directory first); start it with [`TestServer::restart`].
+    pub fn prepare(db: TestDatabase, extra: ServeArgs) -> Self {
+        Self {
             server: None,
             url: String::new(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data: tempfile::tempdir().unwrap(),
             db,
             namespaces: vec!["test".into()],
-        };
-        this.boot(SocketAddr::from(([127, 0, 0, 1], 0))).await;
-        this
+            extra,
+        }
     }
 
     async fn boot(&mut self, listen: SocketAddr) {
-        let settings = cairn_server::config::resolve(&self.args(listen)).unwrap();
-        let server = cairn_server::start(settings).await.unwrap();
+        let server = self.try_boot(listen).await.unwrap();
         self.addr = server.addr;
         self.url = server.public_url.clone();
         self.server = Some(server);
+    }
+
+    /// Starts the server on `listen`, returning the start-up error.
+    pub async fn try_boot(&self, listen: SocketAddr) -> anyhow::Result<RunningServer> {
+        let settings = cairn_server::config::resolve(&self.args(listen))?;
+        cairn_server::start(settings).await
     }
 
     /// Stops the server (gracefully) and starts it again on the same port.

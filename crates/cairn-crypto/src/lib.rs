@@ -25,4 +25,7 @@ pub use digest::Sha256Digest;
 pub use ecdsa::{EcdsaPrivateKey, EcdsaPublicKey, EcdsaSignature, KeyId};
 pub use ed25519::{Ed25519PrivateKey, Ed25519PublicKey};
 pub use error::Error;
-pub use signer::{LocalSigner, PublicKey, Signature, SignatureAlgorithm, Signer, SignerError};
+pub use signer::{
+    LocalSigner, PublicKey, Signature, SignatureAlgorithm, Signer, SignerError, cosign_note,
+    sign_note,
+};

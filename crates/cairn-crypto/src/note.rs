@@ -409,6 +409,52 @@ mod tests {
         assert_eq!(note.to_bytes(), SPEC_SKEY_SEED_NOTE.as_bytes());
     }
 
+    /// A log signature and a tlog cosignature computed independently (Python
+    /// `cryptography`, RFC 8032) with the Go sumdb test seed, over the
+    /// checkpoint body of the c2sp.org/tlog-cosignature example.
+    #[test]
+    fn matches_independently_computed_signatures() {
+        let seed = hex::decode("810a1402d5146c8d84f2443330f54080ebf98ee17d9c74f6252fc5d5c7283173")
+            .unwrap();
+        let key = Ed25519PrivateKey::from_seed(&seed).unwrap();
+        let body =
+            "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
+        let log = NoteSignature::sign_ed25519("example.com/behind-the-sofa", &key, body).unwrap();
+        assert_eq!(
+            log.to_line(),
+            "\u{2014} example.com/behind-the-sofa vtVYG5/3L9NHv4CxP0XTzEcSuWnwY/BYfHU7NnQPhQyrEuH+AqeHvF+HXNvu8ujR9RQHE17Tcer4sDE9uIi/Yx6ihwc=\n"
+        );
+        assert_eq!(
+            VerifierKey::ed25519("example.com/behind-the-sofa", key.public_key())
+                .unwrap()
+                .to_string(),
+            "example.com/behind-the-sofa+bed5581b+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+        );
+        let cosignature =
+            NoteSignature::cosign("witness.example/w1", &key, body, 1_679_315_147).unwrap();
+        assert_eq!(
+            cosignature.to_line(),
+            "\u{2014} witness.example/w1 zJpwRAAAAABkGFDLJeR//pqzhnEKVvEm2wWbh2RJ6oru5+cUUfm5X9NnlaGr8aSH9QE5RVZD4QGlxl2F5UpVIIi94p178KLfqPPsAA==\n"
+        );
+        let vkey = VerifierKey::cosignature("witness.example/w1", key.public_key()).unwrap();
+        assert_eq!(
+            vkey.to_string(),
+            "witness.example/w1+cc9a7044+BBpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+        );
+        // SPEC: c2sp.org/tlog-cosignature — the example cosignature line
+        // carries key id 8d66cf3f and timestamp 1679315147.
+        let spec = NoteSignature::parse_line(
+            "\u{2014} witness.example.com/w1 jWbPPwAAAABkGFDLEZMHwSRaJNiIDoe9DYn/zXcrtPHeolMI5OWXEhZCB9dlrDJsX3b2oyin1nPZqhf5nNo0xUe+mbIUBkBIfZ+qnA==",
+        )
+        .unwrap();
+        assert_eq!(spec.key_id, 0x8d66_cf3f);
+        assert_eq!(spec.signature[..8], 1_679_315_147u64.to_be_bytes());
+        assert_eq!(
+            cosignature_message(body, 1_679_315_147),
+            b"cosignature/v1\ntime 1679315147\nexample.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
+        );
+    }
+
     #[test]
     fn sign_verify_and_multiple_signatures() {
         let a = Ed25519PrivateKey::from_seed(&[1; 32]).unwrap();

@@ -10,6 +10,7 @@ use std::pin::Pin;
 
 use thiserror::Error;
 
+use crate::note::{NoteSignature, VerifierKey};
 use crate::{EcdsaPrivateKey, EcdsaPublicKey, EcdsaSignature, Ed25519PrivateKey, Ed25519PublicKey};
 
 /// A boxed future, as returned by object-safe async trait methods.
@@ -136,6 +137,71 @@ pub trait Signer: Send + Sync + fmt::Debug {
     fn describe(&self) -> String;
 }
 
+/// Signs the text of a C2SP signed note with an Ed25519 `signer`, under the
+/// key name `name`, and checks the result against the signer's public key.
+// SPEC: c2sp.org/signed-note — Ed25519 signatures are over the note text.
+pub async fn sign_note(
+    signer: &dyn Signer,
+    name: &str,
+    text: &str,
+) -> Result<NoteSignature, SignerError> {
+    let PublicKey::Ed25519(public) = signer.public_key() else {
+        return Err(SignerError::Refused(format!(
+            "{} is not an Ed25519 key; C2SP notes need one",
+            signer.describe()
+        )));
+    };
+    let verifier = VerifierKey::ed25519(name, *public)
+        .map_err(|e| SignerError::Refused(format!("invalid note key name `{name}`: {e}")))?;
+    let Signature::Ed25519(signature) = signer.sign(text.as_bytes()).await? else {
+        return Err(SignerError::InvalidOutput(
+            "an Ed25519 key returned another kind of signature".into(),
+        ));
+    };
+    verifier
+        .verify(text, &signature)
+        .map_err(|e| SignerError::InvalidOutput(format!("note signature does not verify: {e}")))?;
+    Ok(NoteSignature {
+        name: name.to_owned(),
+        key_id: verifier.key_id(),
+        signature: signature.to_vec(),
+    })
+}
+
+/// Cosigns a checkpoint body (`c2sp.org/tlog-cosignature`, type 0x04) at
+/// `timestamp` with an Ed25519 `signer`, as witness `name`.
+pub async fn cosign_note(
+    signer: &dyn Signer,
+    name: &str,
+    text: &str,
+    timestamp: u64,
+) -> Result<NoteSignature, SignerError> {
+    let PublicKey::Ed25519(public) = signer.public_key() else {
+        return Err(SignerError::Refused(format!(
+            "{} is not an Ed25519 key; cosignatures need one",
+            signer.describe()
+        )));
+    };
+    let verifier = VerifierKey::cosignature(name, *public)
+        .map_err(|e| SignerError::Refused(format!("invalid witness name `{name}`: {e}")))?;
+    let message = crate::note::cosignature_message(text, timestamp);
+    let Signature::Ed25519(signature) = signer.sign(&message).await? else {
+        return Err(SignerError::InvalidOutput(
+            "an Ed25519 key returned another kind of signature".into(),
+        ));
+    };
+    let mut bytes = timestamp.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&signature);
+    verifier
+        .verify(text, &bytes)
+        .map_err(|e| SignerError::InvalidOutput(format!("cosignature does not verify: {e}")))?;
+    Ok(NoteSignature {
+        name: name.to_owned(),
+        key_id: verifier.key_id(),
+        signature: bytes,
+    })
+}
+
 /// The private key of a [`LocalSigner`].
 #[derive(Clone, Debug)]
 pub enum LocalKey {
@@ -211,6 +277,32 @@ mod tests {
             assert!(signer.public_key().verify(b"other", &signature).is_err());
             assert!(!format!("{signer:?}").contains("[3, 3"));
         }
+    }
+
+    #[test]
+    fn notes_signed_through_the_trait_verify() {
+        let ed = Ed25519PrivateKey::from_seed(&[4; 32]).unwrap();
+        let signer = LocalSigner::new(LocalKey::Ed25519(ed.clone()), "memory");
+        let text = "example.com/log\n1\nAAAA\n";
+        let signature = pollster::block_on(sign_note(&signer, "example.com/log", text)).unwrap();
+        assert_eq!(
+            signature,
+            NoteSignature::sign_ed25519("example.com/log", &ed, text).unwrap()
+        );
+        let ecdsa = LocalSigner::new(
+            LocalKey::EcdsaP256(EcdsaPrivateKey::from_scalar_bytes(&[3; 32]).unwrap()),
+            "memory",
+        );
+        assert!(matches!(
+            pollster::block_on(sign_note(&ecdsa, "example.com/log", text)),
+            Err(SignerError::Refused(_))
+        ));
+        let cosignature =
+            pollster::block_on(cosign_note(&signer, "w", text, 1_700_000_000)).unwrap();
+        assert_eq!(
+            cosignature,
+            NoteSignature::cosign("w", &ed, text, 1_700_000_000).unwrap()
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //!   `tlog-checkpoint` bodies for the same tree; [`tiles`]: C2SP
 //!   `tlog-tiles` coordinates.
 //! * [`leaf`]: the warg leaf encodings.
+//! * [`policy`]: C2SP `tlog-policy` witness policies; [`witness`]: the
+//!   `tlog-witness` request format and `tlog-proof` receipts.
 //!
 //! This crate does **no I/O**. Storage is reached through plans: a function
 //! says which hashes it needs, the caller fetches them (synchronously or not)
@@ -25,10 +27,12 @@ mod error;
 pub mod hash;
 pub mod leaf;
 pub mod map;
+pub mod policy;
 pub mod proof;
 mod proto;
 pub mod tiles;
 pub mod tree;
+pub mod witness;
 
 pub use cairn_crypto::Sha256Digest as Hash;
 pub use error::Error;

@@ -255,32 +255,50 @@ impl<'a, R: TileReader> TileHashReader<'a, R> {
     }
 }
 
-impl<R: TileReader> HashReader for TileHashReader<'_, R> {
-    type Error = R::Error;
+/// Where a stored node's hash comes from: a tile, an offset into it and the
+/// number of its hashes (a power of two) whose perfect root it is.
+type Span = (Tile, usize, usize);
 
-    fn read_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, R::Error> {
-        let mut needed: Vec<Tile> = Vec::new();
-        let mut spans = Vec::with_capacity(nodes.len());
-        for node in nodes {
-            if node.end_leaf() > self.size {
+fn spans(size: u64, nodes: &[NodeId]) -> Result<Vec<Span>, Error> {
+    nodes
+        .iter()
+        .map(|node| {
+            if node.end_leaf() > size {
                 return Err(Error::IndexOutOfRange {
                     index: node.first_leaf(),
-                    size: self.size,
-                }
-                .into());
+                    size,
+                });
             }
             let level = node.height / TILE_HEIGHT;
             let shift = node.height % TILE_HEIGHT;
             let first = node.index << shift;
-            let tile = tile_at(self.size, TileKind::Hashes { level }, first / TILE_WIDTH)
+            let tile = tile_at(size, TileKind::Hashes { level }, first / TILE_WIDTH)
                 .ok_or_else(|| Error::MissingHash(format!("tile for {node:?}")))?;
-            if !needed.contains(&tile) {
-                needed.push(tile);
-            }
             // Both are below 256.
             let offset = usize::from(u16::try_from(first % TILE_WIDTH).unwrap_or(0));
-            spans.push((tile, offset, 1usize << shift));
+            Ok((tile, offset, 1usize << shift))
+        })
+        .collect()
+}
+
+/// The hash tiles of a tree of `size` leaves that hold `nodes`, without
+/// duplicates: what a tile reader must fetch to compute them.
+pub fn tiles_for_nodes(size: u64, nodes: &[NodeId]) -> Result<Vec<Tile>, Error> {
+    let mut needed: Vec<Tile> = Vec::new();
+    for (tile, _, _) in spans(size, nodes)? {
+        if !needed.contains(&tile) {
+            needed.push(tile);
         }
+    }
+    Ok(needed)
+}
+
+impl<R: TileReader> HashReader for TileHashReader<'_, R> {
+    type Error = R::Error;
+
+    fn read_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, R::Error> {
+        let spans = spans(self.size, nodes)?;
+        let needed = tiles_for_nodes(self.size, nodes)?;
         let data = self.reader.read_tiles(&needed)?;
         let mut tiles: HashMap<Tile, Vec<Hash>> = HashMap::new();
         for (tile, data) in needed.iter().zip(data) {

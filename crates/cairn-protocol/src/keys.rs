@@ -73,6 +73,14 @@ impl<P: Ord + Copy + Display> KeyTable<P> {
         Ok(())
     }
 
+    /// The keys that currently hold `permission`, in key id order.
+    pub(crate) fn holders(&self, permission: P) -> impl Iterator<Item = &KeyId> {
+        self.permissions
+            .iter()
+            .filter(move |(_, set)| set.contains(&permission))
+            .map(|(key_id, _)| key_id)
+    }
+
     /// Whether `key_id` currently holds `permission`.
     pub(crate) fn has(&self, key_id: &KeyId, permission: P) -> bool {
         self.permissions

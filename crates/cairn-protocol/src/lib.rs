@@ -27,6 +27,7 @@ pub mod operator;
 pub mod package;
 pub mod proto;
 pub mod record;
+pub mod replay;
 pub mod timestamp;
 pub mod wire;
 

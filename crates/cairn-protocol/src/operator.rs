@@ -124,6 +124,11 @@ impl OperatorState {
         self.table.has(key_id, permission)
     }
 
+    /// The keys that hold `permission` now, in key id order.
+    pub fn holders(&self, permission: OperatorPermission) -> impl Iterator<Item = &KeyId> {
+        self.table.holders(permission)
+    }
+
     /// How `namespace` is known, if at all.
     pub fn namespace(&self, namespace: &str) -> Option<&NamespaceState> {
         self.namespaces.get(namespace)

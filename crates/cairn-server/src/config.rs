@@ -12,6 +12,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::signers::KeyUri;
+
 /// The `cairn` command.
 #[derive(Debug, Parser)]
 #[command(
@@ -29,14 +31,19 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the registry server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(StoreArgs),
-    /// Generate an ECDSA P-256 operator key file (mode 0600) and print its public key.
+    /// Generate a key file (mode 0600) and print its public key: ECDSA
+    /// P-256 (operator keys, warg signing keys) or Ed25519 (`--ed25519`:
+    /// note and witness keys).
     Keygen {
         /// Where to write the key; an existing file is never overwritten.
         #[arg(long)]
         out: PathBuf,
+        /// Generate an Ed25519 key instead of ECDSA P-256.
+        #[arg(long)]
+        ed25519: bool,
     },
     /// Recompute every log and map hash from the stored records and compare
     /// them with the stored nodes, log states and checkpoints; re-hash every
@@ -47,6 +54,134 @@ pub enum Command {
         /// The namespace command.
         #[command(subcommand)]
         command: NamespaceCommand,
+    },
+    /// The operator's keys.
+    Operator {
+        /// The operator command.
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
+    /// Audit a cairn registry from its public API. Exit codes: 0 clean,
+    /// 1 registry unreachable, 2 evidence of misbehaviour or inconsistent
+    /// data (printed), 3 refused (e.g. a checkpoint older than the trusted
+    /// one), 4 local problem.
+    Audit {
+        /// The audit command.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Run a tlog-witness (`c2sp.org/tlog-witness`) for the logs given.
+    Witness(WitnessArgs),
+}
+
+/// What an auditor trusts.
+#[derive(Debug, Clone, Args)]
+pub struct TrustArgs {
+    /// The log's C2SP verifier key (`cairn operator vkey` prints it); its
+    /// name is the log's origin.
+    #[arg(long, env = "CAIRN_AUDIT_VKEY")]
+    pub vkey: String,
+    /// A tlog-policy file whose witness quorum every checkpoint must meet.
+    #[arg(long, env = "CAIRN_AUDIT_POLICY")]
+    pub policy: Option<PathBuf>,
+}
+
+/// `cairn audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Follow the log: verify each new checkpoint and its consistency with
+    /// the trusted one kept in `--state`; never move backwards.
+    Follow {
+        /// The registry's URL.
+        url: String,
+        /// Trust options.
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Directory holding the trusted checkpoint (and any evidence).
+        #[arg(long)]
+        state: PathBuf,
+        /// Check again every this many seconds; without it, check once.
+        #[arg(long)]
+        interval: Option<u64>,
+    },
+    /// Download every tile and entry, recompute every hash and the map root,
+    /// and re-validate every operator and package log.
+    Fsck {
+        /// The registry's URL.
+        url: String,
+        /// Trust options.
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+    /// Prove a package's full history against a trusted checkpoint.
+    VerifyPackage {
+        /// The registry's URL.
+        url: String,
+        /// The package, `namespace:name`.
+        package: String,
+        /// Trust options.
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// A `follow` state directory whose checkpoint to trust; without it
+        /// the log's current checkpoint is verified and used.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Verify an inclusion receipt (`GET /receipt/{logId}/{recordId}`)
+    /// offline.
+    VerifyReceipt {
+        /// The receipt file.
+        file: PathBuf,
+        /// Trust options.
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+}
+
+/// Options of `cairn witness`.
+#[derive(Debug, Clone, Args)]
+pub struct WitnessArgs {
+    /// The witness key (Ed25519): `file:PATH` or `awskms:///KEY`. A missing
+    /// key file is created.
+    #[arg(long, env = "CAIRN_WITNESS_KEY")]
+    pub key: String,
+    /// The witness's name (a schema-less URL identifying it).
+    #[arg(long, env = "CAIRN_WITNESS_NAME")]
+    pub name: String,
+    /// A log to witness, by its C2SP verifier key (repeatable).
+    #[arg(long = "log", required = true)]
+    pub logs: Vec<String>,
+    /// Directory for the latest cosigned checkpoint of each log.
+    #[arg(long, env = "CAIRN_WITNESS_STATE")]
+    pub state: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "CAIRN_WITNESS_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+}
+
+/// `cairn operator …`.
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Rotate the operator key: append an operator record, signed by the
+    /// current key, that grants the new key every operator permission and
+    /// revokes them from the current one. Later checkpoints are signed with
+    /// the new key. Works with the server running or stopped.
+    Rotate {
+        /// The new key: `file:PATH` or `awskms:///KEY`.
+        #[arg(long)]
+        new_key: String,
+        /// Store options (`--operator-key` names the current key).
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print the C2SP verifier key of the note key (give it to auditors).
+    Vkey {
+        /// Store options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The checkpoint origin, if not the stored one.
+        #[arg(long, env = "CAIRN_ORIGIN")]
+        origin: Option<String>,
     },
 }
 
@@ -79,10 +214,16 @@ pub struct StoreArgs {
     /// in the data directory.
     #[arg(long, env = "CAIRN_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// The operator key file. Default: `<data dir>/operator.key` (created
-    /// on first start).
+    /// The operator key (ECDSA P-256): `file:PATH` (or a path) or
+    /// `awskms:///KEY-ID|ARN|alias/NAME`. Default: `<data dir>/operator.key`
+    /// (created on first start).
     #[arg(long, env = "CAIRN_OPERATOR_KEY")]
-    pub operator_key: Option<PathBuf>,
+    pub operator_key: Option<String>,
+    /// The note key (Ed25519) that signs C2SP checkpoints: `file:PATH` or
+    /// `awskms:///KEY`. Default: `<data dir>/note.key` (created on first
+    /// start).
+    #[arg(long, env = "CAIRN_NOTE_KEY")]
+    pub note_key: Option<String>,
 }
 
 /// Options of `cairn fsck`.
@@ -139,6 +280,18 @@ pub struct ServeArgs {
     /// Database connections. Default: 16
     #[arg(long, env = "CAIRN_DB_CONNECTIONS")]
     pub db_connections: Option<u32>,
+    /// The origin of the C2SP checkpoints: a schema-less URL that never
+    /// changes. Default: the one the registry was first started with, or
+    /// the public URL without its scheme.
+    #[arg(long, env = "CAIRN_ORIGIN")]
+    pub origin: Option<String>,
+    /// Serve Prometheus metrics at `/metrics` on this address. Default: off.
+    #[arg(long, env = "CAIRN_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// A tlog-policy file naming the witnesses that cosign checkpoints.
+    /// Default: no witnesses.
+    #[arg(long, env = "CAIRN_WITNESS_POLICY")]
+    pub witness_policy: Option<PathBuf>,
 }
 
 /// Settings with every default applied.
@@ -149,8 +302,10 @@ pub struct Settings {
     /// Database URL (may contain a password: never print it; use
     /// [`Settings::database_display`]).
     pub database_url: String,
-    /// Operator key file.
-    pub operator_key: PathBuf,
+    /// Operator key.
+    pub operator_key: KeyUri,
+    /// Note key.
+    pub note_key: KeyUri,
     /// Listen address.
     pub listen: SocketAddr,
     /// Public URL, if given.
@@ -171,6 +326,12 @@ pub struct Settings {
     pub max_in_flight: usize,
     /// Database connections.
     pub db_connections: u32,
+    /// C2SP checkpoint origin, if configured.
+    pub origin: Option<String>,
+    /// Metrics listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Witness policy file.
+    pub witness_policy: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -179,6 +340,8 @@ impl std::fmt::Debug for Settings {
             .field("data_dir", &self.data_dir)
             .field("database", &self.database_display())
             .field("operator_key", &self.operator_key)
+            .field("note_key", &self.note_key)
+            .field("origin", &self.origin)
             .field("listen", &self.listen)
             .field("public_url", &self.public_url)
             .field("blob_dir", &self.blob_dir)
@@ -237,12 +400,23 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         .clone()
         .or(file.store.database_url.clone())
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("cairn.db").display()));
-    let operator_key = args
+    let operator_key = match args
         .store
         .operator_key
         .clone()
         .or(file.store.operator_key.clone())
-        .unwrap_or_else(|| data_dir.join("operator.key"));
+    {
+        Some(uri) => uri
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--operator-key: {e}"))?,
+        None => KeyUri::File(data_dir.join("operator.key")),
+    };
+    let note_key = match args.store.note_key.clone().or(file.store.note_key.clone()) {
+        Some(uri) => uri
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--note-key: {e}"))?,
+        None => KeyUri::File(data_dir.join("note.key")),
+    };
     let namespaces = if args.namespaces.is_empty() {
         file.namespaces.clone()
     } else {
@@ -287,16 +461,34 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         ),
         max_in_flight: args.max_in_flight.or(file.max_in_flight).unwrap_or(512),
         db_connections: args.db_connections.or(file.db_connections).unwrap_or(16),
+        origin: args.origin.clone().or(file.origin.clone()),
+        metrics_listen: args.metrics_listen.or(file.metrics_listen),
+        witness_policy: args.witness_policy.clone().or(file.witness_policy.clone()),
         data_dir,
         database_url,
         operator_key,
+        note_key,
     };
+    if let Some(origin) = &settings.origin
+        && !cairn_crypto::note::is_valid_key_name(origin)
+    {
+        anyhow::bail!("--origin must be a schema-less URL without spaces or `+`, got `{origin}`");
+    }
     if let Some(url) = &settings.public_url
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
         anyhow::bail!("--public-url must be an absolute http:// or https:// URL, got `{url}`");
     }
     Ok(settings)
+}
+
+/// The public URL for commands that do not bind a listener: the
+/// configured one, or `http://<listen address>`.
+pub fn default_public_url(settings: &Settings) -> String {
+    settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", settings.listen))
 }
 
 /// Resolves store options (for commands other than `serve`).
@@ -336,7 +528,11 @@ mod tests {
         assert_eq!(settings.database_url, "sqlite:///srv/cairn/cairn.db");
         assert_eq!(
             settings.operator_key,
-            PathBuf::from("/srv/cairn/operator.key")
+            KeyUri::File(PathBuf::from("/srv/cairn/operator.key"))
+        );
+        assert_eq!(
+            settings.note_key,
+            KeyUri::File(PathBuf::from("/srv/cairn/note.key"))
         );
         assert_eq!(settings.request_timeout, Duration::from_secs(30));
     }

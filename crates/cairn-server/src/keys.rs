@@ -1,14 +1,35 @@
-//! The operator key file.
+//! Local key files: `ecdsa-p256:<base64 scalar>` (operator keys) or
+//! `ed25519:<base64 seed>` (note and witness keys), mode 0600.
 
 use std::io::Write as _;
 use std::path::Path;
 
-use cairn_crypto::EcdsaPrivateKey;
+use cairn_crypto::signer::LocalKey;
+use cairn_crypto::{EcdsaPrivateKey, Ed25519PrivateKey};
 use zeroize::Zeroizing;
 
-/// Reads an operator key file (`ecdsa-p256:<base64 scalar>`), refusing
-/// files readable by other users.
-pub fn read_key(path: &Path) -> anyhow::Result<EcdsaPrivateKey> {
+/// Reads a key file of either kind, refusing files readable by other users.
+pub fn read_any_key(path: &Path) -> anyhow::Result<LocalKey> {
+    let text = read_private(path)?;
+    let text = text.trim();
+    if text.starts_with("ed25519:") {
+        return Ed25519PrivateKey::parse(text)
+            .map(LocalKey::Ed25519)
+            .map_err(|e| {
+                anyhow::anyhow!("key {} is not a valid ed25519 key: {e}", path.display())
+            });
+    }
+    EcdsaPrivateKey::parse(text)
+        .map(LocalKey::EcdsaP256)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "key {} is neither an ecdsa-p256 nor an ed25519 private key: {e}",
+                path.display()
+            )
+        })
+}
+
+fn read_private(path: &Path) -> anyhow::Result<Zeroizing<String>> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -25,20 +46,25 @@ pub fn read_key(path: &Path) -> anyhow::Result<EcdsaPrivateKey> {
             );
         }
     }
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read operator key {}: {e}", path.display()))?,
-    );
-    EcdsaPrivateKey::parse(text.trim()).map_err(|e| {
-        anyhow::anyhow!(
-            "operator key {} is not an ecdsa-p256 private key: {e}",
+    Ok(Zeroizing::new(std::fs::read_to_string(path).map_err(
+        |e| anyhow::anyhow!("cannot read key {}: {e}", path.display()),
+    )?))
+}
+
+/// Reads an ECDSA P-256 key file (`ecdsa-p256:<base64 scalar>`), refusing
+/// files readable by other users.
+pub fn read_key(path: &Path) -> anyhow::Result<EcdsaPrivateKey> {
+    match read_any_key(path)? {
+        LocalKey::EcdsaP256(key) => Ok(key),
+        LocalKey::Ed25519(_) => anyhow::bail!(
+            "key {} is an ed25519 key, but an ecdsa-p256 key is needed",
             path.display()
-        )
-    })
+        ),
+    }
 }
 
 /// Writes a new key to `path` with mode 0600. Never overwrites.
-pub fn write_new_key(path: &Path, key: &EcdsaPrivateKey) -> anyhow::Result<()> {
+pub fn write_new_key(path: &Path, key: &LocalKey) -> anyhow::Result<()> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
@@ -53,16 +79,27 @@ pub fn write_new_key(path: &Path, key: &EcdsaPrivateKey) -> anyhow::Result<()> {
     }
     let mut file = options
         .open(path)
-        .map_err(|e| anyhow::anyhow!("cannot create operator key {}: {e}", path.display()))?;
-    file.write_all(key.to_warg_string().as_bytes())?;
+        .map_err(|e| anyhow::anyhow!("cannot create key {}: {e}", path.display()))?;
+    let text = match key {
+        LocalKey::EcdsaP256(key) => key.to_warg_string(),
+        LocalKey::Ed25519(key) => key.to_key_string(),
+    };
+    file.write_all(text.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()?;
     Ok(())
 }
 
-/// Generates a key from the operating system's random number generator.
+/// Generates an ECDSA P-256 key from the operating system's random number
+/// generator.
 pub fn generate() -> EcdsaPrivateKey {
     EcdsaPrivateKey::generate(&mut rand::rngs::OsRng)
+}
+
+/// Generates an Ed25519 key from the operating system's random number
+/// generator.
+pub fn generate_ed25519() -> Ed25519PrivateKey {
+    Ed25519PrivateKey::generate(&mut rand::rngs::OsRng)
 }
 
 #[cfg(test)]
@@ -74,9 +111,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k");
         let key = generate();
-        write_new_key(&path, &key).unwrap();
+        write_new_key(&path, &LocalKey::EcdsaP256(key.clone())).unwrap();
         assert_eq!(read_key(&path).unwrap().public_key(), key.public_key());
-        assert!(write_new_key(&path, &key).is_err(), "never overwrites");
+        assert!(
+            write_new_key(&path, &LocalKey::EcdsaP256(key)).is_err(),
+            "never overwrites"
+        );
+        let ed_path = dir.path().join("e");
+        let ed = generate_ed25519();
+        write_new_key(&ed_path, &LocalKey::Ed25519(ed.clone())).unwrap();
+        match read_any_key(&ed_path).unwrap() {
+            LocalKey::Ed25519(read) => assert_eq!(read.public_key(), ed.public_key()),
+            LocalKey::EcdsaP256(_) => panic!("wrong kind"),
+        }
+        assert!(read_key(&ed_path).is_err());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;

@@ -1,18 +1,22 @@
 //! The cairn server as a library: [`start`] runs it on any address
 //! (including an ephemeral port, for tests) and returns a handle.
 
+pub mod admin;
+pub mod commands;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod signers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use cairn_blob::FsBlobStore;
-use cairn_crypto::signer::LocalKey;
-use cairn_crypto::{LocalSigner, Signer};
-use cairn_service::{Registry, SequencerHandle, ServiceConfig, SystemClock};
+use cairn_crypto::SignatureAlgorithm;
+use cairn_service::{
+    Registry, SequencerHandle, ServiceConfig, SigningKeys, SystemClock, Witnessing,
+};
 use cairn_store::{SqlStore, Store, WriterLock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -25,6 +29,8 @@ pub use config::Settings;
 pub struct RunningServer {
     /// The bound address.
     pub addr: SocketAddr,
+    /// The bound metrics address, if metrics are served.
+    pub metrics_addr: Option<SocketAddr>,
     /// The public URL.
     pub public_url: String,
     /// The registry.
@@ -88,34 +94,74 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<(Arc<SqlStore>, W
     Ok((Arc::new(store), lock))
 }
 
-/// Loads the operator key, creating it if (and only if) the store has never
-/// been initialised.
-pub async fn operator_signer(
+/// Opens the operator and note keys. Local key files are created on first
+/// start of a new registry only: once a registry is initialised, a missing
+/// key file is an error (a new key cannot sign for it).
+pub async fn signing_keys(settings: &Settings, store: &dyn Store) -> anyhow::Result<SigningKeys> {
+    let initialised =
+        store.tree_head().await?.is_some() || store.meta("operator_init_key").await?.is_some();
+    let operator = signers::open_or_create(
+        &settings.operator_key,
+        SignatureAlgorithm::EcdsaP256Sha256,
+        !initialised,
+        "operator",
+    )
+    .await?;
+    let note_pinned = store.meta("note_verifier_key").await?.is_some();
+    let note = signers::open_or_create(
+        &settings.note_key,
+        SignatureAlgorithm::Ed25519,
+        !note_pinned,
+        "note",
+    )
+    .await?;
+    Ok(SigningKeys {
+        operator,
+        note,
+        resolver: Some(Arc::new(signers::UriResolver)),
+    })
+}
+
+/// The C2SP origin: as configured, else the one the registry was first
+/// started with, else the public URL without its scheme.
+pub async fn origin(
     settings: &Settings,
     store: &dyn Store,
-) -> anyhow::Result<Arc<dyn Signer>> {
-    let path = &settings.operator_key;
-    let key = if path.exists() {
-        keys::read_key(path)?
-    } else {
-        let initialised =
-            store.tree_head().await?.is_some() || store.meta("operator_init_key").await?.is_some();
-        if initialised {
-            anyhow::bail!(
-                "the operator key {} is missing, but this registry is already initialised; \
-                 restore the key file from backup (a new key cannot sign for this registry)",
+    public_url: &str,
+) -> anyhow::Result<String> {
+    if let Some(origin) = &settings.origin {
+        return Ok(origin.clone());
+    }
+    if let Some(origin) = store.meta("origin").await? {
+        return Ok(origin);
+    }
+    Ok(public_url
+        .split_once("://")
+        .map_or(public_url, |(_, rest)| rest)
+        .trim_end_matches('/')
+        .to_owned())
+}
+
+/// The witnesses of a tlog-policy file, each with its submission URL.
+pub fn witnessing(path: &std::path::Path) -> anyhow::Result<Witnessing> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read witness policy {}", path.display()))?;
+    let policy = cairn_log::policy::Policy::parse(&text)
+        .with_context(|| format!("invalid witness policy {}", path.display()))?;
+    let mut clients: Vec<Arc<dyn cairn_service::WitnessClient>> = Vec::new();
+    for witness in policy.witnesses() {
+        let url = witness.url.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "witness `{}` in {} has no URL: write `witness <name> <vkey> <submission URL>`",
+                witness.name,
                 path.display()
-            );
-        }
-        let key = keys::generate();
-        keys::write_new_key(path, &key)?;
-        println!("created operator key {} (mode 0600)", path.display());
-        key
-    };
-    Ok(Arc::new(LocalSigner::new(
-        LocalKey::EcdsaP256(key),
-        format!("file:{}", path.display()),
-    )))
+            )
+        })?;
+        clients.push(Arc::new(
+            cairn_audit::witness_client::HttpWitness::new(url).map_err(anyhow::Error::msg)?,
+        ));
+    }
+    Ok(Witnessing { policy, clients })
 }
 
 fn discovery_document(public_url: &str) -> serde_json::Value {
@@ -136,6 +182,16 @@ fn discovery_document(public_url: &str) -> serde_json::Value {
 /// Starts the server: binds `settings.listen` (port 0 picks a free port),
 /// opens and checks the store, starts the sequencer and serves HTTP.
 pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
+    start_with_keys(settings, None).await
+}
+
+/// [`start`] with signing keys given by the caller instead of opened from
+/// the settings' key URIs (for embedding, and for tests that put a KMS
+/// behind a proxy).
+pub async fn start_with_keys(
+    settings: Settings,
+    keys: Option<SigningKeys>,
+) -> anyhow::Result<RunningServer> {
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -152,8 +208,17 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         format!("http://{host}:{}", addr.port())
     });
 
+    let witnessing = match &settings.witness_policy {
+        Some(path) => Some(witnessing(path)?),
+        None => None,
+    };
     let (store, lock) = open_store(&settings).await?;
-    let signer = operator_signer(&settings, store.as_ref()).await?;
+    let keys_from_settings = keys.is_none();
+    let keys = match keys {
+        Some(keys) => keys,
+        None => signing_keys(&settings, store.as_ref()).await?,
+    };
+    let origin = origin(&settings, store.as_ref(), &public_url).await?;
     let blobs = Arc::new(
         FsBlobStore::open(&settings.blob_dir)
             .await
@@ -167,11 +232,35 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         max_content_bytes: settings.max_content_bytes,
         initial_namespaces: settings.namespaces.clone(),
         map_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        origin,
         ..ServiceConfig::default()
     };
+    let meta_store = store.clone();
     let (registry, sequencer) =
-        Registry::start(store, blobs, signer, Arc::new(SystemClock), config).await?;
-    tracing::info!(operator_key = %registry.operator_public_key(), %public_url, "registry ready");
+        Registry::start(store, blobs, keys, Arc::new(SystemClock), config).await?;
+    // Where the signing operator key lives, so that a later rotation or a
+    // start with the wrong key can name it.
+    if keys_from_settings {
+        meta_store
+            .set_meta(
+                &cairn_service::signer_uri_meta_key(&registry.operator_key_id()),
+                &settings.operator_key.absolute()?.to_string(),
+            )
+            .await?;
+    }
+    tracing::info!(
+        operator_key = %registry.operator_public_key(),
+        note_key = %registry.note_verifier_key(),
+        %public_url,
+        "registry ready"
+    );
+    let (shutdown, mut shutdown_rx) = watch::channel(false);
+    let metrics_addr = match settings.metrics_listen {
+        Some(addr) => {
+            Some(http::metrics::serve(addr, registry.clone(), shutdown.subscribe()).await?)
+        }
+        None => None,
+    };
 
     let state = http::AppState {
         registry: registry.clone(),
@@ -184,7 +273,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         max_in_flight: settings.max_in_flight,
     };
     let app = http::router(state, &limits);
-    let (shutdown, mut shutdown_rx) = watch::channel(false);
+    if let Some(witnessing) = witnessing {
+        tokio::spawn(
+            registry
+                .clone()
+                .run_witnessing(witnessing, shutdown.subscribe()),
+        );
+    }
     let http = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -194,6 +289,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     });
     Ok(RunningServer {
         addr,
+        metrics_addr,
         public_url,
         registry,
         shutdown,

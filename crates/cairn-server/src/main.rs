@@ -1,15 +1,13 @@
 //! The `cairn` command.
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use cairn_protocol::record::OperatorEntry;
-use cairn_server::config::{self, Cli, Command, NamespaceCommand};
-use cairn_server::{keys, open_store, operator_signer};
-use cairn_service::{SystemClock, fsck::fsck, submit_operator_record, wait_for_record};
-use cairn_store::{SqlStore, Store};
+use cairn_crypto::signer::LocalKey;
+use cairn_server::config::{self, Cli, Command, NamespaceCommand, OperatorCommand};
+use cairn_server::{admin, keys, open_store};
+use cairn_service::fsck::fsck;
+use cairn_store::SqlStore;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
@@ -50,6 +48,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 server.registry.operator_public_key()
             );
             println!(
+                "checkpoint verifier key: {}",
+                server.registry.note_verifier_key()
+            );
+            println!(
                 "listening on http://{} (public URL {})",
                 server.addr, server.public_url
             );
@@ -68,12 +70,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("database {} is up to date", settings.database_display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Keygen { out } => {
-            let key = keys::generate();
-            keys::write_new_key(&out, &key)?;
-            println!("wrote {} (mode 0600)", out.display());
-            println!("public key: {}", key.public_key());
-            println!("key id: {}", key.public_key().key_id());
+        Command::Keygen { out, ed25519 } => {
+            if ed25519 {
+                let key = keys::generate_ed25519();
+                keys::write_new_key(&out, &LocalKey::Ed25519(key.clone()))?;
+                println!("wrote {} (mode 0600)", out.display());
+                println!("public key: {}", key.public_key());
+            } else {
+                let key = keys::generate();
+                keys::write_new_key(&out, &LocalKey::EcdsaP256(key.clone()))?;
+                println!("wrote {} (mode 0600)", out.display());
+                println!("public key: {}", key.public_key());
+                println!("key id: {}", key.public_key().key_id());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Fsck(args) => {
@@ -128,63 +137,62 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: NamespaceCommand::Create { namespace, store },
         } => {
             let settings = config::resolve_store(&store)?;
-            define_namespace(&settings, &namespace).await?;
+            admin::define_namespace(&settings, &namespace).await?;
             println!("namespace `{namespace}` defined");
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-/// Defines a namespace: through a running server's sequencer if one holds
-/// the database, otherwise by running the sequencer here.
-async fn define_namespace(settings: &config::Settings, namespace: &str) -> anyhow::Result<()> {
-    if !cairn_protocol::name::is_valid_namespace(namespace) {
-        anyhow::bail!("invalid namespace `{namespace}`: use lowercase kebab case, e.g. `my-org`");
-    }
-    let store = SqlStore::connect(&settings.database_url, 4)
-        .await
-        .with_context(|| format!("cannot open database {}", settings.database_display()))?;
-    store.migrate().await?;
-    let signer = operator_signer(settings, &store).await?;
-    match store.lock_writer().await {
-        Ok(lock) => {
-            // No server is running: sequence the record here.
-            let store: Arc<dyn Store> = Arc::new(store);
-            let blobs = Arc::new(cairn_blob::FsBlobStore::open(&settings.blob_dir).await?);
-            let (registry, sequencer) = cairn_service::Registry::start(
-                store,
-                blobs,
-                signer,
-                Arc::new(SystemClock),
-                cairn_service::ServiceConfig::default(),
-            )
-            .await?;
-            let result = registry.define_namespace(namespace).await;
-            sequencer.shutdown().await;
-            drop(lock);
-            result?;
+        Command::Operator {
+            command: OperatorCommand::Rotate { new_key, store },
+        } => {
+            let settings = config::resolve_store(&store)?;
+            let new_key = new_key.parse()?;
+            let rotation = admin::rotate_operator_key(&settings, &new_key).await?;
+            println!(
+                "operator key rotated: {} -> {} ({})",
+                rotation.old_key_id,
+                rotation.new_key,
+                match &rotation.new_key {
+                    cairn_crypto::PublicKey::EcdsaP256(key) => key.key_id().to_string(),
+                    cairn_crypto::PublicKey::Ed25519(_) => String::new(),
+                }
+            );
+            println!(
+                "checkpoints are now signed with the new key; set --operator-key {} (CAIRN_OPERATOR_KEY) \
+                 before the next restart",
+                rotation.new_uri
+            );
+            Ok(ExitCode::SUCCESS)
         }
-        Err(_) => {
-            // A server holds the database: hand it the record.
-            let record = submit_operator_record(
-                &store,
-                signer.as_ref(),
-                &SystemClock,
-                vec![OperatorEntry::DefineNamespace {
-                    namespace: namespace.to_owned(),
-                }],
-            )
-            .await?;
-            wait_for_record(
-                &store,
-                &cairn_protocol::LogId::operator(),
-                &record,
-                Duration::from_secs(60),
-            )
-            .await?;
+        Command::Audit { command } => cairn_server::commands::audit(command).await,
+        Command::Witness(args) => {
+            let witness = cairn_server::commands::witness(&args).await?;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let (addr, task) =
+                cairn_audit::witness_server::serve(witness.clone(), args.listen, stopped)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+            println!("witness key: {}", witness.vkey());
+            println!("listening on http://{addr} (POST /add-checkpoint)");
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop.send(true);
+            });
+            task.await
+                .context("witness task")?
+                .context("witness server")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Operator {
+            command: OperatorCommand::Vkey { store, origin },
+        } => {
+            let mut settings = config::resolve_store(&store)?;
+            if origin.is_some() {
+                settings.origin = origin;
+            }
+            println!("{}", admin::note_verifier_key(&settings).await?);
+            Ok(ExitCode::SUCCESS)
         }
     }
-    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cairn_crypto::signer::LocalKey;
-use cairn_crypto::{EcdsaPrivateKey, LocalSigner};
+use cairn_crypto::{EcdsaPrivateKey, Ed25519PrivateKey, LocalSigner};
 use cairn_server::http::{AppState, HttpLimits, router};
-use cairn_service::{Registry, ServiceConfig, SystemClock};
+use cairn_service::{Registry, ServiceConfig, SigningKeys, SystemClock};
 use cairn_store::SqlStore;
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
@@ -61,7 +61,8 @@ fn routed() -> BTreeSet<String> {
         rest = &rest[at + ".route(".len()..];
         let quoted = rest.trim_start();
         let quoted = quoted.strip_prefix('"').unwrap();
-        paths.insert(quoted[..quoted.find('"').unwrap()].to_owned());
+        // `{*rest}` captures are documented as `{rest}`.
+        paths.insert(quoted[..quoted.find('"').unwrap()].replace("{*", "{"));
     }
     paths
 }
@@ -87,7 +88,14 @@ async fn every_documented_operation_reaches_a_handler() {
     let (registry, sequencer) = Registry::start(
         Arc::new(store),
         Arc::new(cairn_blob::FsBlobStore::open(blobs.path()).await.unwrap()),
-        Arc::new(LocalSigner::new(LocalKey::EcdsaP256(key), "memory")),
+        SigningKeys {
+            operator: Arc::new(LocalSigner::new(LocalKey::EcdsaP256(key), "memory")),
+            note: Arc::new(LocalSigner::new(
+                LocalKey::Ed25519(Ed25519PrivateKey::from_seed(&[4; 32]).unwrap()),
+                "memory",
+            )),
+            resolver: None,
+        },
         Arc::new(SystemClock),
         ServiceConfig::default(),
     )
@@ -113,7 +121,8 @@ async fn every_documented_operation_reaches_a_handler() {
             .replace("{record_id}", &digest)
             .replace("{digest}", &digest)
             .replace("{name}", &format!("sha256-{}", &digest[7..]))
-            .replace("{start}", "0");
+            .replace("{start}", "0")
+            .replace("{path}", "0/000.p/1");
         for method in methods {
             let request = Request::builder()
                 .method(method.to_uppercase().as_str())

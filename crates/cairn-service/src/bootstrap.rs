@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use cairn_blob::BlobStore;
-use cairn_crypto::Signer;
 use cairn_log::LogWriter;
 use cairn_log::tree::{self, NodeId};
 use cairn_protocol::LogId;
@@ -17,7 +16,8 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::cache::TwoGen;
-use crate::operator::{build_operator_record, ecdsa_key_id, pending_for};
+use crate::keys::{ActiveKeys, SigningKeys, ecdsa_key_id, note_verifier};
+use crate::operator::{build_operator_record, pending_for};
 use crate::sequencer::Sequencer;
 use crate::{Clock, Health, Inner, Registry, ServiceConfig, ServiceError};
 
@@ -62,14 +62,41 @@ impl Registry {
     ///
     /// Start-up reads O(log n) state: the tree head, the right edge of the
     /// log, the operator log and the latest checkpoint.
+    ///
+    /// The checkpoint origin and the note key are fixed when a registry is
+    /// first started with them: a different origin or note key later is
+    /// refused (auditors pin both).
     pub async fn start(
         store: Arc<dyn Store>,
         blobs: Arc<dyn BlobStore>,
-        signer: Arc<dyn Signer>,
+        keys: SigningKeys,
         clock: Arc<dyn Clock>,
         config: ServiceConfig,
     ) -> Result<(Registry, SequencerHandle), StartupError> {
+        let SigningKeys {
+            operator: signer,
+            note,
+            resolver,
+        } = keys;
         let key_id = ecdsa_key_id(signer.as_ref())?;
+        let note_verifier =
+            note_verifier(note.as_ref(), &config.origin).map_err(StartupError::WrongKey)?;
+        let origin = store.set_meta_once("origin", &config.origin).await?;
+        if origin != config.origin {
+            return Err(StartupError::WrongKey(format!(
+                "this registry's checkpoint origin is `{origin}`, but `{}` is configured; \
+                 the origin never changes: configure --origin {origin}",
+                config.origin
+            )));
+        }
+        let vkey = note_verifier.to_string();
+        let pinned = store.set_meta_once("note_verifier_key", &vkey).await?;
+        if pinned != vkey {
+            return Err(StartupError::WrongKey(format!(
+                "this registry's checkpoints are signed with note key {pinned}, but the configured \
+                 note key is {vkey}; configure the registry's note key (auditors pin it)"
+            )));
+        }
         let head = store.tree_head().await?;
         let (writer, map_root, operator, operator_row) = match head {
             None => {
@@ -153,10 +180,19 @@ impl Registry {
                 if operator.public_key(&key_id).is_none()
                     || !operator.has_permission(&key_id, OperatorPermission::Commit)
                 {
+                    let mut current = Vec::new();
+                    for holder in operator.holders(OperatorPermission::Commit) {
+                        let uri = store
+                            .meta(&crate::keys::signer_uri_meta_key(holder))
+                            .await?
+                            .map_or_else(String::new, |uri| format!(" at {uri}"));
+                        current.push(format!("{holder}{uri}"));
+                    }
                     return Err(StartupError::WrongKey(format!(
                         "the configured operator key {key_id} may not sign checkpoints for this registry \
-                         (it is not granted `commit` in the operator log); configure the registry's \
-                         operator key, or rotate to this key with `cairn operator rotate`"
+                         (it does not hold `commit` in the operator log; the key that does is {}); \
+                         configure that key with --operator-key",
+                        current.join(", ")
                     )));
                 }
                 (writer, head.map_root, operator, Some(row))
@@ -193,10 +229,17 @@ impl Registry {
         let inner = Arc::new(Inner {
             store,
             blobs,
-            signer,
-            signer_key_id: key_id,
+            keys: RwLock::new(Arc::new(ActiveKeys {
+                operator: signer,
+                operator_key_id: key_id,
+                note,
+                note_verifier,
+            })),
+            resolver,
+            metrics: Arc::new(crate::Metrics::default()),
             clock,
             latest: RwLock::new(latest.map(Arc::new)),
+            served: RwLock::new(None),
             operator: RwLock::new(Arc::new(operator.clone())),
             states: Mutex::new(TwoGen::new(config.cache_entries)),
             map_cache: Mutex::new(TwoGen::new(config.cache_entries)),

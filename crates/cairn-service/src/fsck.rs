@@ -12,15 +12,12 @@
 use std::collections::HashMap;
 
 use cairn_blob::BlobStore;
-use cairn_crypto::KeyId;
-use cairn_log::leaf::{log_leaf_hash, map_leaf_hash};
-use cairn_log::map::{self, MapKey, MapNode};
+use cairn_log::Hash;
 use cairn_log::tree::NodeId;
-use cairn_log::{Hash, LogWriter};
+use cairn_protocol::LogId;
 use cairn_protocol::operator::OperatorState;
 use cairn_protocol::package::PackageState;
-use cairn_protocol::record::{OperatorRecord, PackageRecord};
-use cairn_protocol::{Envelope, LogId, RecordId};
+use cairn_protocol::replay::{RecordRef, Replay};
 use cairn_store::{Store, StoredCheckpoint};
 
 use crate::ServiceError;
@@ -63,23 +60,6 @@ impl FsckReport {
     }
 }
 
-enum LogState {
-    Operator(OperatorState),
-    Package(PackageState),
-}
-
-struct Replay {
-    writer: LogWriter,
-    operator: OperatorState,
-    packages: HashMap<LogId, (PackageState, u64, u64, RecordId)>,
-    operator_head: Option<(u64, u64, RecordId)>,
-    heads: HashMap<LogId, RecordId>,
-    map_store: HashMap<Hash, MapNode>,
-    map_root: Option<Hash>,
-    pending_map: HashMap<LogId, RecordId>,
-    contents: std::collections::BTreeSet<cairn_crypto::Sha256Digest>,
-}
-
 /// Checks the whole store, and the released blobs in `blobs` if given.
 /// `progress` is called with the number of records replayed so far.
 pub async fn fsck(
@@ -90,17 +70,7 @@ pub async fn fsck(
     let mut report = FsckReport::default();
     let head = store.tree_head().await?;
     let size = head.map_or(0, |h| h.size);
-    let mut replay = Replay {
-        writer: LogWriter::new(),
-        operator: OperatorState::new(),
-        packages: HashMap::new(),
-        operator_head: None,
-        heads: HashMap::new(),
-        map_store: HashMap::new(),
-        map_root: None,
-        pending_map: HashMap::new(),
-        contents: Default::default(),
-    };
+    let mut replay = Replay::new();
     let mut checkpoints: Vec<StoredCheckpoint> = Vec::new();
     let mut after = None;
     loop {
@@ -132,24 +102,30 @@ pub async fn fsck(
         }
         let mut nodes: Vec<(NodeId, Hash)> = Vec::new();
         for record in &records {
-            if record.registry_index != replay.writer.size() {
-                report.problem(format!(
-                    "record {} is at index {} but {} was expected",
-                    record.record_id,
-                    record.registry_index,
-                    replay.writer.size()
-                ));
-                return Ok(report);
+            let applied = replay.apply(RecordRef {
+                registry_index: record.registry_index,
+                log_id: &record.log_id,
+                record_id: &record.record_id,
+                content_bytes: &record.content_bytes,
+                key_id: &record.key_id,
+                signature: &record.signature,
+            });
+            match applied {
+                Ok(applied) => {
+                    // The leaf is in the tree even if its log rejects it.
+                    nodes.extend(applied.nodes);
+                    if let Some(invalid) = applied.invalid {
+                        report.problem(invalid.to_string());
+                    }
+                }
+                Err(error) => {
+                    report.problem(error.to_string());
+                    return Ok(report);
+                }
             }
-            replay_record(&mut replay, record, &mut report);
-            nodes.extend(
-                replay
-                    .writer
-                    .append(log_leaf_hash(&record.log_id.0, &record.record_id.0)),
-            );
             report.records += 1;
-            while let Some(cp) = next_checkpoint
-                .next_if(|cp| cp.checkpoint.checkpoint.log_length == replay.writer.size())
+            while let Some(cp) =
+                next_checkpoint.next_if(|cp| cp.checkpoint.checkpoint.log_length == replay.size())
             {
                 check_checkpoint(&mut replay, cp, &mut report)?;
             }
@@ -175,19 +151,18 @@ pub async fn fsck(
         report.problem(format!(
             "checkpoint of length {} is beyond the {} sequenced records",
             cp.checkpoint.checkpoint.log_length,
-            replay.writer.size()
+            replay.size()
         ));
     }
     if let Some(head) = head {
-        flush_map(&mut replay)?;
-        if head.log_root != replay.writer.root() {
+        if head.log_root != replay.log_root() {
             report.problem(format!(
                 "tree head log root {} differs from recomputed {}",
                 head.log_root,
-                replay.writer.root()
+                replay.log_root()
             ));
         }
-        let map_root = replay.map_root.unwrap_or_else(map::empty_root);
+        let map_root = replay.map_root()?;
         if head.map_root != map_root {
             report.problem(format!(
                 "tree head map root {} differs from recomputed {map_root}",
@@ -212,7 +187,7 @@ async fn check_blobs(
 ) -> Result<(), ServiceError> {
     use futures_util::StreamExt as _;
     use sha2::Digest as _;
-    for digest in &replay.contents {
+    for digest in replay.contents() {
         report.blobs += 1;
         let Some(row) = store.content(digest).await? else {
             report.problem(format!("released content {digest} is not recorded"));
@@ -255,124 +230,14 @@ async fn check_blobs(
     Ok(())
 }
 
-fn replay_record(replay: &mut Replay, record: &cairn_store::StoredRecord, report: &mut FsckReport) {
-    let key_id = KeyId::new(record.key_id.clone());
-    let index = record.registry_index;
-    let state = if record.log_id == LogId::operator() {
-        Envelope::<OperatorRecord>::from_parts(
-            record.content_bytes.clone(),
-            key_id,
-            &record.signature,
-        )
-        .map_err(|e| e.to_string())
-        .and_then(|env| {
-            replay
-                .operator
-                .clone()
-                .validate(&env)
-                .map_err(|e| e.to_string())
-        })
-        .map(LogState::Operator)
-    } else {
-        let current = replay
-            .packages
-            .get(&record.log_id)
-            .map(|(s, ..)| s.clone())
-            .unwrap_or_default();
-        Envelope::<PackageRecord>::from_parts(
-            record.content_bytes.clone(),
-            key_id,
-            &record.signature,
-        )
-        .map_err(|e| e.to_string())
-        .and_then(|env| {
-            if env.record_id() != record.record_id {
-                return Err("stored record id does not match its bytes".into());
-            }
-            current.validate(&env).map_err(|e| e.to_string())
-        })
-        .map(LogState::Package)
-    };
-    match state {
-        Ok(LogState::Operator(state)) => {
-            replay.operator = state;
-            let count = replay.operator_head.map_or(0, |(_, c, _)| c);
-            replay.operator_head = Some((index, count + 1, record.record_id));
-        }
-        Ok(LogState::Package(state)) => {
-            let count = replay
-                .packages
-                .get(&record.log_id)
-                .map_or(0, |(_, _, c, _)| *c);
-            replay
-                .packages
-                .insert(record.log_id, (state, index, count + 1, record.record_id));
-        }
-        Err(reason) => report.problem(format!(
-            "record {} at {index} does not validate: {reason}",
-            record.record_id
-        )),
-    }
-    replay.heads.insert(record.log_id, record.record_id);
-    replay.pending_map.insert(record.log_id, record.record_id);
-}
-
-fn flush_map(replay: &mut Replay) -> Result<(), ServiceError> {
-    if replay.pending_map.is_empty() {
-        return Ok(());
-    }
-    let updates: Vec<(MapKey, Hash)> = replay
-        .pending_map
-        .drain()
-        .map(|(log, record)| (MapKey::for_log_id(&log.0), map_leaf_hash(&record.0)))
-        .collect();
-    // Only the latest tree is kept: the nodes on the updated paths are
-    // replaced by the ones the update creates (memory stays ~2 nodes per log).
-    let keys: Vec<MapKey> = updates.iter().map(|(key, _)| *key).collect();
-    let replaced = map::load(&replay.map_store, replay.map_root, &keys)?;
-    let update = map::apply_parallel(&replaced, replay.map_root, &updates, 2)?;
-    for hash in replaced.keys() {
-        replay.map_store.remove(hash);
-    }
-    replay.map_store.extend(update.new_nodes);
-    replay.map_root = update.root;
-    Ok(())
-}
-
 fn check_checkpoint(
     replay: &mut Replay,
     cp: &StoredCheckpoint,
     report: &mut FsckReport,
 ) -> Result<(), ServiceError> {
-    flush_map(replay)?;
     report.checkpoints += 1;
-    let c = &cp.checkpoint.checkpoint;
-    if c.log_root != replay.writer.root() {
-        report.problem(format!(
-            "checkpoint {} has log root {}, recomputed {}",
-            c.log_length,
-            c.log_root,
-            replay.writer.root()
-        ));
-    }
-    let map_root = replay.map_root.unwrap_or_else(map::empty_root);
-    if c.map_root != map_root {
-        report.problem(format!(
-            "checkpoint {} has map root {}, recomputed {map_root}",
-            c.log_length, c.map_root
-        ));
-    }
-    let key_id = KeyId::new(cp.key_id.clone());
-    let verified = replay.operator.public_key(&key_id).is_some_and(|key| {
-        cp.signature
-            .parse::<cairn_crypto::EcdsaSignature>()
-            .is_ok_and(|sig| key.verify(&cp.checkpoint.signing_message(), &sig).is_ok())
-    });
-    if !verified {
-        report.problem(format!(
-            "checkpoint {}: signature does not verify under operator key {}",
-            c.log_length, cp.key_id
-        ));
+    for problem in replay.check_checkpoint(&cp.checkpoint, &cp.key_id, &cp.signature)? {
+        report.problem(problem);
     }
     Ok(())
 }
@@ -383,7 +248,10 @@ async fn compare_logs(
     size: u64,
     report: &mut FsckReport,
 ) -> Result<(), ServiceError> {
-    let ids: Vec<LogId> = replay.heads.keys().copied().collect();
+    let mut ids: Vec<LogId> = replay.packages().keys().copied().collect();
+    if replay.operator().is_some() {
+        ids.push(LogId::operator());
+    }
     for chunk in ids.chunks(1000) {
         let rows: HashMap<LogId, cairn_store::LogRow> = store
             .logs(chunk)
@@ -402,16 +270,26 @@ async fn compare_logs(
                 continue;
             }
             let expected = if *id == LogId::operator() {
-                replay.operator_head.map(|(i, c, r)| {
+                replay.operator().map(|log| {
                     let same_state = serde_json::from_str::<OperatorState>(&row.state)
-                        .is_ok_and(|s| s == replay.operator);
-                    (i, c, r, same_state)
+                        .is_ok_and(|s| s == log.state);
+                    (
+                        log.head_index,
+                        log.record_count,
+                        log.head_record,
+                        same_state,
+                    )
                 })
             } else {
-                replay.packages.get(id).map(|(state, i, c, r)| {
-                    let same_state =
-                        serde_json::from_str::<PackageState>(&row.state).is_ok_and(|s| s == *state);
-                    (*i, *c, *r, same_state)
+                replay.packages().get(id).map(|log| {
+                    let same_state = serde_json::from_str::<PackageState>(&row.state)
+                        .is_ok_and(|s| s == log.state);
+                    (
+                        log.head_index,
+                        log.record_count,
+                        log.head_record,
+                        same_state,
+                    )
                 })
             };
             match expected {

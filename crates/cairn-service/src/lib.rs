@@ -7,23 +7,27 @@
 //! log.
 
 mod bootstrap;
+mod c2sp;
 mod cache;
 mod clock;
 mod error;
 pub mod fsck;
+mod keys;
 mod maps;
+pub mod metrics;
 mod operator;
 mod proofs;
 mod publish;
 mod reads;
 mod sequencer;
+mod witnessing;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use cairn_blob::BlobStore;
-use cairn_crypto::{KeyId, PublicKey, Signer};
+use cairn_crypto::PublicKey;
 use cairn_log::Hash;
 use cairn_log::map::MapNode;
 use cairn_protocol::LogId;
@@ -33,12 +37,16 @@ use cairn_store::{LogRow, Store, StoredCheckpoint};
 use tokio::sync::{Notify, watch};
 
 pub use bootstrap::{SequencerHandle, StartupError};
+pub use c2sp::TileData;
 pub use clock::{Clock, SystemClock};
 pub use error::ServiceError;
+pub use keys::{SignerResolver, SigningKeys, signer_uri_meta_key};
+pub use metrics::Metrics;
 pub use operator::{submit_operator_record, wait_for_record};
 pub use proofs::MAX_INCLUSION_LEAVES;
 pub use reads::ContentDownload;
 pub use reads::{DEFAULT_FETCH_LIMIT, LEDGER_PAGE, MAX_FETCH_LIMIT, MAX_LOGS_PER_REQUEST};
+pub use witnessing::{WitnessAnswer, WitnessClient, Witnessing};
 
 use cache::TwoGen;
 
@@ -73,6 +81,9 @@ pub struct ServiceConfig {
     pub resident_map_nodes: usize,
     /// How often the sequencer looks for work inserted by other processes.
     pub poll_interval: Duration,
+    /// The origin of the C2SP checkpoints (`c2sp.org/tlog-checkpoint`): a
+    /// schema-less URL that never changes, also the note key's name.
+    pub origin: String,
 }
 
 impl Default for ServiceConfig {
@@ -90,6 +101,7 @@ impl Default for ServiceConfig {
             cache_entries: 200_000,
             resident_map_nodes: 4_000_000,
             poll_interval: Duration::from_millis(500),
+            origin: "127.0.0.1:8080".into(),
         }
     }
 }
@@ -113,12 +125,16 @@ pub struct Health {
 pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) blobs: Arc<dyn BlobStore>,
-    pub(crate) signer: Arc<dyn Signer>,
-    pub(crate) signer_key_id: KeyId,
+    /// The keys in use; replaced when the operator key is rotated.
+    pub(crate) keys: RwLock<Arc<keys::ActiveKeys>>,
+    pub(crate) resolver: Option<Arc<dyn SignerResolver>>,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: ServiceConfig,
     /// The latest published checkpoint.
     pub(crate) latest: RwLock<Option<Arc<StoredCheckpoint>>>,
+    /// The cosigned C2SP checkpoint to serve, when witnesses are configured.
+    pub(crate) served: RwLock<Option<Arc<c2sp::ServedNote>>>,
     /// The operator log's state as of the sequenced tree.
     pub(crate) operator: RwLock<Arc<OperatorState>>,
     pub(crate) states: Mutex<TwoGen<LogId, Arc<CachedLog>>>,
@@ -156,9 +172,14 @@ impl Registry {
         &self.inner.config
     }
 
-    /// The operator's public key (the configured signer).
-    pub fn operator_public_key(&self) -> &PublicKey {
-        self.inner.signer.public_key()
+    /// The public key of the operator key that signs checkpoints now.
+    pub fn operator_public_key(&self) -> PublicKey {
+        self.keys().operator.public_key().clone()
+    }
+
+    /// The registry's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     /// The latest published checkpoint.

@@ -3,23 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_crypto::{KeyId, PublicKey, Signature, Signer};
+use cairn_crypto::{Signature, Signer};
 use cairn_protocol::operator::OperatorState;
 use cairn_protocol::record::{OperatorEntry, OperatorRecord, RecordKind as _};
 use cairn_protocol::{Envelope, LogId, RecordId, Timestamp};
 use cairn_store::{NewPending, PendingState, Store};
 
+use crate::keys::ecdsa_key_id;
 use crate::{Clock, Registry, ServiceError};
-
-/// The operator key id of an ECDSA signer.
-pub(crate) fn ecdsa_key_id(signer: &dyn Signer) -> Result<KeyId, ServiceError> {
-    match signer.public_key() {
-        PublicKey::EcdsaP256(key) => Ok(key.key_id()),
-        PublicKey::Ed25519(_) => Err(ServiceError::Internal(
-            "the operator log key must be ECDSA P-256".into(),
-        )),
-    }
-}
 
 /// Builds, signs and validates the next operator record on top of `state`.
 pub(crate) async fn build_operator_record(
@@ -156,7 +147,7 @@ impl Registry {
         let state: Arc<OperatorState> = self.operator_state();
         let envelope = build_operator_record(
             &state,
-            self.inner.signer.as_ref(),
+            self.keys().operator.as_ref(),
             self.inner.clock.as_ref(),
             entries,
         )

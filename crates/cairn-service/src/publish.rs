@@ -23,12 +23,12 @@ use cairn_store::{NewPending, PendingState, RecordStatus, StoreError};
 
 use crate::{Registry, ServiceError};
 
-fn parse_log_id(text: &str) -> Result<LogId, ServiceError> {
+pub(crate) fn parse_log_id(text: &str) -> Result<LogId, ServiceError> {
     text.parse()
         .map_err(|e| ServiceError::bad_request(format!("invalid log id `{}`: {e}", excerpt(text))))
 }
 
-fn parse_record_id(text: &str) -> Result<RecordId, ServiceError> {
+pub(crate) fn parse_record_id(text: &str) -> Result<RecordId, ServiceError> {
     text.parse().map_err(|e| {
         ServiceError::bad_request(format!("invalid record id `{}`: {e}", excerpt(text)))
     })

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use cairn_crypto::Signature;
-use cairn_log::checkpoint::{Checkpoint, TimestampedCheckpoint};
+use cairn_crypto::note::Note;
+use cairn_log::checkpoint::{Checkpoint, TimestampedCheckpoint, c2sp_body};
 use cairn_log::leaf::{log_leaf_hash, map_leaf_hash};
 use cairn_log::map::{self, MapKey};
 use cairn_log::{Hash, LogWriter};
@@ -33,9 +33,6 @@ use tokio::sync::watch;
 
 use crate::maps::root_node;
 use crate::{CachedLog, Registry, ServiceError};
-
-/// Most signing attempts per checkpoint before the sequencer backs off.
-const SIGN_ATTEMPTS: u32 = 5;
 
 pub(crate) struct Sequencer {
     pub(crate) registry: Registry,
@@ -159,10 +156,16 @@ impl Sequencer {
         if queued.is_empty() {
             return Ok(false);
         }
-        self.sequence(queued).await?;
         let started = Instant::now();
+        self.sequence(queued).await?;
+        let signing = Instant::now();
         self.ensure_checkpoint().await?;
-        tracing::debug!(signed = ?started.elapsed(), "checkpoint stored");
+        self.registry
+            .inner
+            .metrics
+            .batch_latency
+            .observe(started.elapsed());
+        tracing::debug!(signed = ?signing.elapsed(), "checkpoint stored");
         Ok(true)
     }
 
@@ -416,6 +419,14 @@ impl Sequencer {
             }
         }
         drop(gate);
+        let metrics = &self.registry.inner.metrics;
+        metrics.batches.add(1);
+        metrics
+            .records_sequenced
+            .add(u64::try_from(batch.sequenced.len()).unwrap_or(0));
+        metrics
+            .records_rejected
+            .add(u64::try_from(batch.rejected.len()).unwrap_or(0));
         let done = u64::try_from(batch.sequenced.len() + batch.rejected.len()).unwrap_or(0);
         let _ = self
             .registry
@@ -438,6 +449,12 @@ impl Sequencer {
 
     /// Signs and stores a checkpoint if the sequenced tree is ahead of the
     /// latest one. Never signs when nothing changed.
+    ///
+    /// Both views of the tree are signed before anything is stored: the warg
+    /// checkpoint with the operator key and the C2SP note with the note key.
+    /// If either signature cannot be made, nothing is stored or served and
+    /// the step fails (publishes wait with 503 until it succeeds): there is
+    /// never an unsigned or half-signed checkpoint.
     pub(crate) async fn ensure_checkpoint(&mut self) -> Result<(), ServiceError> {
         let size = self.writer.size();
         let latest = self.registry.latest_checkpoint();
@@ -452,7 +469,10 @@ impl Sequencer {
                 "sequenced tree ({size}) is behind the latest checkpoint ({latest_length})"
             )));
         }
+        // A rotation sequenced in this tree takes effect for its checkpoint.
+        self.registry.follow_rotation(&self.operator).await?;
         let inner = &self.registry.inner;
+        let keys = self.registry.keys();
         let timestamp = inner
             .clock
             .now_secs()
@@ -465,68 +485,34 @@ impl Sequencer {
             },
             timestamp,
         };
-        let signature = self.sign_checkpoint(&checkpoint).await?;
-        // CRASH POINT 3 — signed, not stored: the signature was never served
-        // and is simply lost; a new one is made for the same roots.
+        let body = c2sp_body(
+            keys.note_verifier.name(),
+            size,
+            &checkpoint.checkpoint.log_root,
+        );
+        let message = checkpoint.signing_message();
+        let (signature, note_signature) = tokio::try_join!(
+            self.registry.sign_operator(&keys.operator, &message),
+            self.registry.sign_note_body(&keys, &body),
+        )?;
+        let mut note = Note::new(body).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        note.add_signature(note_signature);
+        // CRASH POINT 3 — signed, not stored: the signatures were never
+        // served and are simply lost; new ones are made for the same roots.
         let stored = StoredCheckpoint {
             checkpoint,
-            key_id: inner.signer_key_id.to_string(),
+            key_id: keys.operator_key_id.to_string(),
             signature: signature.to_string(),
+            note: Some(String::from_utf8_lossy(&note.to_bytes()).into_owned()),
         };
         inner.store.store_checkpoint(&stored).await?;
         // CRASH POINT 4 — stored, not yet announced: start-up reads the
         // latest checkpoint from the store.
+        inner.metrics.checkpoints.add(1);
         if let Ok(mut latest) = inner.latest.write() {
             *latest = Some(Arc::new(stored));
         }
         inner.published.send_replace(size);
         Ok(())
-    }
-
-    async fn sign_checkpoint(
-        &self,
-        checkpoint: &TimestampedCheckpoint,
-    ) -> Result<cairn_crypto::EcdsaSignature, ServiceError> {
-        let inner = &self.registry.inner;
-        let message = checkpoint.signing_message();
-        let mut delay = Duration::from_millis(50);
-        let mut last_error = String::new();
-        for attempt in 1..=SIGN_ATTEMPTS {
-            match inner.signer.sign(&message).await {
-                Ok(Signature::EcdsaP256(signature)) => {
-                    let public = match inner.signer.public_key() {
-                        cairn_crypto::PublicKey::EcdsaP256(key) => key,
-                        cairn_crypto::PublicKey::Ed25519(_) => {
-                            return Err(ServiceError::Internal(
-                                "the operator key must be ECDSA P-256".into(),
-                            ));
-                        }
-                    };
-                    public.verify(&message, &signature).map_err(|_| {
-                        ServiceError::Internal("the signer returned an invalid signature".into())
-                    })?;
-                    return Ok(signature);
-                }
-                Ok(Signature::Ed25519(_)) => {
-                    return Err(ServiceError::Internal(
-                        "the operator key must be ECDSA P-256".into(),
-                    ));
-                }
-                Err(error) if error.is_transient() && attempt < SIGN_ATTEMPTS => {
-                    tracing::warn!(%error, attempt, "signing failed; retrying");
-                    last_error = error.to_string();
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                Err(error) => {
-                    last_error = error.to_string();
-                    break;
-                }
-            }
-        }
-        Err(ServiceError::Unavailable {
-            retry_after: 5,
-            reason: format!("cannot sign checkpoints: {last_error}"),
-        })
     }
 }

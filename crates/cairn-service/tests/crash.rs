@@ -17,12 +17,14 @@ use std::time::Duration;
 
 use cairn_blob::FsBlobStore;
 use cairn_crypto::signer::{BoxFuture, LocalKey};
-use cairn_crypto::{EcdsaPrivateKey, LocalSigner, PublicKey, Signature, Signer, SignerError};
+use cairn_crypto::{
+    EcdsaPrivateKey, Ed25519PrivateKey, LocalSigner, PublicKey, Signature, Signer, SignerError,
+};
 use cairn_protocol::record::{PackageEntry, PackageRecord};
 use cairn_protocol::wire::{PackageRecordState, PublishRecordRequest};
 use cairn_protocol::{Envelope, LogId, PackageName, Timestamp};
 use cairn_service::fsck::fsck;
-use cairn_service::{Registry, SequencerHandle, ServiceConfig, SystemClock};
+use cairn_service::{Registry, SequencerHandle, ServiceConfig, SigningKeys, SystemClock};
 use cairn_store::testing::TestDatabase;
 use cairn_store::{SqlStore, Store};
 
@@ -31,6 +33,15 @@ use cairn_store::{SqlStore, Store};
 struct SwitchableSigner {
     inner: LocalSigner,
     down: AtomicBool,
+}
+
+impl SwitchableSigner {
+    fn new(key: LocalKey) -> Arc<Self> {
+        Arc::new(Self {
+            inner: LocalSigner::new(key, "memory"),
+            down: AtomicBool::new(false),
+        })
+    }
 }
 
 impl Signer for SwitchableSigner {
@@ -54,6 +65,7 @@ struct Harness {
     store: Arc<SqlStore>,
     blobs_dir: tempfile::TempDir,
     signer: Arc<SwitchableSigner>,
+    note: Arc<SwitchableSigner>,
 }
 
 impl Harness {
@@ -63,13 +75,12 @@ impl Harness {
         Self {
             store: Arc::new(store),
             blobs_dir: tempfile::tempdir().unwrap(),
-            signer: Arc::new(SwitchableSigner {
-                inner: LocalSigner::new(
-                    LocalKey::EcdsaP256(EcdsaPrivateKey::from_scalar_bytes(&[31; 32]).unwrap()),
-                    "memory",
-                ),
-                down: AtomicBool::new(false),
-            }),
+            signer: SwitchableSigner::new(LocalKey::EcdsaP256(
+                EcdsaPrivateKey::from_scalar_bytes(&[31; 32]).unwrap(),
+            )),
+            note: SwitchableSigner::new(LocalKey::Ed25519(
+                Ed25519PrivateKey::from_seed(&[32; 32]).unwrap(),
+            )),
         }
     }
 
@@ -82,7 +93,11 @@ impl Harness {
         Registry::start(
             self.store.clone(),
             Arc::new(FsBlobStore::open(self.blobs_dir.path()).await.unwrap()),
-            self.signer.clone(),
+            SigningKeys {
+                operator: self.signer.clone(),
+                note: self.note.clone(),
+                resolver: None,
+            },
             Arc::new(SystemClock),
             config,
         )
@@ -170,13 +185,28 @@ async fn failures_inside_the_batch_transaction_roll_back_and_retry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_between_commit_and_checkpoint_is_finished_at_start_up() {
+    crash_between_commit_and_checkpoint(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_note_key_leaves_no_half_signed_checkpoint() {
+    crash_between_commit_and_checkpoint(true).await;
+}
+
+async fn crash_between_commit_and_checkpoint(note_fails: bool) {
     for db in TestDatabase::all().await {
         let harness = Harness::new(&db).await;
         let (registry, sequencer) = harness.start().await;
         let before = registry.latest_checkpoint().unwrap();
 
-        // The signer goes down: the batch commits, no checkpoint is signed.
-        harness.signer.down.store(true, Ordering::SeqCst);
+        // One signer goes down: the batch commits, no checkpoint is signed
+        // (neither view is stored without the other).
+        let down = if note_fails {
+            &harness.note
+        } else {
+            &harness.signer
+        };
+        down.down.store(true, Ordering::SeqCst);
         let record = publish(&registry, "test:a", 50).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while harness.store.tree_head().await.unwrap().unwrap().size < 2 {
@@ -201,18 +231,31 @@ async fn crash_between_commit_and_checkpoint_is_finished_at_start_up() {
             *before
         );
         assert!(registry.health().sequencer_error.is_some());
+        // Publishes wait while checkpoints cannot be signed.
+        let refused = registry
+            .publish(&log_id("test:b"), init_request("test:b", 51))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, cairn_service::ServiceError::Unavailable { .. }),
+            "{refused:?}"
+        );
         // Crash.
         sequencer.shutdown().await;
         drop(registry);
 
         // Restart with the signer back: start-up signs the committed tree.
-        harness.signer.down.store(false, Ordering::SeqCst);
+        down.down.store(false, Ordering::SeqCst);
         let (registry, sequencer) = harness.start().await;
         wait_published(&registry, "test:a", &record).await;
         let latest = harness.store.latest_checkpoint().await.unwrap().unwrap();
         let head = harness.store.tree_head().await.unwrap().unwrap();
         assert_eq!(latest.checkpoint.checkpoint.log_length, head.size);
         assert_eq!(latest.checkpoint.checkpoint.log_root, head.log_root);
+        let note = cairn_crypto::note::Note::parse(latest.note.unwrap().as_bytes()).unwrap();
+        note.verify(&[registry.note_verifier_key()]).unwrap();
+        let body = cairn_log::checkpoint::C2spCheckpoint::parse(note.text()).unwrap();
+        assert_eq!((body.size, body.root), (head.size, head.log_root));
         sequencer.shutdown().await;
         assert_clean(&harness.store, 2).await;
     }

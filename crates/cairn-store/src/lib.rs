@@ -97,6 +97,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> StoreResult<Vec<StoredCheckpoint>>;
 
+    /// Stores witness cosignatures of the checkpoint of `log_length`.
+    /// Idempotent: a cosignature already stored for the same length and
+    /// witness key is kept and the new one ignored.
+    async fn add_cosignatures(&self, cosignatures: &[StoredCosignature]) -> StoreResult<()>;
+
+    /// The cosignatures of the checkpoint of `log_length`.
+    async fn cosignatures(&self, log_length: u64) -> StoreResult<Vec<StoredCosignature>>;
+
+    /// The lengths of the most recent checkpoints that have cosignatures,
+    /// newest first, at most `limit`.
+    async fn cosigned_lengths(&self, limit: u32) -> StoreResult<Vec<u64>>;
+
     // ----- logs and records -----
 
     /// A log's row.
@@ -197,6 +209,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Sets a registry fact if it is not set yet; returns the stored value.
     async fn set_meta_once(&self, key: &str, value: &str) -> StoreResult<String>;
+
+    /// Sets a registry fact, replacing any earlier value (for facts that may
+    /// change, such as where a signing key lives).
+    async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()>;
 
     /// Names of package logs (`None` for the operator log; unknown ids absent).
     async fn log_names(&self, log_ids: &[LogId]) -> StoreResult<Vec<(LogId, Option<String>)>>;

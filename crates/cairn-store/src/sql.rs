@@ -518,6 +518,19 @@ fn checkpoint_from_row(row: &AnyRow) -> StoreResult<StoredCheckpoint> {
         },
         key_id: row.try_get("key_id")?,
         signature: row.try_get("signature")?,
+        note: row.try_get("note")?,
+    })
+}
+
+fn cosignature_from_row(row: &AnyRow) -> StoreResult<StoredCosignature> {
+    let key_id: i64 = row.try_get("key_id")?;
+    Ok(StoredCosignature {
+        log_length: u64_from(row.try_get("log_length")?, "log length")?,
+        witness: row.try_get("witness")?,
+        key_id: u32::try_from(key_id)
+            .map_err(|_| StoreError::Corrupt(format!("bad witness key id {key_id}")))?,
+        timestamp: u64_from(row.try_get("timestamp")?, "timestamp")?,
+        line: row.try_get("line")?,
     })
 }
 
@@ -598,7 +611,8 @@ fn missing_json(missing: &[Sha256Digest]) -> String {
 
 const RECORD_COLUMNS: &str = "registry_index, record_id, log_id, content_bytes, key_id, signature";
 const PENDING_COLUMNS: &str = "seq, record_id, log_id, package_name, content_bytes, key_id, signature, state, missing, reason, created_at";
-const CHECKPOINT_COLUMNS: &str = "log_length, log_root, map_root, timestamp, key_id, signature";
+const CHECKPOINT_COLUMNS: &str =
+    "log_length, log_root, map_root, timestamp, key_id, signature, note";
 
 #[async_trait]
 impl Store for SqlStore {
@@ -740,7 +754,7 @@ impl Store for SqlStore {
             return Ok(());
         }
         sqlx::query(&format!(
-            "INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         ))
         .bind(i64_from(cp.log_length)?)
         .bind(cp.log_root.0.to_vec())
@@ -748,6 +762,7 @@ impl Store for SqlStore {
         .bind(i64_from(stored.checkpoint.timestamp)?)
         .bind(stored.key_id.clone())
         .bind(stored.signature.clone())
+        .bind(stored.note.clone())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -790,6 +805,52 @@ impl Store for SqlStore {
         .await?
         .iter()
         .map(checkpoint_from_row)
+        .collect()
+    }
+
+    async fn add_cosignatures(&self, cosignatures: &[StoredCosignature]) -> StoreResult<()> {
+        for chunk in write_chunks(cosignatures) {
+            let sql = format!(
+                "INSERT INTO cosignatures (log_length, witness, key_id, timestamp, line) VALUES {} \
+                 ON CONFLICT (log_length, witness, key_id) DO NOTHING",
+                placeholders(1, chunk.len(), 5)
+            );
+            let mut query = sqlx::query(&sql);
+            for c in chunk {
+                query = query
+                    .bind(i64_from(c.log_length)?)
+                    .bind(c.witness.clone())
+                    .bind(i64::from(c.key_id))
+                    .bind(i64_from(c.timestamp)?)
+                    .bind(c.line.clone());
+            }
+            query.execute(&self.write).await?;
+        }
+        Ok(())
+    }
+
+    async fn cosignatures(&self, log_length: u64) -> StoreResult<Vec<StoredCosignature>> {
+        sqlx::query(
+            "SELECT log_length, witness, key_id, timestamp, line FROM cosignatures \
+             WHERE log_length = $1 ORDER BY witness, key_id",
+        )
+        .bind(i64_from(log_length)?)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(cosignature_from_row)
+        .collect()
+    }
+
+    async fn cosigned_lengths(&self, limit: u32) -> StoreResult<Vec<u64>> {
+        sqlx::query(
+            "SELECT DISTINCT log_length FROM cosignatures ORDER BY log_length DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|row| u64_from(row.try_get(0)?, "log length"))
         .collect()
     }
 
@@ -1110,6 +1171,18 @@ impl Store for SqlStore {
             .fetch_one(&self.write)
             .await?;
         Ok(row.try_get(0)?)
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key.to_owned())
+        .bind(value.to_owned())
+        .execute(&self.write)
+        .await?;
+        Ok(())
     }
 
     async fn log_names(&self, log_ids: &[LogId]) -> StoreResult<Vec<(LogId, Option<String>)>> {

@@ -27,6 +27,25 @@ pub struct StoredCheckpoint {
     pub key_id: String,
     /// Signature string.
     pub signature: String,
+    /// The C2SP signed note (tlog-checkpoint) for the same tree, with the
+    /// operator's Ed25519 signature line. `None` only for checkpoints signed
+    /// before cairn served C2SP checkpoints.
+    pub note: Option<String>,
+}
+
+/// A witness cosignature on a checkpoint (`c2sp.org/tlog-cosignature`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCosignature {
+    /// The checkpoint's length.
+    pub log_length: u64,
+    /// The witness key name.
+    pub witness: String,
+    /// The witness key id.
+    pub key_id: u32,
+    /// The witness's timestamp (Unix seconds).
+    pub timestamp: u64,
+    /// The signature line, as added to the note (with its newline).
+    pub line: String,
 }
 
 /// Which kind of log.

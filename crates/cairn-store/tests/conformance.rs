@@ -183,6 +183,7 @@ async fn checkpoints_never_change_roots() {
             },
             key_id: "k".into(),
             signature: "s".into(),
+            note: (len > 1).then(|| format!("origin\n{len}\n")),
         };
         store.store_checkpoint(&cp(1, b"a")).await.unwrap();
         store.store_checkpoint(&cp(1, b"a")).await.unwrap();
@@ -201,6 +202,43 @@ async fn checkpoints_never_change_roots() {
             store.checkpoints(Some(1), 10).await.unwrap(),
             vec![cp(5, b"c")]
         );
+    }
+}
+
+#[tokio::test]
+async fn cosignatures_and_meta() {
+    for db in TestDatabase::all().await {
+        let store = open(&db).await;
+        let cosig = |len: u64, witness: &str, key_id: u32, line: &str| StoredCosignature {
+            log_length: len,
+            witness: witness.into(),
+            key_id,
+            timestamp: 1_700_000_000,
+            line: line.into(),
+        };
+        assert!(store.cosigned_lengths(10).await.unwrap().is_empty());
+        store
+            .add_cosignatures(&[cosig(3, "w1", 7, "a"), cosig(3, "w2", u32::MAX, "b")])
+            .await
+            .unwrap();
+        // Idempotent: the first cosignature of a witness key is kept.
+        store
+            .add_cosignatures(&[cosig(3, "w1", 7, "changed"), cosig(5, "w1", 7, "c")])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.cosignatures(3).await.unwrap(),
+            vec![cosig(3, "w1", 7, "a"), cosig(3, "w2", u32::MAX, "b")],
+            "{}",
+            db.kind
+        );
+        assert_eq!(store.cosigned_lengths(10).await.unwrap(), vec![5, 3]);
+        assert_eq!(store.cosigned_lengths(1).await.unwrap(), vec![5]);
+
+        store.set_meta("k", "one").await.unwrap();
+        store.set_meta("k", "two").await.unwrap();
+        assert_eq!(store.meta("k").await.unwrap().as_deref(), Some("two"));
+        assert_eq!(store.set_meta_once("k", "three").await.unwrap(), "two");
     }
 }
 

@@ -1,8 +1,10 @@
 //! The HTTP server: routes and the middleware stack.
 
+mod c2sp;
 mod content;
 pub mod error;
 mod extract;
+pub mod metrics;
 mod warg;
 
 use std::sync::Arc;
@@ -128,6 +130,9 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
         .route("/v1/ledger/records/{start}", get(warg::ledger_records))
         .route("/v1/verify/checkpoint", post(warg::verify_checkpoint))
         .route("/.well-known/wasm-pkg/registry.json", get(well_known))
+        .route("/checkpoint", get(c2sp::checkpoint))
+        .route("/tile/{*path}", get(c2sp::tile))
+        .route("/receipt/{log_id}/{record_id}", get(c2sp::receipt))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(warg::not_found)
