@@ -30,6 +30,13 @@ if ! command -v moto_server >/dev/null; then
     python3 -m pip install --quiet 'moto[server]>=5.1,<6' || echo "moto could not be installed; the KMS tests will fail under CI=true"
 fi
 
+echo "== oras"
+# An independent OCI client (the oras Python library) pushes and pulls in
+# the OCI tests; with CI=true a missing library fails them.
+if ! python3 -c 'import oras.provider' 2>/dev/null; then
+    python3 -m pip install --quiet 'oras==0.2.43' || echo "oras could not be installed; the oras test will fail under CI=true"
+fi
+
 echo "== format"
 cargo fmt --all --check
 

@@ -105,8 +105,8 @@ async fn c2sp_checkpoint_tiles_and_receipts_describe_the_warg_tree() {
         assert_eq!(facts.log_id, log_id("test:foo"));
         assert_eq!(facts.record_id.to_string(), first.to_string());
         assert_eq!(
-            facts.index, 1,
-            "{kind}: the first record after the operator's"
+            facts.index, 2,
+            "{kind}: the first record after the operator's and the registry log's"
         );
         let mut tampered = receipt.clone();
         let at = tampered.iter().position(|b| *b == b'\n').unwrap() + 10;
@@ -213,7 +213,7 @@ async fn rows_edited_under_the_server_are_detected() {
         let rows = server
             .registry()
             .fetch_logs(cairn_protocol::wire::FetchLogsRequest {
-                log_length: 3,
+                log_length: 4,
                 limit: None,
                 operator: None,
                 packages: [(log_id("test:foo"), None)].into(),
@@ -230,7 +230,7 @@ async fn rows_edited_under_the_server_are_detected() {
             &server.db.url,
             "UPDATE records SET content_bytes = $1 WHERE registry_index = $2",
             bytes,
-            2,
+            3,
         )
         .await;
         let error =
@@ -246,7 +246,7 @@ async fn rows_edited_under_the_server_are_detected() {
             text.contains("records served by the registry contradict its signed log"),
             "{kind}: {text}"
         );
-        assert!(text.contains(" at 2 does not validate"), "{kind}: {text}");
+        assert!(text.contains(" at 3 does not validate"), "{kind}: {text}");
         assert!(text.contains("--- signed checkpoint (C2SP"), "{text}");
         assert!(text.contains("--- signed checkpoint (warg"), "{text}");
         assert_eq!(error.exit_code(), 2);
@@ -281,7 +281,7 @@ async fn a_split_view_is_detected_with_the_evidence() {
     };
     let a = TestServer::start_with(TestDatabase::sqlite(), extra.clone()).await;
     let mut b = TestServer::prepare(TestDatabase::sqlite(), extra);
-    for file in ["operator.key", "note.key"] {
+    for file in ["operator.key", "note.key", "publisher.key"] {
         std::fs::copy(a.data.path().join(file), b.data.path().join(file)).unwrap();
     }
     b.restart().await;
@@ -314,7 +314,7 @@ async fn a_split_view_is_detected_with_the_evidence() {
     assert!(
         evidence
             .summary
-            .contains("two different checkpoints of size 2")
+            .contains("two different checkpoints of size 3")
     );
     assert_eq!(evidence.checkpoints.len(), 2);
     for (_, note) in &evidence.checkpoints {
@@ -343,13 +343,13 @@ async fn a_split_view_is_detected_with_the_evidence() {
         .unwrap_err();
     let text = error.to_string();
     assert!(
-        text.contains("checkpoints 2 and 3 of the log are not consistent"),
+        text.contains("checkpoints 3 and 4 of the log are not consistent"),
         "{text}"
     );
-    assert!(text.contains("consistency proof from 2 to 3"), "{text}");
+    assert!(text.contains("consistency proof from 3 to 4"), "{text}");
     // The trusted state did not move.
     let trusted = trust(&a)
         .verify(&state.trusted().unwrap().unwrap())
         .unwrap();
-    assert_eq!(trusted.checkpoint.size, 2);
+    assert_eq!(trusted.checkpoint.size, 3);
 }

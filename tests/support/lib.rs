@@ -283,3 +283,230 @@ pub fn wasm(tag: &str) -> Vec<u8> {
     bytes.extend_from_slice(payload);
     bytes
 }
+
+/// A binary-encoded WIT package declaring `package <name>@<version>;` with
+/// `wit` as its body (what `wkg build` makes and `wkg publish` sends).
+pub fn wit_package(name: &str, version: &str, wit: &str) -> Vec<u8> {
+    let mut resolve = wit_parser::Resolve::default();
+    let source = format!("package {name}@{version};\n{wit}\n");
+    let package = resolve.push_str("package.wit", &source).unwrap();
+    wit_component::encode(&resolve, package, false).unwrap()
+}
+
+/// A minimal component that imports the instance `import` (an interface
+/// name such as `wasi:sockets/tcp@0.2.0`).
+pub fn component_importing(import: &str) -> Vec<u8> {
+    use wasm_encoder::{
+        Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType,
+    };
+    let mut types = ComponentTypeSection::new();
+    types.instance(&InstanceType::new());
+    let mut imports = ComponentImportSection::new();
+    imports.import(import, ComponentTypeRef::Instance(0));
+    let mut component = Component::new();
+    component.section(&types).section(&imports);
+    component.finish()
+}
+
+/// Creates identity `name` (a user) and returns an API token for it.
+pub async fn identity_with_token(
+    server: &TestServer,
+    name: &str,
+    namespaces: &[&str],
+    actions: &[cairn_service::identity::Action],
+) -> String {
+    let registry = server.registry();
+    let signer = registry.operator_signer();
+    registry
+        .admin("test", signer.as_ref())
+        .create_identity(name, cairn_protocol::ext::registry::IdentityKind::User)
+        .await
+        .unwrap();
+    token_for(server, name, namespaces, actions).await
+}
+
+/// A new API token for an existing identity.
+pub async fn token_for(
+    server: &TestServer,
+    identity: &str,
+    namespaces: &[&str],
+    actions: &[cairn_service::identity::Action],
+) -> String {
+    let registry = server.registry();
+    let signer = registry.operator_signer();
+    registry
+        .admin("test", signer.as_ref())
+        .create_token(
+            identity,
+            &cairn_service::identity::TokenScope {
+                namespaces: namespaces.iter().map(|s| (*s).to_owned()).collect(),
+                actions: actions.to_vec(),
+            },
+            None,
+            "test",
+        )
+        .await
+        .unwrap()
+        .secret
+}
+
+/// The registry's current log length (its latest checkpoint).
+pub fn log_length(server: &TestServer) -> u64 {
+    server
+        .registry()
+        .latest_checkpoint()
+        .map_or(0, |c| c.checkpoint.checkpoint.log_length)
+}
+
+/// Claims `namespace` (defining it if new) with `owners` and `policy`.
+pub async fn claim(
+    server: &TestServer,
+    namespace: &str,
+    owners: &[&str],
+    policy: cairn_protocol::ext::registry::PublishPolicy,
+) {
+    let registry = server.registry();
+    let signer = registry.operator_signer();
+    registry
+        .admin("test", signer.as_ref())
+        .set_namespace(
+            namespace,
+            cairn_service::admin::NamespaceSettings {
+                owners: owners.iter().map(|s| (*s).to_owned()).collect(),
+                policy,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// Binds a warg key to an identity.
+pub async fn bind(server: &TestServer, identity: &str, key: &PrivateKey) {
+    let registry = server.registry();
+    let signer = registry.operator_signer();
+    let public: cairn_crypto::EcdsaPublicKey = key.public_key().to_string().parse().unwrap();
+    registry
+        .admin("test", signer.as_ref())
+        .bind_key(identity, &public)
+        .await
+        .unwrap();
+}
+
+/// The wasm artifact config media type.
+pub const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
+/// The OCI image manifest media type.
+pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// `sha256:<hex>` of `bytes`.
+pub fn digest_of(bytes: &[u8]) -> String {
+    cairn_crypto::Sha256Digest::of(bytes).to_string()
+}
+
+/// A wasm artifact's config, as oci-wasm writes it, telling the truth
+/// about `wasm`.
+pub fn wasm_config(wasm: &[u8]) -> Vec<u8> {
+    let info = cairn_wasm::inspect(wasm).unwrap();
+    serde_json::to_vec(&serde_json::json!({
+        "created": "2026-01-01T00:00:00Z",
+        "author": null,
+        "architecture": "wasm",
+        "os": "wasip2",
+        "layerDigests": [digest_of(wasm)],
+        "component": { "exports": info.exports, "imports": info.imports, "target": null },
+    }))
+    .unwrap()
+}
+
+/// The manifest of a wasm artifact with this layer and config.
+pub fn wasm_manifest(wasm: &[u8], config: &[u8]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": { "mediaType": WASM_CONFIG, "digest": digest_of(config), "size": config.len() },
+        "layers": [{ "mediaType": "application/wasm", "digest": digest_of(wasm), "size": wasm.len() }],
+    }))
+    .unwrap()
+}
+
+/// The one error of an OCI error response: status, code, message.
+pub async fn oci_error(response: reqwest::Response) -> (u16, String, String) {
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{body}");
+    (
+        status,
+        errors[0]["code"].as_str().unwrap().to_owned(),
+        errors[0]["message"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Pushes `wasm` as `<repo>:<tag>` over OCI with `token` (Basic, through
+/// the token endpoint), like an OCI client does. `Ok` is the manifest's
+/// digest; `Err` the first error: status, code, message.
+pub async fn oci_push(
+    server: &TestServer,
+    token: &str,
+    repo: &str,
+    tag: &str,
+    wasm: &[u8],
+) -> Result<String, (u16, String, String)> {
+    let http = reqwest::Client::new();
+    let response = http
+        .get(format!(
+            "{}/v2/token?service=cairn&scope=repository:{repo}:pull,push",
+            server.url
+        ))
+        .basic_auth("user", Some(token))
+        .send()
+        .await
+        .unwrap();
+    if !response.status().is_success() {
+        return Err(oci_error(response).await);
+    }
+    let body: serde_json::Value = response.json().await.unwrap();
+    let session = body["token"].as_str().unwrap().to_owned();
+    let config = wasm_config(wasm);
+    for blob in [wasm, config.as_slice()] {
+        let response = http
+            .post(format!("{}/v2/{repo}/blobs/uploads/", server.url))
+            .bearer_auth(&session)
+            .send()
+            .await
+            .unwrap();
+        if response.status() != reqwest::StatusCode::ACCEPTED {
+            return Err(oci_error(response).await);
+        }
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        let response = http
+            .put(format!(
+                "{}{location}?digest={}",
+                server.url,
+                digest_of(blob)
+            ))
+            .bearer_auth(&session)
+            .body(blob.to_vec())
+            .send()
+            .await
+            .unwrap();
+        if response.status() != reqwest::StatusCode::CREATED {
+            return Err(oci_error(response).await);
+        }
+    }
+    let response = http
+        .put(format!("{}/v2/{repo}/manifests/{tag}", server.url))
+        .bearer_auth(&session)
+        .header("content-type", MANIFEST)
+        .body(wasm_manifest(wasm, &config))
+        .send()
+        .await
+        .unwrap();
+    if response.status() != reqwest::StatusCode::CREATED {
+        return Err(oci_error(response).await);
+    }
+    Ok(response.headers()["docker-content-digest"]
+        .to_str()
+        .unwrap()
+        .to_owned())
+}

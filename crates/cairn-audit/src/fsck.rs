@@ -25,6 +25,7 @@ use cairn_log::leaf::parse_log_leaf;
 use cairn_log::tiles::{self, TileKind};
 use cairn_log::tree::perfect_root;
 use cairn_log::{Hash, LogWriter};
+use cairn_protocol::ext::{REGISTRY_LOG_NAME, meta_log_package};
 use cairn_protocol::replay::{RecordRef, Replay};
 use cairn_protocol::wire::{FetchLogsRequest, PublishedRecord, SignedCheckpoint};
 use cairn_protocol::{LogId, PackageName, RecordId};
@@ -229,7 +230,7 @@ pub async fn fsck(
             ));
         }
     }
-    check_names(&audit, &entries).await?;
+    let names = check_names(&audit, &entries).await?;
 
     // 4. Replay.
     let mut replay = Replay::new();
@@ -246,6 +247,7 @@ pub async fn fsck(
         let record_id = RecordId(entries[i].1);
         let applied = replay
             .apply(RecordRef {
+                name: names.get(log_id).map(String::as_str),
                 registry_index: i as u64,
                 log_id,
                 record_id: &record_id,
@@ -370,8 +372,13 @@ async fn fetch_all(
     Ok(records)
 }
 
-/// Every package log's name must hash to its log id.
-async fn check_names(audit: &Audit<'_>, entries: &[(Hash, Hash)]) -> Result<(), AuditError> {
+/// Every log's listed name must hash to its log id: package logs by their
+/// package name, metadata logs as `cairn-meta:<package>`, the registry log
+/// as `cairn-registry`. Returns the names.
+async fn check_names(
+    audit: &Audit<'_>,
+    entries: &[(Hash, Hash)],
+) -> Result<BTreeMap<LogId, String>, AuditError> {
     let mut logs: Vec<LogId> = entries
         .iter()
         .map(|(log, _)| LogId(*log))
@@ -379,23 +386,30 @@ async fn check_names(audit: &Audit<'_>, entries: &[(Hash, Hash)]) -> Result<(), 
         .collect();
     logs.sort();
     logs.dedup();
+    let mut out = BTreeMap::new();
     for chunk in logs.chunks(1000) {
         let names = audit.remote.fetch_names(chunk.to_vec()).await?;
         for log in chunk {
             let Some(Some(name)) = names.packages.get(log) else {
-                return Err(AuditError::Inconsistent(format!(
-                    "log {log} has no package name"
-                )));
+                return Err(AuditError::Inconsistent(format!("log {log} has no name")));
             };
-            let parsed = PackageName::new(name.clone())
-                .map_err(|e| AuditError::Inconsistent(format!("log {log}: {e}")))?;
-            if LogId::package(&parsed) != *log {
+            let expected = if name == REGISTRY_LOG_NAME {
+                LogId::registry()
+            } else if let Some(package) = meta_log_package(name) {
+                LogId::package_meta(&package)
+            } else {
+                let parsed = PackageName::new(name.clone())
+                    .map_err(|e| AuditError::Inconsistent(format!("log {log}: {e}")))?;
+                LogId::package(&parsed)
+            };
+            if expected != *log {
                 return Err(audit.evidence(
                     format!("the registry names log {log} `{name}`, whose log id differs"),
-                    vec![format!("LogId({name}) = {}", LogId::package(&parsed))],
+                    vec![format!("the log id of `{name}` is {expected}")],
                 ));
             }
+            out.insert(*log, name.clone());
         }
     }
-    Ok(())
+    Ok(out)
 }

@@ -1,5 +1,7 @@
 //! The filesystem blob store: `<root>/sha256/<2 hex>/<62 hex>`, with
-//! uploads staged in `<root>/tmp/`.
+//! single-request uploads staged in `<root>/tmp/` (emptied at start) and
+//! resumable upload sessions in `<root>/uploads/<id>` (kept across
+//! restarts).
 
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
@@ -32,6 +34,7 @@ impl FsBlobStore {
             tokio::fs::remove_dir_all(&tmp).await?;
         }
         tokio::fs::create_dir_all(&tmp).await?;
+        tokio::fs::create_dir_all(root.join("uploads")).await?;
         Ok(Self {
             root,
             counter: AtomicU64::new(0),
@@ -58,6 +61,30 @@ impl FsBlobStore {
     pub fn path(&self, digest: &Sha256Digest) -> PathBuf {
         let hex = digest.to_hex();
         self.root.join("sha256").join(&hex[..2]).join(&hex[2..])
+    }
+
+    fn upload_path(&self, id: &str) -> Result<PathBuf, BlobError> {
+        if !crate::is_valid_upload_id(id) {
+            return Err(BlobError::UnknownUpload);
+        }
+        Ok(self.root.join("uploads").join(id))
+    }
+
+    /// Moves the verified file `from` (already synced) to the blob path of
+    /// `digest`, unless the blob exists; then removes `from`.
+    async fn publish(&self, from: &Path, digest: &Sha256Digest) -> Result<(), BlobError> {
+        let path = self.path(digest);
+        if tokio::fs::try_exists(&path).await? {
+            let _ = tokio::fs::remove_file(from).await;
+            return Ok(());
+        }
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        tokio::fs::create_dir_all(&dir).await?;
+        // The rename publishes the blob atomically; syncing the directory
+        // makes the new name durable.
+        tokio::fs::rename(from, &path).await?;
+        sync_dir(&dir).await?;
+        Ok(())
     }
 
     fn temp_path(&self) -> PathBuf {
@@ -117,16 +144,7 @@ impl BlobStore for FsBlobStore {
                     found: info.digest,
                 });
             }
-            let path = self.path(&info.digest);
-            if tokio::fs::try_exists(&path).await? {
-                return Ok(info);
-            }
-            let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-            tokio::fs::create_dir_all(&dir).await?;
-            // The rename publishes the blob atomically; syncing the directory
-            // makes the new name durable.
-            tokio::fs::rename(&temp, &path).await?;
-            sync_dir(&dir).await?;
+            self.publish(&temp, &info.digest).await?;
             Ok(info)
         }
         .await;
@@ -159,6 +177,103 @@ impl BlobStore for FsBlobStore {
             reader,
             64 * 1024,
         ))))
+    }
+
+    async fn upload_start(&self, id: &str) -> Result<(), BlobError> {
+        let path = self.upload_path(id)?;
+        let file = tokio::fs::File::create(&path).await?;
+        file.sync_all().await?;
+        sync_dir(&self.root.join("uploads")).await?;
+        Ok(())
+    }
+
+    async fn upload_size(&self, id: &str) -> Result<u64, BlobError> {
+        match tokio::fs::metadata(self.upload_path(id)?).await {
+            Ok(meta) => Ok(meta.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::UnknownUpload),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn upload_append(
+        &self,
+        id: &str,
+        offset: u64,
+        mut body: ByteStream,
+        limit: u64,
+    ) -> Result<u64, BlobError> {
+        let path = self.upload_path(id)?;
+        let mut file = match tokio::fs::OpenOptions::new().write(true).open(&path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BlobError::UnknownUpload);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let size = file.metadata().await?.len();
+        if offset != size {
+            return Err(BlobError::OffsetMismatch { size, offset });
+        }
+        file.seek(SeekFrom::Start(size)).await?;
+        let mut total = size;
+        let result = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
+                total = total.saturating_add(chunk.len() as u64);
+                if total > limit {
+                    return Err(BlobError::TooLarge { limit });
+                }
+                file.write_all(&chunk).await?;
+            }
+            file.flush().await?;
+            file.sync_all().await?;
+            Ok(total)
+        }
+        .await;
+        if result.is_err() {
+            // A failed chunk leaves nothing behind: the session keeps the
+            // size it had before.
+            file.set_len(size).await?;
+            file.sync_all().await?;
+        }
+        result
+    }
+
+    async fn upload_finish(&self, id: &str, expected: Sha256Digest) -> Result<BlobInfo, BlobError> {
+        let path = self.upload_path(id)?;
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BlobError::UnknownUpload);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut stream = ReaderStream::with_capacity(file, 64 * 1024);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        let found = Sha256Digest(hasher.finalize().into());
+        if found != expected {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(BlobError::DigestMismatch { expected, found });
+        }
+        self.publish(&path, &found).await?;
+        Ok(BlobInfo {
+            digest: found,
+            size,
+        })
+    }
+
+    async fn upload_abort(&self, id: &str) -> Result<(), BlobError> {
+        match tokio::fs::remove_file(self.upload_path(id)?).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -235,5 +350,69 @@ mod tests {
             0
         );
         assert!(store.read(&wrong, 0, 1).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn upload_sessions_append_in_order_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).await.unwrap();
+        store.upload_start("s1").await.unwrap();
+        assert_eq!(
+            store
+                .upload_append("s1", 0, body(vec![b"hello "]), 100)
+                .await
+                .unwrap(),
+            6
+        );
+        // Out of order: refused, nothing appended.
+        assert!(matches!(
+            store.upload_append("s1", 3, body(vec![b"xx"]), 100).await,
+            Err(BlobError::OffsetMismatch { size: 6, offset: 3 })
+        ));
+        // Over the limit or a failing body: the chunk is dropped.
+        assert!(matches!(
+            store
+                .upload_append("s1", 6, body(vec![b"0123456789"]), 10)
+                .await,
+            Err(BlobError::TooLarge { limit: 10 })
+        ));
+        let failing: ByteStream = Box::pin(stream::iter(vec![
+            Ok(Bytes::from_static(b"wor")),
+            Err(std::io::Error::other("gone")),
+        ]));
+        assert!(store.upload_append("s1", 6, failing, 100).await.is_err());
+        assert_eq!(store.upload_size("s1").await.unwrap(), 6);
+        // A restart keeps the session.
+        drop(store);
+        let store = FsBlobStore::open(dir.path()).await.unwrap();
+        assert_eq!(
+            store
+                .upload_append("s1", 6, body(vec![b"world"]), 100)
+                .await
+                .unwrap(),
+            11
+        );
+        // The wrong digest discards the session; the right one stores it.
+        assert!(matches!(
+            store.upload_finish("s1", Sha256Digest::of(b"nope")).await,
+            Err(BlobError::DigestMismatch { .. })
+        ));
+        assert!(matches!(
+            store.upload_size("s1").await,
+            Err(BlobError::UnknownUpload)
+        ));
+        store.upload_start("s2").await.unwrap();
+        store
+            .upload_append("s2", 0, body(vec![b"hello world"]), 100)
+            .await
+            .unwrap();
+        let digest = Sha256Digest::of(b"hello world");
+        assert_eq!(store.upload_finish("s2", digest).await.unwrap().size, 11);
+        assert_eq!(read_all(&store, &digest, 0, 11).await, b"hello world");
+        assert!(matches!(
+            store.upload_size("../x").await,
+            Err(BlobError::UnknownUpload)
+        ));
+        store.upload_abort("nothing").await.unwrap();
     }
 }

@@ -43,6 +43,17 @@ pub enum BlobError {
     /// Reading the incoming body failed (client disconnect, timeout).
     #[error("reading the content failed: {0}")]
     Body(String),
+    /// A chunk of an upload session did not start where the session ends.
+    #[error("the upload session has {size} bytes; a chunk must start there, not at {offset}")]
+    OffsetMismatch {
+        /// The session's size.
+        size: u64,
+        /// Where the chunk claimed to start.
+        offset: u64,
+    },
+    /// The upload session does not exist (finished, aborted or expired).
+    #[error("unknown upload session")]
+    UnknownUpload,
     /// The storage failed.
     #[error("blob storage error: {0}")]
     Io(#[from] std::io::Error),
@@ -87,4 +98,40 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         offset: u64,
         len: u64,
     ) -> Result<Option<ByteStream>, BlobError>;
+
+    /// Starts an empty upload session `id` (a fresh random id chosen by the
+    /// caller). Sessions survive restarts until finished, aborted or swept.
+    async fn upload_start(&self, id: &str) -> Result<(), BlobError>;
+
+    /// The bytes received so far by session `id`.
+    async fn upload_size(&self, id: &str) -> Result<u64, BlobError>;
+
+    /// Appends `body` to session `id`. `offset` must be the session's size
+    /// ([`BlobError::OffsetMismatch`] otherwise, and nothing is appended);
+    /// the session may not grow beyond `limit` bytes. Returns the new size,
+    /// durable on return. On error the session keeps its previous size.
+    async fn upload_append(
+        &self,
+        id: &str,
+        offset: u64,
+        body: ByteStream,
+        limit: u64,
+    ) -> Result<u64, BlobError>;
+
+    /// Finishes session `id`: its bytes must hash to `expected`; then they
+    /// become the blob `expected` (atomically, durably). The session is gone
+    /// afterwards, also on a digest mismatch.
+    async fn upload_finish(&self, id: &str, expected: Sha256Digest) -> Result<BlobInfo, BlobError>;
+
+    /// Discards session `id` (idempotent).
+    async fn upload_abort(&self, id: &str) -> Result<(), BlobError>;
+}
+
+/// Whether `id` can name an upload session: 1–64 of `[A-Za-z0-9_-]`.
+pub fn is_valid_upload_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

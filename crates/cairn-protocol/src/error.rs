@@ -137,4 +137,7 @@ pub enum ValidationError {
         /// The namespace.
         namespace: String,
     },
+    /// A rule of cairn's own logs (registry and package metadata) is broken.
+    #[error("{0}")]
+    ExtensionRule(String),
 }

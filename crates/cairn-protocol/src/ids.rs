@@ -30,6 +30,20 @@ impl LogId {
         Self(Sha256Digest::of(&input))
     }
 
+    /// cairn's registry log (identities, keys, namespace ownership):
+    /// `SHA-256("CAIRN-REGISTRY-LOG-ID-V0")`.
+    pub fn registry() -> Self {
+        Self(Sha256Digest::of(b"CAIRN-REGISTRY-LOG-ID-V0"))
+    }
+
+    /// A package's metadata log (OCI manifests and tags, yank reasons):
+    /// `SHA-256("CAIRN-PACKAGE-META-LOG-ID-V0:" ‖ str(name))`.
+    pub fn package_meta(name: &PackageName) -> Self {
+        let mut input = b"CAIRN-PACKAGE-META-LOG-ID-V0:".to_vec();
+        write_prefixed_str(&mut input, name.as_str());
+        Self(Sha256Digest::of(&input))
+    }
+
     /// The digest.
     pub fn digest(&self) -> &Sha256Digest {
         &self.0
@@ -75,6 +89,14 @@ impl RecordId {
     pub fn package(content_bytes: &[u8]) -> Self {
         Self(Sha256Digest::of_parts(&[
             b"WARG-PACKAGE-LOG-RECORD-V0:",
+            content_bytes,
+        ]))
+    }
+
+    /// A cairn extension record: `SHA-256("CAIRN-RECORD-V0:" ‖ content_bytes)`.
+    pub fn cairn(content_bytes: &[u8]) -> Self {
+        Self(Sha256Digest::of_parts(&[
+            b"CAIRN-RECORD-V0:",
             content_bytes,
         ]))
     }

@@ -20,6 +20,7 @@
 
 pub mod envelope;
 mod error;
+pub mod ext;
 pub mod ids;
 mod keys;
 pub mod name;

@@ -47,6 +47,24 @@ pub fn is_valid_namespace(namespace: &str) -> bool {
     namespace.len() <= MAX_NAMESPACE_LEN && is_kebab(namespace)
 }
 
+/// The skeleton of a namespace, for the confusable-name rule: the name
+/// without `-`, with look-alike characters folded (`0`→`o`, `1`/`i`→`l`,
+/// `5`→`s`, `rn`→`m`, `vv`→`w`). Two namespaces with one skeleton are
+/// confusable (`my-org`, `myorg`, `my-0rg`, `rny-org`).
+pub fn namespace_skeleton(namespace: &str) -> String {
+    let folded: String = namespace
+        .chars()
+        .filter(|c| *c != '-')
+        .map(|c| match c {
+            '0' => 'o',
+            '1' | 'i' => 'l',
+            '5' => 's',
+            other => other,
+        })
+        .collect();
+    folded.replace("rn", "m").replace("vv", "w")
+}
+
 /// A validated package name `namespace:name`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PackageName {

@@ -19,10 +19,13 @@ use cairn_log::map::{self, MapKey, MapNode};
 use cairn_log::tree::NodeId;
 use cairn_log::{Hash, LogWriter};
 
+use crate::ext::meta::MetaState;
+use crate::ext::registry::{RegistryState, authorize};
+use crate::ext::{ExtRecord, REGISTRY_LOG_NAME, meta_log_package};
 use crate::operator::OperatorState;
 use crate::package::PackageState;
 use crate::record::{OperatorPermission, OperatorRecord, PackageRecord, RecordKind as _};
-use crate::{Envelope, LogId, RecordId};
+use crate::{Envelope, LogId, PackageName, RecordId};
 
 /// One sequenced record, as stored or as fetched.
 #[derive(Clone, Copy, Debug)]
@@ -39,6 +42,11 @@ pub struct RecordRef<'a> {
     pub key_id: &'a str,
     /// The envelope's signature string.
     pub signature: &'a str,
+    /// The log's listed name (`v1/fetch/names`, the `logs` table): a
+    /// package name, `cairn-meta:<package>` or `cairn-registry`; `None`
+    /// for the operator log. Without it a record is replayed as a package
+    /// record whose namespace is unknown (no authorization check).
+    pub name: Option<&'a str>,
 }
 
 /// A log's replayed state and head.
@@ -59,6 +67,8 @@ pub struct ReplayedLog<S> {
 pub struct Replay {
     writer: LogWriter,
     operator: Option<ReplayedLog<OperatorState>>,
+    registry: Option<ReplayedLog<RegistryState>>,
+    metas: HashMap<LogId, ReplayedLog<MetaState>>,
     packages: HashMap<LogId, ReplayedLog<PackageState>>,
     /// Log heads not yet folded into the map.
     pending_map: HashMap<LogId, RecordId>,
@@ -91,6 +101,16 @@ impl Replay {
     /// The state of every package log that has a valid record.
     pub fn packages(&self) -> &HashMap<LogId, ReplayedLog<PackageState>> {
         &self.packages
+    }
+
+    /// The registry log's state, if it has records.
+    pub fn registry(&self) -> Option<&ReplayedLog<RegistryState>> {
+        self.registry.as_ref()
+    }
+
+    /// The state of every package metadata log that has a valid record.
+    pub fn metas(&self) -> &HashMap<LogId, ReplayedLog<MetaState>> {
+        &self.metas
     }
 
     /// Every content digest a valid record released.
@@ -128,58 +148,84 @@ impl Replay {
 
     fn validate(&mut self, record: RecordRef<'_>) -> Result<(), String> {
         let key_id = KeyId::new(record.key_id);
-        let index = record.registry_index;
+        let operator = self
+            .operator
+            .as_ref()
+            .map(|l| l.state.clone())
+            .unwrap_or_default();
         if *record.log_id == LogId::operator() {
-            let envelope = Envelope::<OperatorRecord>::from_parts(
-                record.content_bytes.to_vec(),
-                key_id,
-                record.signature,
-            )
-            .map_err(|e| e.to_string())?;
-            if envelope.record_id() != *record.record_id {
-                return Err("the record id does not match its bytes".into());
+            let envelope = decode::<OperatorRecord>(record, key_id)?;
+            let state = operator.validate(&envelope).map_err(|e| e.to_string())?;
+            self.operator = Some(advance(self.operator.as_ref(), state, record));
+            return Ok(());
+        }
+        if *record.log_id == LogId::registry() {
+            if record.name.is_some_and(|n| n != REGISTRY_LOG_NAME) {
+                return Err("the registry log is listed under another name".into());
             }
-            let current = self.operator.as_ref();
+            let envelope = decode::<ExtRecord>(record, key_id)?;
+            let current = self
+                .registry
+                .as_ref()
+                .map(|l| l.state.clone())
+                .unwrap_or_default();
+            let state = current
+                .validate(&envelope, &operator)
+                .map_err(|e| e.to_string())?;
+            self.registry = Some(advance(self.registry.as_ref(), state, record));
+            return Ok(());
+        }
+        if let Some(package) = record.name.and_then(meta_log_package) {
+            if LogId::package_meta(&package) != *record.log_id {
+                return Err(format!("log id is not the metadata log of `{package}`"));
+            }
+            let envelope = decode::<ExtRecord>(record, key_id)?;
+            let current = self.metas.get(record.log_id);
             let state = current
                 .map(|l| l.state.clone())
                 .unwrap_or_default()
-                .validate(&envelope)
+                .validate(&envelope, &operator)
                 .map_err(|e| e.to_string())?;
-            let count = current.map_or(0, |l| l.record_count);
-            self.operator = Some(ReplayedLog {
-                state,
-                head_index: index,
-                record_count: count + 1,
-                head_record: *record.record_id,
-            });
+            self.contents.extend(envelope.record().contents());
+            let next = advance(current, state, record);
+            self.metas.insert(*record.log_id, next);
             return Ok(());
         }
-        let envelope = Envelope::<PackageRecord>::from_parts(
-            record.content_bytes.to_vec(),
-            key_id,
-            record.signature,
-        )
-        .map_err(|e| e.to_string())?;
-        if envelope.record_id() != *record.record_id {
-            return Err("the record id does not match its bytes".into());
-        }
+        let package = match record.name {
+            Some(name) => {
+                let package = PackageName::new(name).map_err(|e| e.to_string())?;
+                if LogId::package(&package) != *record.log_id {
+                    return Err(format!("log id is not the log of `{package}`"));
+                }
+                Some(package)
+            }
+            None => None,
+        };
+        let envelope = decode::<PackageRecord>(record, key_id)?;
         let current = self.packages.get(record.log_id);
         let state = current
             .map(|l| l.state.clone())
             .unwrap_or_default()
             .validate(&envelope)
             .map_err(|e| e.to_string())?;
-        let count = current.map_or(0, |l| l.record_count);
+        // Who may publish in a claimed namespace, as the registry log said
+        // when the record was sequenced.
+        if let (Some(package), Some(registry)) = (&package, &self.registry) {
+            let meta = self
+                .metas
+                .get(&LogId::package_meta(package))
+                .map(|l| &l.state);
+            authorize(
+                &registry.state,
+                meta,
+                package.namespace(),
+                envelope.key_id(),
+                record.record_id,
+            )?;
+        }
         self.contents.extend(envelope.record().contents());
-        self.packages.insert(
-            *record.log_id,
-            ReplayedLog {
-                state,
-                head_index: index,
-                record_count: count + 1,
-                head_record: *record.record_id,
-            },
-        );
+        let next = advance(current, state, record);
+        self.packages.insert(*record.log_id, next);
         Ok(())
     }
 
@@ -259,6 +305,28 @@ impl Replay {
             ));
         }
         Ok(problems)
+    }
+}
+
+fn decode<R: crate::record::RecordKind>(
+    record: RecordRef<'_>,
+    key_id: KeyId,
+) -> Result<Envelope<R>, String> {
+    let envelope =
+        Envelope::<R>::from_parts(record.content_bytes.to_vec(), key_id, record.signature)
+            .map_err(|e| e.to_string())?;
+    if envelope.record_id() != *record.record_id {
+        return Err("the record id does not match its bytes".into());
+    }
+    Ok(envelope)
+}
+
+fn advance<S>(current: Option<&ReplayedLog<S>>, state: S, record: RecordRef<'_>) -> ReplayedLog<S> {
+    ReplayedLog {
+        state,
+        head_index: record.registry_index,
+        record_count: current.map_or(0, |l| l.record_count) + 1,
+        head_record: *record.record_id,
     }
 }
 

@@ -1,29 +1,25 @@
-//! Operator commands that append operator records: defining namespaces and
-//! rotating the operator key.
+//! Administration from the command line (identities, tokens, namespaces)
+//! and operator key rotation.
 //!
 //! They work whether or not a server is running on the database: if one
 //! holds the writer lock, the record is handed to it through the store and
 //! its sequencer publishes it; otherwise the sequencer runs here.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use cairn_crypto::{PublicKey, SignatureAlgorithm};
 use cairn_protocol::LogId;
 use cairn_protocol::operator::OperatorState;
 use cairn_protocol::record::{OperatorEntry, OperatorPermission};
+use cairn_service::admin::AdminCtx;
 use cairn_service::{
-    Registry, ServiceConfig, SystemClock, signer_uri_meta_key, submit_operator_record,
-    wait_for_record,
+    Registry, SequencerHandle, ServiceConfig, SigningKeys, SystemClock, signer_uri_meta_key,
 };
-use cairn_store::{SqlStore, Store};
+use cairn_store::{SqlStore, Store, WriterLock};
 
 use crate::config::Settings;
 use crate::signers::{self, KeyUri};
-
-/// How long a command waits for its record to be published.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(120);
 
 async fn connect(settings: &Settings) -> anyhow::Result<SqlStore> {
     let store = SqlStore::connect(&settings.database_url, 4)
@@ -33,64 +29,88 @@ async fn connect(settings: &Settings) -> anyhow::Result<SqlStore> {
     Ok(store)
 }
 
-/// Appends an operator record with `entries`, signed by the configured
-/// operator key, and waits until a checkpoint covers it.
-async fn append(
-    settings: &Settings,
-    store: SqlStore,
-    entries: Vec<OperatorEntry>,
-) -> anyhow::Result<()> {
-    let keys = crate::signing_keys(settings, &store).await?;
-    match store.lock_writer().await {
-        Ok(lock) => {
-            // No server is running: sequence the record here.
-            let public_url = crate::config::default_public_url(settings);
-            let origin = crate::origin(settings, &store, &public_url).await?;
-            let store: Arc<dyn Store> = Arc::new(store);
-            let blobs = Arc::new(cairn_blob::FsBlobStore::open(&settings.blob_dir).await?);
-            let (registry, sequencer) = Registry::start(
-                store,
-                blobs,
-                keys,
-                Arc::new(SystemClock),
-                ServiceConfig {
-                    origin,
-                    ..ServiceConfig::default()
-                },
-            )
-            .await?;
-            let result = registry.append_operator_record(entries).await;
-            sequencer.shutdown().await;
-            lock.release().await;
-            result?;
-        }
-        Err(_) => {
-            // A server holds the database: hand it the record.
-            let record =
-                submit_operator_record(&store, keys.operator.as_ref(), &SystemClock, entries)
-                    .await?;
-            wait_for_record(&store, &LogId::operator(), &record, PUBLISH_TIMEOUT)
-                .await
-                .context("the running server did not publish the record")?;
-        }
-    }
-    Ok(())
+/// Administration from the command line: through a running server's
+/// sequencer if one holds the database (records are handed to it through
+/// the store), otherwise with a sequencer run here for the command.
+pub struct AdminSession {
+    store: Arc<SqlStore>,
+    keys: SigningKeys,
+    local: Option<(Registry, SequencerHandle, WriterLock)>,
 }
 
-/// `cairn namespace create`: appends a `defineNamespace` operator record.
-pub async fn define_namespace(settings: &Settings, namespace: &str) -> anyhow::Result<()> {
-    if !cairn_protocol::name::is_valid_namespace(namespace) {
-        anyhow::bail!("invalid namespace `{namespace}`: use lowercase kebab case, e.g. `my-org`");
+impl std::fmt::Debug for AdminSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSession")
+            .field("local", &self.local.is_some())
+            .finish_non_exhaustive()
     }
-    let store = connect(settings).await?;
-    append(
-        settings,
-        store,
-        vec![OperatorEntry::DefineNamespace {
-            namespace: namespace.to_owned(),
-        }],
-    )
-    .await
+}
+
+impl AdminSession {
+    /// Opens the store and the operator key of `settings`.
+    pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
+        let store = Arc::new(connect(settings).await?);
+        let keys = crate::signing_keys(settings, store.as_ref()).await?;
+        let local = match store.lock_writer().await {
+            Ok(lock) => {
+                // No server is running: run the sequencer here.
+                let public_url = crate::config::default_public_url(settings);
+                let origin = crate::origin(settings, store.as_ref(), &public_url).await?;
+                let blobs = Arc::new(cairn_blob::FsBlobStore::open(&settings.blob_dir).await?);
+                let (registry, sequencer) = Registry::start(
+                    store.clone(),
+                    blobs,
+                    keys.clone(),
+                    Arc::new(SystemClock),
+                    ServiceConfig {
+                        origin,
+                        ..ServiceConfig::default()
+                    },
+                )
+                .await?;
+                Some((registry, sequencer, lock))
+            }
+            Err(_) => None,
+        };
+        Ok(Self { store, keys, local })
+    }
+
+    /// Administration as the local operator (`cli`).
+    pub fn ctx(&self) -> AdminCtx<'_> {
+        match &self.local {
+            Some((registry, ..)) => registry.admin("cli", self.keys.operator.as_ref()),
+            None => AdminCtx {
+                store: self.store.as_ref(),
+                signer: self.keys.operator.as_ref(),
+                clock: &SystemClock,
+                actor: "cli".into(),
+                registry: None,
+            },
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &SqlStore {
+        &self.store
+    }
+
+    /// Stops the local sequencer, if one runs.
+    pub async fn close(self) {
+        if let Some((_, sequencer, lock)) = self.local {
+            sequencer.shutdown().await;
+            lock.release().await;
+        }
+    }
+}
+
+/// Appends an operator record with `entries`, signed by the configured
+/// operator key, and waits until a checkpoint covers it.
+async fn append(settings: &Settings, entries: Vec<OperatorEntry>) -> anyhow::Result<()> {
+    let session = AdminSession::open(settings).await?;
+    let result = session.ctx().append_operator(entries).await;
+    session.close().await;
+    result?;
+    Ok(())
 }
 
 /// What a rotation did.
@@ -162,9 +182,9 @@ pub async fn rotate_operator_key(
             &new_uri.to_string(),
         )
         .await?;
+    drop(store);
     append(
         settings,
-        store,
         vec![
             OperatorEntry::GrantFlat {
                 key: new_public.clone(),

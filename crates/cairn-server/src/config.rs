@@ -55,6 +55,27 @@ pub enum Command {
         #[command(subcommand)]
         command: NamespaceCommand,
     },
+    /// Manage identities (people, robot accounts) and their warg keys.
+    Identity {
+        /// The identity command.
+        #[command(subcommand)]
+        command: IdentityCommand,
+    },
+    /// Manage API tokens.
+    Token {
+        /// The token command.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Print the admin audit log.
+    AdminLog {
+        /// Only entries after this sequence number.
+        #[arg(long)]
+        after: Option<i64>,
+        /// Store options.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// The operator's keys.
     Operator {
         /// The operator command.
@@ -188,10 +209,198 @@ pub enum OperatorCommand {
 /// `cairn namespace …`.
 #[derive(Debug, Subcommand)]
 pub enum NamespaceCommand {
-    /// Define a namespace (appends a `defineNamespace` operator record).
+    /// Create a namespace: define it in the operator log and record its
+    /// owners (and policy) in the registry log. Names confusable with an
+    /// existing namespace (`myorg` vs `my-org`) are refused.
     Create {
         /// The namespace, lowercase kebab case (e.g. `my-org`).
         namespace: String,
+        /// An identity that owns the namespace (repeatable).
+        #[arg(long = "owner")]
+        owners: Vec<String>,
+        /// Open the namespace to any warg key (development registries).
+        #[arg(long, conflicts_with_all = ["owners", "upstream"])]
+        open: bool,
+        /// Import the namespace read-only from this upstream OCI registry
+        /// (e.g. `https://ghcr.io`); its packages are mirrored on demand.
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Prepended to `<namespace>/<name>` on the upstream (e.g. `webassembly/`).
+        #[arg(long, default_value = "", requires = "upstream")]
+        upstream_prefix: String,
+        /// Store options.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Show a namespace's owners, publishers and policy.
+    Show {
+        /// The namespace.
+        namespace: String,
+        /// Store options.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Add or remove owners and publishers.
+    Members {
+        /// The namespace.
+        namespace: String,
+        /// Identities to add as owners.
+        #[arg(long)]
+        add_owner: Vec<String>,
+        /// Identities to remove from the owners.
+        #[arg(long)]
+        remove_owner: Vec<String>,
+        /// Identities to add as publishers.
+        #[arg(long)]
+        add_publisher: Vec<String>,
+        /// Identities to remove from the publishers.
+        #[arg(long)]
+        remove_publisher: Vec<String>,
+        /// Store options.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Set the namespace's publish policy (checked before anything is logged).
+    Policy {
+        /// The namespace.
+        namespace: String,
+        /// Largest content in bytes.
+        #[arg(long)]
+        max_bytes: Option<u64>,
+        /// Accept core modules besides components.
+        #[arg(long)]
+        allow_modules: bool,
+        /// Accept content that is not WebAssembly.
+        #[arg(long)]
+        allow_other: bool,
+        /// Do not require a WIT package's embedded name and version to be
+        /// the release's coordinates.
+        #[arg(long)]
+        no_name_check: bool,
+        /// Only imports matching one of these patterns are accepted
+        /// (e.g. `wasi:*`, `wasi:http/*`; repeatable).
+        #[arg(long)]
+        allow_import: Vec<String>,
+        /// Imports matching one of these patterns are refused (e.g.
+        /// `wasi:sockets/*`; repeatable).
+        #[arg(long)]
+        deny_import: Vec<String>,
+        /// Store options.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Trust a CI workflow to publish through OIDC (trusted publishing):
+    /// tokens from `--issuer` whose claims match `--claim`s are exchanged
+    /// for short-lived publish tokens acting as `--identity`.
+    Trust {
+        /// The namespace.
+        namespace: String,
+        /// The identity publishes are attributed to (created if missing).
+        #[arg(long)]
+        identity: String,
+        /// The token issuer, e.g. `https://token.actions.githubusercontent.com`.
+        #[arg(long)]
+        issuer: String,
+        /// A claim the token must carry, `name=value` or `name=prefix*`
+        /// (repeatable; at least one).
+        #[arg(long = "claim", required = true)]
+        claims: Vec<String>,
+        /// Store options.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// `cairn identity …`.
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Create an identity (a logged record).
+    Create {
+        /// Its name: 1 to 64 of a-z, 0-9, `.`, `_`, `-`.
+        name: String,
+        /// A robot account instead of a person.
+        #[arg(long)]
+        robot: bool,
+        /// Store options.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List identities and their keys.
+    List {
+        /// Store options.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Disable an identity: revoke its tokens; its keys stop publishing.
+    Disable {
+        /// The identity.
+        name: String,
+        /// Store options.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Bind a warg signing key to an identity.
+    AddKey {
+        /// The identity.
+        name: String,
+        /// The public key, `ecdsa-p256:…`.
+        #[arg(long)]
+        key: String,
+        /// Store options.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Unbind a warg signing key.
+    RemoveKey {
+        /// The identity.
+        name: String,
+        /// The key id, `sha256:…`.
+        #[arg(long)]
+        key_id: String,
+        /// Store options.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// `cairn token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token. The token is printed once and stored only as a
+    /// hash.
+    Create {
+        /// The identity it acts as.
+        #[arg(long)]
+        identity: String,
+        /// A namespace it may act in, or `*` (repeatable).
+        #[arg(long = "namespace", required = true)]
+        namespaces: Vec<String>,
+        /// Comma-separated actions: read, publish, yank, admin.
+        #[arg(long, default_value = "publish")]
+        actions: String,
+        /// Days until it expires (none: until revoked).
+        #[arg(long)]
+        expires_in_days: Option<u64>,
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Store options.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List tokens (never their secrets).
+    List {
+        /// Only this identity's.
+        #[arg(long)]
+        identity: Option<String>,
+        /// Store options.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a token.
+    Revoke {
+        /// The token id.
+        id: String,
         /// Store options.
         #[command(flatten)]
         store: StoreArgs,
@@ -224,6 +433,11 @@ pub struct StoreArgs {
     /// start).
     #[arg(long, env = "CAIRN_NOTE_KEY")]
     pub note_key: Option<String>,
+    /// The publisher key (ECDSA P-256) that signs the warg records of OCI
+    /// pushes: `file:PATH` or `awskms:///KEY`. Default:
+    /// `<data dir>/publisher.key` (created if missing).
+    #[arg(long, env = "CAIRN_PUBLISHER_KEY")]
+    pub publisher_key: Option<String>,
 }
 
 /// Options of `cairn fsck`.
@@ -292,6 +506,19 @@ pub struct ServeArgs {
     /// Default: no witnesses.
     #[arg(long, env = "CAIRN_WITNESS_POLICY")]
     pub witness_policy: Option<PathBuf>,
+    /// Refuse publishing into namespaces that have no owners (claimed with
+    /// `cairn namespace create`). Default: false
+    #[arg(long, env = "CAIRN_REQUIRE_OWNERS", value_name = "BOOL")]
+    pub require_owners: Option<bool>,
+    /// Let OCI clients pull without credentials. Default: true
+    #[arg(long, env = "CAIRN_ANONYMOUS_READ", value_name = "BOOL")]
+    pub anonymous_read: Option<bool>,
+    /// OIDC issuers trusted for trusted publishing (configuration file
+    /// only: `[[oidc_issuers]]` tables with `issuer`, `audience` and
+    /// optionally `jwks_url`).
+    #[arg(skip)]
+    #[serde(default)]
+    pub oidc_issuers: Vec<cairn_service::oidc::OidcIssuer>,
 }
 
 /// Settings with every default applied.
@@ -306,6 +533,8 @@ pub struct Settings {
     pub operator_key: KeyUri,
     /// Note key.
     pub note_key: KeyUri,
+    /// Publisher key.
+    pub publisher_key: KeyUri,
     /// Listen address.
     pub listen: SocketAddr,
     /// Public URL, if given.
@@ -332,6 +561,12 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// Witness policy file.
     pub witness_policy: Option<PathBuf>,
+    /// Whether publishing needs a namespace with owners.
+    pub require_owners: bool,
+    /// Whether OCI pulls need no credentials.
+    pub anonymous_read: bool,
+    /// Trusted OIDC issuers.
+    pub oidc_issuers: Vec<cairn_service::oidc::OidcIssuer>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -417,6 +652,17 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
             .map_err(|e| anyhow::anyhow!("--note-key: {e}"))?,
         None => KeyUri::File(data_dir.join("note.key")),
     };
+    let publisher_key = match args
+        .store
+        .publisher_key
+        .clone()
+        .or(file.store.publisher_key.clone())
+    {
+        Some(uri) => uri
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--publisher-key: {e}"))?,
+        None => KeyUri::File(data_dir.join("publisher.key")),
+    };
     let namespaces = if args.namespaces.is_empty() {
         file.namespaces.clone()
     } else {
@@ -464,10 +710,18 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         origin: args.origin.clone().or(file.origin.clone()),
         metrics_listen: args.metrics_listen.or(file.metrics_listen),
         witness_policy: args.witness_policy.clone().or(file.witness_policy.clone()),
+        require_owners: args.require_owners.or(file.require_owners).unwrap_or(false),
+        anonymous_read: args.anonymous_read.or(file.anonymous_read).unwrap_or(true),
+        oidc_issuers: if args.oidc_issuers.is_empty() {
+            file.oidc_issuers.clone()
+        } else {
+            args.oidc_issuers.clone()
+        },
         data_dir,
         database_url,
         operator_key,
         note_key,
+        publisher_key,
     };
     if let Some(origin) = &settings.origin
         && !cairn_crypto::note::is_valid_key_name(origin)

@@ -6,7 +6,10 @@ pub mod commands;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod manage;
+pub mod oidc;
 pub mod signers;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -115,9 +118,17 @@ pub async fn signing_keys(settings: &Settings, store: &dyn Store) -> anyhow::Res
         "note",
     )
     .await?;
+    let publisher = signers::open_or_create(
+        &settings.publisher_key,
+        SignatureAlgorithm::EcdsaP256Sha256,
+        true,
+        "publisher",
+    )
+    .await?;
     Ok(SigningKeys {
         operator,
         note,
+        publisher: Some(publisher),
         resolver: Some(Arc::new(signers::UriResolver)),
     })
 }
@@ -233,6 +244,8 @@ pub async fn start_with_keys(
         initial_namespaces: settings.namespaces.clone(),
         map_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         origin,
+        require_owners: settings.require_owners,
+        anonymous_read: settings.anonymous_read,
         ..ServiceConfig::default()
     };
     let meta_store = store.clone();
@@ -240,6 +253,7 @@ pub async fn start_with_keys(
         Registry::start(store, blobs, keys, Arc::new(SystemClock), config).await?;
     // Where the signing operator key lives, so that a later rotation or a
     // start with the wrong key can name it.
+    registry.ensure_publisher_identity().await?;
     if keys_from_settings {
         meta_store
             .set_meta(
@@ -265,6 +279,8 @@ pub async fn start_with_keys(
     let state = http::AppState {
         registry: registry.clone(),
         well_known: Arc::new(discovery_document(&public_url)),
+        oidc: Arc::new(oidc::Verifier::new(settings.oidc_issuers.clone())),
+        mirror: Arc::new(upstream::Mirror::default()),
     };
     let limits = http::HttpLimits {
         json_body_bytes: settings.max_record_bytes * 2 + 64 * 1024,

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use cairn_crypto::signer::LocalKey;
-use cairn_server::config::{self, Cli, Command, NamespaceCommand, OperatorCommand};
+use cairn_server::config::{self, Cli, Command, OperatorCommand};
 use cairn_server::{admin, keys, open_store};
 use cairn_service::fsck::fsck;
 use cairn_store::SqlStore;
@@ -133,14 +133,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         }
-        Command::Namespace {
-            command: NamespaceCommand::Create { namespace, store },
-        } => {
-            let settings = config::resolve_store(&store)?;
-            admin::define_namespace(&settings, &namespace).await?;
-            println!("namespace `{namespace}` defined");
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Namespace { command } => cairn_server::manage::namespace(command).await,
+        Command::Identity { command } => cairn_server::manage::identity(command).await,
+        Command::Token { command } => cairn_server::manage::token(command).await,
+        Command::AdminLog { after, store } => cairn_server::manage::admin_log(after, store).await,
         Command::Operator {
             command: OperatorCommand::Rotate { new_key, store },
         } => {

@@ -236,7 +236,9 @@ async fn the_cairn_binary_signs_with_kms_and_rotates_to_another_kms_key() {
     .await;
     let checkpoint = warg_checkpoint(&url).await;
     assert!(verifies(&checkpoint, &second));
-    assert_eq!(checkpoint.contents.checkpoint.log_length, 3);
+    // operator init, the registry log's publisher identity, the rotation
+    // and the package's first record.
+    assert_eq!(checkpoint.contents.checkpoint.log_length, 4);
     drop(server);
 
     // Restarting with the revoked key is refused, naming the new one.
@@ -295,6 +297,7 @@ async fn a_kms_outage_makes_publishes_wait_and_nothing_half_signed_is_served() {
         Some(SigningKeys {
             operator: Arc::new(operator),
             note,
+            publisher: None,
             resolver: None,
         }),
     )
@@ -314,7 +317,7 @@ async fn a_kms_outage_makes_publishes_wait_and_nothing_half_signed_is_served() {
         }
     };
     let a = registry
-        .publish(&log_id("test:a"), publish_request("test:a", 1))
+        .publish(&log_id("test:a"), publish_request("test:a", 1), None)
         .await
         .unwrap()
         .record_id
@@ -326,7 +329,7 @@ async fn a_kms_outage_makes_publishes_wait_and_nothing_half_signed_is_served() {
     // KMS becomes unreachable.
     proxy.set_down(true);
     let b = registry
-        .publish(&log_id("test:b"), publish_request("test:b", 2))
+        .publish(&log_id("test:b"), publish_request("test:b", 2), None)
         .await
         .unwrap()
         .record_id
@@ -393,7 +396,7 @@ async fn a_kms_outage_makes_publishes_wait_and_nothing_half_signed_is_served() {
     assert!(after.contents.checkpoint.log_length > before.contents.checkpoint.log_length);
     assert!(verifies(&after, &public));
     let c = registry
-        .publish(&log_id("test:c"), publish_request("test:c", 3))
+        .publish(&log_id("test:c"), publish_request("test:c", 3), None)
         .await
         .unwrap()
         .record_id

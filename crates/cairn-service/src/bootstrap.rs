@@ -8,6 +8,7 @@ use cairn_blob::BlobStore;
 use cairn_log::LogWriter;
 use cairn_log::tree::{self, NodeId};
 use cairn_protocol::LogId;
+use cairn_protocol::ext::registry::RegistryState;
 use cairn_protocol::operator::OperatorState;
 use cairn_protocol::record::{OperatorEntry, OperatorPermission};
 use cairn_store::{Store, StoreError};
@@ -76,6 +77,7 @@ impl Registry {
         let SigningKeys {
             operator: signer,
             note,
+            publisher,
             resolver,
         } = keys;
         let key_id = ecdsa_key_id(signer.as_ref())?;
@@ -199,6 +201,13 @@ impl Registry {
             }
         };
 
+        let registry_row = store.log(&LogId::registry()).await?;
+        let registry_log: RegistryState = match &registry_row {
+            Some(row) => serde_json::from_str(&row.state).map_err(|e| {
+                StartupError::Inconsistent(format!("registry log state unreadable: {e}"))
+            })?,
+            None => RegistryState::new(),
+        };
         let latest = store.latest_checkpoint().await?;
         if let Some(latest) = &latest {
             let length = latest.checkpoint.checkpoint.log_length;
@@ -236,11 +245,13 @@ impl Registry {
                 note_verifier,
             })),
             resolver,
+            publisher,
             metrics: Arc::new(crate::Metrics::default()),
             clock,
             latest: RwLock::new(latest.map(Arc::new)),
             served: RwLock::new(None),
             operator: RwLock::new(Arc::new(operator.clone())),
+            registry_log: RwLock::new(Arc::new(registry_log.clone())),
             states: Mutex::new(TwoGen::new(config.cache_entries)),
             map_cache: Mutex::new(TwoGen::new(config.cache_entries)),
             wake: Notify::new(),
@@ -257,6 +268,8 @@ impl Registry {
             map_root,
             operator,
             operator_row,
+            registry_log,
+            registry_row,
             resident: crate::maps::ResidentMap::new(resident_limit),
         };
         let (shutdown, shutdown_rx) = watch::channel(false);

@@ -71,6 +71,8 @@ pub async fn fsck(
     let head = store.tree_head().await?;
     let size = head.map_or(0, |h| h.size);
     let mut replay = Replay::new();
+    // Log names tell which kind of log a record belongs to.
+    let mut names: HashMap<LogId, Option<String>> = HashMap::new();
     let mut checkpoints: Vec<StoredCheckpoint> = Vec::new();
     let mut after = None;
     loop {
@@ -101,8 +103,19 @@ pub async fn fsck(
             break;
         }
         let mut nodes: Vec<(NodeId, Hash)> = Vec::new();
+        let unknown: Vec<LogId> = records
+            .iter()
+            .map(|r| r.log_id)
+            .filter(|id| !names.contains_key(id))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for chunk in unknown.chunks(1000) {
+            names.extend(store.log_names(chunk).await?);
+        }
         for record in &records {
             let applied = replay.apply(RecordRef {
+                name: names.get(&record.log_id).and_then(|n| n.as_deref()),
                 registry_index: record.registry_index,
                 log_id: &record.log_id,
                 record_id: &record.record_id,
@@ -242,6 +255,21 @@ fn check_checkpoint(
     Ok(())
 }
 
+/// What replaying a log gave: head index, record count, head record, and
+/// whether `stored` (a log row's state) equals the replayed state.
+fn replayed<S: serde::de::DeserializeOwned + PartialEq>(
+    log: &cairn_protocol::replay::ReplayedLog<S>,
+    stored: &str,
+) -> (u64, u64, cairn_protocol::RecordId, bool) {
+    let same_state = serde_json::from_str::<S>(stored).is_ok_and(|s| s == log.state);
+    (
+        log.head_index,
+        log.record_count,
+        log.head_record,
+        same_state,
+    )
+}
+
 async fn compare_logs(
     store: &dyn Store,
     replay: &Replay,
@@ -249,8 +277,12 @@ async fn compare_logs(
     report: &mut FsckReport,
 ) -> Result<(), ServiceError> {
     let mut ids: Vec<LogId> = replay.packages().keys().copied().collect();
+    ids.extend(replay.metas().keys().copied());
     if replay.operator().is_some() {
         ids.push(LogId::operator());
+    }
+    if replay.registry().is_some() {
+        ids.push(LogId::registry());
     }
     for chunk in ids.chunks(1000) {
         let rows: HashMap<LogId, cairn_store::LogRow> = store
@@ -270,27 +302,18 @@ async fn compare_logs(
                 continue;
             }
             let expected = if *id == LogId::operator() {
-                replay.operator().map(|log| {
-                    let same_state = serde_json::from_str::<OperatorState>(&row.state)
-                        .is_ok_and(|s| s == log.state);
-                    (
-                        log.head_index,
-                        log.record_count,
-                        log.head_record,
-                        same_state,
-                    )
-                })
+                replay
+                    .operator()
+                    .map(|log| replayed::<OperatorState>(log, &row.state))
+            } else if *id == LogId::registry() {
+                replay.registry().map(|log| replayed(log, &row.state))
+            } else if let Some(log) = replay.metas().get(id) {
+                Some(replayed(log, &row.state))
             } else {
-                replay.packages().get(id).map(|log| {
-                    let same_state = serde_json::from_str::<PackageState>(&row.state)
-                        .is_ok_and(|s| s == log.state);
-                    (
-                        log.head_index,
-                        log.record_count,
-                        log.head_record,
-                        same_state,
-                    )
-                })
+                replay
+                    .packages()
+                    .get(id)
+                    .map(|log| replayed::<PackageState>(log, &row.state))
             };
             match expected {
                 Some((index, count, head, same_state)) => {

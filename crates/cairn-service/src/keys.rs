@@ -44,6 +44,10 @@ pub struct SigningKeys {
     pub operator: Arc<dyn Signer>,
     /// Ed25519: C2SP checkpoint notes.
     pub note: Arc<dyn Signer>,
+    /// ECDSA P-256: the registry's publisher key, which signs the warg
+    /// records of OCI pushes (each attributed, in the package's metadata
+    /// log, to the identity that pushed). `None`: no OCI publishing.
+    pub publisher: Option<Arc<dyn Signer>>,
     /// Opens the new operator key after a rotation. Without it, a running
     /// registry stops signing after a rotation until it is restarted with
     /// the new key.

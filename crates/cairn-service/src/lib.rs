@@ -6,16 +6,21 @@
 //! [`Clock`]. One background [`sequencer`] task is the only writer of the
 //! log.
 
+pub mod admin;
 mod bootstrap;
 mod c2sp;
 mod cache;
 mod clock;
 mod error;
 pub mod fsck;
+pub mod identity;
 mod keys;
 mod maps;
 pub mod metrics;
+pub mod oci;
+pub mod oidc;
 mod operator;
+pub mod packages;
 mod proofs;
 mod publish;
 mod reads;
@@ -30,16 +35,18 @@ use cairn_blob::BlobStore;
 use cairn_crypto::PublicKey;
 use cairn_log::Hash;
 use cairn_log::map::MapNode;
-use cairn_protocol::LogId;
+use cairn_protocol::ext::meta::MetaState;
+use cairn_protocol::ext::registry::RegistryState;
 use cairn_protocol::operator::OperatorState;
 use cairn_protocol::package::PackageState;
-use cairn_store::{LogRow, Store, StoredCheckpoint};
+use cairn_protocol::{LogId, PackageName};
+use cairn_store::{LogKind, LogRow, Store, StoredCheckpoint};
 use tokio::sync::{Notify, watch};
 
 pub use bootstrap::{SequencerHandle, StartupError};
 pub use c2sp::TileData;
 pub use clock::{Clock, SystemClock};
-pub use error::ServiceError;
+pub use error::{ClientError, ServiceError};
 pub use keys::{SignerResolver, SigningKeys, signer_uri_meta_key};
 pub use metrics::Metrics;
 pub use operator::{submit_operator_record, wait_for_record};
@@ -84,6 +91,12 @@ pub struct ServiceConfig {
     /// The origin of the C2SP checkpoints (`c2sp.org/tlog-checkpoint`): a
     /// schema-less URL that never changes, also the note key's name.
     pub origin: String,
+    /// Whether publishing needs a namespace with owners: namespaces
+    /// without an ownership record (defined with `serve --namespace`) then
+    /// refuse every publish.
+    pub require_owners: bool,
+    /// Whether OCI clients may pull without credentials.
+    pub anonymous_read: bool,
 }
 
 impl Default for ServiceConfig {
@@ -102,15 +115,70 @@ impl Default for ServiceConfig {
             resident_map_nodes: 4_000_000,
             poll_interval: Duration::from_millis(500),
             origin: "127.0.0.1:8080".into(),
+            require_owners: false,
+            anonymous_read: true,
         }
     }
+}
+
+/// The validation state of a package or package metadata log.
+#[derive(Clone, Debug)]
+pub(crate) enum LogState {
+    Package(PackageState),
+    Meta(MetaState),
 }
 
 /// A log's row and parsed validation state.
 #[derive(Clone, Debug)]
 pub(crate) struct CachedLog {
     pub(crate) row: LogRow,
-    pub(crate) state: PackageState,
+    pub(crate) state: LogState,
+}
+
+impl CachedLog {
+    /// Parses a stored package or metadata log row.
+    pub(crate) fn from_row(row: LogRow) -> Result<Self, ServiceError> {
+        let unreadable = |e: serde_json::Error| {
+            ServiceError::Internal(format!(
+                "stored state of log {} is unreadable: {e}",
+                row.log_id
+            ))
+        };
+        let state = match row.kind {
+            LogKind::PackageMeta => {
+                LogState::Meta(serde_json::from_str(&row.state).map_err(unreadable)?)
+            }
+            _ => LogState::Package(serde_json::from_str(&row.state).map_err(unreadable)?),
+        };
+        Ok(Self { row, state })
+    }
+
+    pub(crate) fn package(&self) -> Option<&PackageState> {
+        match &self.state {
+            LogState::Package(state) => Some(state),
+            LogState::Meta(_) => None,
+        }
+    }
+
+    pub(crate) fn meta(&self) -> Option<&MetaState> {
+        match &self.state {
+            LogState::Meta(state) => Some(state),
+            LogState::Package(_) => None,
+        }
+    }
+
+    pub(crate) fn state_json(&self) -> Result<String, ServiceError> {
+        match &self.state {
+            LogState::Package(state) => serde_json::to_string(state),
+            LogState::Meta(state) => serde_json::to_string(state),
+        }
+        .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+}
+
+/// The OCI repository of a package: `namespace/name`.
+pub fn oci_repository(package: &PackageName) -> String {
+    format!("{}/{}", package.namespace(), package.name())
 }
 
 /// Health as reported by `/readyz`.
@@ -128,6 +196,8 @@ pub(crate) struct Inner {
     /// The keys in use; replaced when the operator key is rotated.
     pub(crate) keys: RwLock<Arc<keys::ActiveKeys>>,
     pub(crate) resolver: Option<Arc<dyn SignerResolver>>,
+    /// The publisher key (OCI pushes), if configured.
+    pub(crate) publisher: Option<Arc<dyn cairn_crypto::Signer>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: ServiceConfig,
@@ -137,6 +207,8 @@ pub(crate) struct Inner {
     pub(crate) served: RwLock<Option<Arc<c2sp::ServedNote>>>,
     /// The operator log's state as of the sequenced tree.
     pub(crate) operator: RwLock<Arc<OperatorState>>,
+    /// The registry log's state as of the sequenced tree.
+    pub(crate) registry_log: RwLock<Arc<RegistryState>>,
     pub(crate) states: Mutex<TwoGen<LogId, Arc<CachedLog>>>,
     pub(crate) map_cache: Mutex<TwoGen<Hash, MapNode>>,
     pub(crate) wake: Notify,
@@ -196,6 +268,16 @@ impl Registry {
     pub(crate) fn operator_state(&self) -> Arc<OperatorState> {
         self.inner
             .operator
+            .read()
+            .map(|o| o.clone())
+            .unwrap_or_default()
+    }
+
+    /// The registry log (identities, keys, namespace ownership) as
+    /// sequenced.
+    pub fn registry_log(&self) -> Arc<RegistryState> {
+        self.inner
+            .registry_log
             .read()
             .map(|o| o.clone())
             .unwrap_or_default()

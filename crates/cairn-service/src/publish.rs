@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use cairn_blob::ByteStream;
 use cairn_crypto::Sha256Digest;
 use cairn_protocol::operator::NamespaceState;
-use cairn_protocol::record::{PackageRecord, RecordKind as _};
+use cairn_protocol::record::{PackageEntry, PackageRecord, RecordKind as _};
 use cairn_protocol::wire::{
     MissingContent, PackageRecordResponse, PackageRecordState, PublishRecordRequest,
     UploadEndpoint, WargError,
@@ -21,6 +21,7 @@ use cairn_protocol::wire::{
 use cairn_protocol::{Envelope, LogId, PackageName, RecordId, ValidationError};
 use cairn_store::{NewPending, PendingState, RecordStatus, StoreError};
 
+use crate::identity::{Action, Caller};
 use crate::{Registry, ServiceError};
 
 pub(crate) fn parse_log_id(text: &str) -> Result<LogId, ServiceError> {
@@ -166,11 +167,73 @@ impl Registry {
             .map(|row| row.head_record))
     }
 
-    /// `POST v1/package/{logId}/record`.
+    /// Who may publish this record: the signing key must be bound to an
+    /// identity allowed in the namespace (when it is claimed, or when the
+    /// registry requires owners), and a bearer token, if any, must allow
+    /// the record's actions there and act as that identity.
+    fn check_warg_signer(
+        &self,
+        name: &PackageName,
+        envelope: &Envelope<PackageRecord>,
+        record_id: &RecordId,
+        caller: Option<&Caller>,
+    ) -> Result<(), ServiceError> {
+        let registry = self.registry_log();
+        let namespace = name.namespace();
+        let identity = crate::identity::check_publisher(
+            &registry,
+            None,
+            name,
+            envelope.key_id(),
+            record_id,
+            self.inner.config.require_owners,
+        )
+        .map_err(WargError::Unauthorized)?;
+        if let Some(caller) = caller {
+            let yank_only = envelope
+                .record()
+                .entries
+                .iter()
+                .all(|e| matches!(e, PackageEntry::Yank { .. }));
+            let action = if yank_only {
+                Action::Yank
+            } else {
+                Action::Publish
+            };
+            if !caller.allows(action, Some(namespace)) {
+                return Err(WargError::Unauthorized(format!(
+                    "token {} does not allow `{}` in `{namespace}`",
+                    caller.token_id,
+                    action.as_str()
+                ))
+                .into());
+            }
+            let key_identity = identity.or_else(|| {
+                registry
+                    .key(envelope.key_id())
+                    .map(|(identity, _)| identity.to_owned())
+            });
+            if key_identity.as_deref() != Some(caller.identity.as_str()) {
+                return Err(WargError::Unauthorized(format!(
+                    "the token acts as `{}` but key {} is bound to {}",
+                    caller.identity,
+                    envelope.key_id(),
+                    key_identity.map_or_else(|| "no identity".to_owned(), |i| format!("`{i}`"))
+                ))
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST v1/package/{logId}/record`. `caller` is the bearer token the
+    /// request carried, if any: it must allow publishing in the namespace
+    /// and act as the identity the signing key is bound to.
     pub async fn publish(
         &self,
         log_id: &str,
         request: PublishRecordRequest,
+        caller: Option<&Caller>,
     ) -> Result<PackageRecordResponse, ServiceError> {
         let log_id = parse_log_id(log_id)?;
         let name = PackageName::new(request.package_name.clone())
@@ -202,6 +265,7 @@ impl Registry {
             None => return Err(WargError::NamespaceNotDefined(name.namespace().into()).into()),
         }
         let record_id = envelope.record_id();
+        self.check_warg_signer(&name, &envelope, &record_id, caller)?;
 
         // Validate completely before storing anything. The common path is
         // one state lookup (usually cached), one content lookup and one
@@ -209,7 +273,7 @@ impl Registry {
         // insert or the validation says there is one.
         let gate = self.inner.commit_gate.read().await;
         let state = match self.cached_log(&log_id) {
-            Some(cached) => cached.state.clone(),
+            Some(cached) => cached.package().cloned().unwrap_or_default(),
             None => match self.inner.store.log(&log_id).await? {
                 Some(row) => serde_json::from_str(&row.state).map_err(|e| {
                     ServiceError::Internal(format!(
@@ -253,10 +317,17 @@ impl Registry {
 
         let mut missing = Vec::new();
         for digest in envelope.record().contents() {
-            let stored = self.inner.store.content(&digest).await?.is_some()
-                && self.inner.blobs.stat(&digest).await?.is_some();
-            if !stored {
-                missing.push(digest);
+            let size = match self.inner.store.content(&digest).await? {
+                Some(_) => self.inner.blobs.stat(&digest).await?,
+                None => None,
+            };
+            match size {
+                // Content already here is held to the namespace's policy now.
+                Some(size) => {
+                    self.check_warg_content(&name, envelope.record(), &digest, size)
+                        .await?;
+                }
+                None => missing.push(digest),
             }
         }
         let new = NewPending {
@@ -269,22 +340,39 @@ impl Registry {
             missing,
             created_at_ms: self.inner.clock.now_ms(),
         };
-        let inserted = self.inner.store.insert_pending(&new).await;
+        let mut inserted = self.inner.store.insert_pending(&new).await;
         drop(gate);
-        let pending = match inserted {
-            Ok(pending) => pending,
-            Err(StoreError::Conflict(_)) => {
-                // The same record is already pending, or another record of
-                // this log is.
-                if let Some(state) = self.record_state(&log_id, &record_id, true).await? {
-                    return Ok(state);
+        let mut attempts = 0;
+        let pending = loop {
+            match inserted {
+                Ok(pending) => break pending,
+                Err(StoreError::Conflict(_)) => {
+                    // The same record is already pending, or another record
+                    // of this log is (or was, and has just been sequenced).
+                    if let Some(state) = self.record_state(&log_id, &record_id, true).await? {
+                        return Ok(state);
+                    }
+                    if let Some(live) = self.inner.store.live_pending_for_log(&log_id).await? {
+                        return Err(WargError::ConflictPendingPublish(live.record.record_id).into());
+                    }
+                    let head = self.inner.store.log(&log_id).await?.map(|r| r.head_record);
+                    if let Some(head) = head
+                        && Some(head) != envelope.record().prev
+                    {
+                        // Built on a head that has moved: like any conflict,
+                        // the client waits for that record and rebuilds.
+                        return Err(WargError::ConflictPendingPublish(head).into());
+                    }
+                    attempts += 1;
+                    if attempts > 3 {
+                        return Err(ServiceError::unavailable("concurrent publish; retry"));
+                    }
+                    let gate = self.inner.commit_gate.read().await;
+                    inserted = self.inner.store.insert_pending(&new).await;
+                    drop(gate);
                 }
-                if let Some(live) = self.inner.store.live_pending_for_log(&log_id).await? {
-                    return Err(WargError::ConflictPendingPublish(live.record.record_id).into());
-                }
-                return Err(ServiceError::unavailable("concurrent publish; retry"));
+                Err(other) => return Err(other.into()),
             }
-            Err(other) => return Err(other.into()),
         };
         if pending.state == PendingState::Queued {
             self.backlog().fetch_add(1, Ordering::Relaxed);
@@ -374,6 +462,27 @@ impl Registry {
             .blobs
             .put(Some(digest), body, self.inner.config.max_content_bytes)
             .await?;
+        // The namespace's publish policy, checked from the bytes before the
+        // record can be sequenced: a refusal rejects the record.
+        let name = pending
+            .record
+            .package_name
+            .as_deref()
+            .and_then(|n| PackageName::new(n.to_owned()).ok());
+        if let Some(name) = name
+            && let Ok(record) = PackageRecord::decode(&pending.record.content_bytes)
+            && let Err(error) = self
+                .check_warg_content(&name, &record, &digest, info.size)
+                .await
+        {
+            if let ServiceError::Client { message, .. } = &error {
+                self.inner
+                    .store
+                    .reject_sourcing(&log_id, &record_id, message)
+                    .await?;
+            }
+            return Err(error);
+        }
         let after = self
             .inner
             .store

@@ -22,6 +22,9 @@ use cairn_log::checkpoint::{Checkpoint, TimestampedCheckpoint, c2sp_body};
 use cairn_log::leaf::{log_leaf_hash, map_leaf_hash};
 use cairn_log::map::{self, MapKey};
 use cairn_log::{Hash, LogWriter};
+use cairn_protocol::ext::meta::MetaState;
+use cairn_protocol::ext::registry::RegistryState;
+use cairn_protocol::ext::{ExtEntry, ExtRecord, REGISTRY_LOG_NAME, meta_log_package};
 use cairn_protocol::operator::{NamespaceState, OperatorState};
 use cairn_protocol::package::PackageState;
 use cairn_protocol::record::{OperatorRecord, PackageRecord, RecordKind as _};
@@ -32,7 +35,7 @@ use cairn_store::{
 use tokio::sync::watch;
 
 use crate::maps::root_node;
-use crate::{CachedLog, Registry, ServiceError};
+use crate::{CachedLog, LogState, Registry, ServiceError};
 
 pub(crate) struct Sequencer {
     pub(crate) registry: Registry,
@@ -40,14 +43,61 @@ pub(crate) struct Sequencer {
     pub(crate) map_root: Hash,
     pub(crate) operator: OperatorState,
     pub(crate) operator_row: Option<LogRow>,
+    /// The registry log (identities, keys, namespace ownership) as sequenced.
+    pub(crate) registry_log: RegistryState,
+    pub(crate) registry_row: Option<LogRow>,
     /// The part of the latest map tree seen so far.
     pub(crate) resident: crate::maps::ResidentMap,
 }
 
 enum Accepted {
     Operator(OperatorState),
+    Registry(RegistryState),
     Package(PackageState, Vec<cairn_crypto::Sha256Digest>),
+    Meta(MetaState, OciProjection, Vec<cairn_crypto::Sha256Digest>),
 }
+
+/// What a metadata record changes in the OCI tables.
+#[derive(Default)]
+struct OciProjection {
+    visible: Vec<(String, cairn_crypto::Sha256Digest)>,
+    tags: Vec<(String, String, cairn_crypto::Sha256Digest)>,
+}
+
+impl OciProjection {
+    fn of(package: &PackageName, entries: &[ExtEntry]) -> Self {
+        let repository = crate::oci_repository(package);
+        let mut projection = Self::default();
+        for entry in entries {
+            match entry {
+                ExtEntry::Manifest(m) => {
+                    projection.visible.push((repository.clone(), m.digest));
+                    for tag in &m.tags {
+                        projection
+                            .tags
+                            .push((repository.clone(), tag.clone(), m.digest));
+                    }
+                }
+                ExtEntry::Tag(t) => {
+                    projection
+                        .tags
+                        .push((repository.clone(), t.tag.clone(), t.digest))
+                }
+                ExtEntry::Mirrored(m) => {
+                    projection.visible.push((repository.clone(), m.digest));
+                    projection
+                        .tags
+                        .push((repository.clone(), m.version.to_string(), m.digest));
+                }
+                _ => {}
+            }
+        }
+        projection
+    }
+}
+
+/// How long an OCI upload session may stay unfinished.
+const UPLOAD_RETENTION_MS: i64 = 24 * 3600 * 1000;
 
 impl Sequencer {
     /// Runs until `shutdown` turns true.
@@ -142,6 +192,26 @@ impl Sequencer {
         if expired > 0 {
             tracing::info!(expired, "expired records whose content never arrived");
         }
+        // Session tokens an hour past their expiry, and OCI uploads
+        // abandoned for a day.
+        let store = &self.registry.inner.store;
+        let tokens = store
+            .delete_expired_tokens(now.saturating_sub(3_600_000))
+            .await?;
+        let stale = store
+            .stale_uploads(now.saturating_sub(UPLOAD_RETENTION_MS), 1000)
+            .await?;
+        for id in &stale {
+            self.registry.inner.blobs.upload_abort(id).await?;
+            store.delete_upload(id).await?;
+        }
+        if tokens > 0 || !stale.is_empty() {
+            tracing::info!(
+                tokens,
+                uploads = stale.len(),
+                "swept expired tokens and abandoned uploads"
+            );
+        }
         Ok(())
     }
 
@@ -173,11 +243,24 @@ impl Sequencer {
         &self,
         queued: &[PendingRecord],
     ) -> Result<HashMap<LogId, Arc<CachedLog>>, ServiceError> {
-        let mut logs = HashMap::new();
-        let mut misses = Vec::new();
+        let mut wanted: Vec<LogId> = Vec::new();
         for pending in queued {
             let id = pending.record.log_id;
-            if id == LogId::operator() || logs.contains_key(&id) {
+            if id == LogId::operator() || id == LogId::registry() {
+                continue;
+            }
+            wanted.push(id);
+            // A package record is authorized against its metadata log.
+            if let Some(name) = pending.record.package_name.as_deref()
+                && let Ok(package) = PackageName::new(name)
+            {
+                wanted.push(LogId::package_meta(&package));
+            }
+        }
+        let mut logs = HashMap::new();
+        let mut misses = Vec::new();
+        for id in wanted {
+            if logs.contains_key(&id) || misses.contains(&id) {
                 continue;
             }
             match self.registry.cached_log(&id) {
@@ -188,13 +271,7 @@ impl Sequencer {
             }
         }
         for row in self.registry.inner.store.logs(&misses).await? {
-            let state: PackageState = serde_json::from_str(&row.state).map_err(|e| {
-                ServiceError::Internal(format!(
-                    "stored state of log {} is unreadable: {e}",
-                    row.log_id
-                ))
-            })?;
-            let cached = Arc::new(CachedLog { row, state });
+            let cached = Arc::new(CachedLog::from_row(row)?);
             self.registry.cache_log(cached.clone());
             logs.insert(cached.row.log_id, cached);
         }
@@ -205,6 +282,7 @@ impl Sequencer {
         &self,
         pending: &PendingRecord,
         operator: &OperatorState,
+        registry_log: &RegistryState,
         logs: &HashMap<LogId, Arc<CachedLog>>,
     ) -> Result<Accepted, String> {
         let record = &pending.record;
@@ -222,10 +300,45 @@ impl Sequencer {
                 .map(Accepted::Operator)
                 .map_err(|e| e.to_string());
         }
+        if record.log_id == LogId::registry() {
+            let envelope = Envelope::<ExtRecord>::from_parts(
+                record.content_bytes.clone(),
+                key_id,
+                &record.signature,
+            )
+            .map_err(|e| e.to_string())?;
+            return registry_log
+                .clone()
+                .validate(&envelope, operator)
+                .map(Accepted::Registry)
+                .map_err(|e| e.to_string());
+        }
         let name = record
             .package_name
             .as_deref()
             .ok_or("package record without a package name")?;
+        if let Some(package) = meta_log_package(name) {
+            if LogId::package_meta(&package) != record.log_id {
+                return Err("log id does not match the package name".into());
+            }
+            let envelope = Envelope::<ExtRecord>::from_parts(
+                record.content_bytes.clone(),
+                key_id,
+                &record.signature,
+            )
+            .map_err(|e| e.to_string())?;
+            let state = logs
+                .get(&record.log_id)
+                .and_then(|l| l.meta())
+                .cloned()
+                .unwrap_or_default();
+            let projection = OciProjection::of(&package, &envelope.record().entries);
+            let contents = envelope.record().contents();
+            return state
+                .validate(&envelope, operator)
+                .map(|state| Accepted::Meta(state, projection, contents))
+                .map_err(|e| e.to_string());
+        }
         let name = PackageName::new(name).map_err(|e| e.to_string())?;
         if LogId::package(&name) != record.log_id {
             return Err("log id does not match the package name".into());
@@ -251,9 +364,21 @@ impl Sequencer {
             &record.signature,
         )
         .map_err(|e| e.to_string())?;
+        // Who may publish, as the registry log says now (a revocation
+        // sequenced before this record applies to it).
+        let meta = logs.get(&LogId::package_meta(&name)).and_then(|l| l.meta());
+        crate::identity::check_publisher(
+            registry_log,
+            meta,
+            &name,
+            envelope.key_id(),
+            &record.record_id,
+            self.registry.inner.config.require_owners,
+        )?;
         let state = logs
             .get(&record.log_id)
-            .map(|l| l.state.clone())
+            .and_then(|l| l.package())
+            .cloned()
             .unwrap_or_default();
         let contents = envelope.record().contents();
         state
@@ -270,6 +395,8 @@ impl Sequencer {
         let mut writer = self.writer.clone();
         let mut operator = self.operator.clone();
         let mut operator_row = self.operator_row.clone();
+        let mut registry_log = self.registry_log.clone();
+        let mut registry_row = self.registry_row.clone();
         let mut batch = Batch {
             old_size: writer.size(),
             ..Batch::default()
@@ -279,7 +406,7 @@ impl Sequencer {
 
         for pending in &queued {
             let record = &pending.record;
-            let accepted = match self.validate(pending, &operator, &logs) {
+            let accepted = match self.validate(pending, &operator, &registry_log, &logs) {
                 Ok(accepted) => accepted,
                 Err(reason) => {
                     tracing::info!(record = %record.record_id, %reason, "record rejected");
@@ -318,21 +445,42 @@ impl Sequencer {
                     });
                     operator = state;
                 }
-                Accepted::Package(state, contents) => {
-                    let count = logs.get(&record.log_id).map_or(0, |l| l.row.record_count);
-                    let row = LogRow {
-                        log_id: record.log_id,
-                        kind: LogKind::Package,
-                        name: record.package_name.clone(),
-                        state: String::new(),
+                Accepted::Registry(state) => {
+                    let count = registry_row.as_ref().map_or(0, |r| r.record_count);
+                    registry_row = Some(LogRow {
+                        log_id: LogId::registry(),
+                        kind: LogKind::Registry,
+                        name: Some(REGISTRY_LOG_NAME.into()),
+                        state: serde_json::to_string(&state)
+                            .map_err(|e| ServiceError::Internal(e.to_string()))?,
                         head_index: index,
                         head_record: record.record_id,
                         record_count: count + 1,
-                    };
-                    logs.insert(record.log_id, Arc::new(CachedLog { row, state }));
-                    if !touched.contains(&record.log_id) {
-                        touched.push(record.log_id);
-                    }
+                    });
+                    registry_log = state;
+                }
+                Accepted::Package(state, contents) => {
+                    touch(
+                        &mut logs,
+                        &mut touched,
+                        record,
+                        index,
+                        LogKind::Package,
+                        LogState::Package(state),
+                    );
+                    batch.published_contents.extend(contents);
+                }
+                Accepted::Meta(state, projection, contents) => {
+                    touch(
+                        &mut logs,
+                        &mut touched,
+                        record,
+                        index,
+                        LogKind::PackageMeta,
+                        LogState::Meta(state),
+                    );
+                    batch.oci_visible.extend(projection.visible);
+                    batch.oci_tags.extend(projection.tags);
                     batch.published_contents.extend(contents);
                 }
             }
@@ -375,15 +523,19 @@ impl Sequencer {
             for log_id in &touched {
                 if let Some(log) = logs.get(log_id) {
                     let mut row = log.row.clone();
-                    row.state = serde_json::to_string(&log.state)
-                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                    row.state = log.state_json()?;
                     batch.logs.push(row);
                 }
             }
-            if operator_row != self.operator_row
-                && let Some(row) = &operator_row
-            {
-                batch.logs.push(row.clone());
+            for (row, before) in [
+                (&operator_row, &self.operator_row),
+                (&registry_row, &self.registry_row),
+            ] {
+                if row != before
+                    && let Some(row) = row
+                {
+                    batch.logs.push(row.clone());
+                }
             }
         }
 
@@ -408,6 +560,15 @@ impl Sequencer {
             self.operator = operator.clone();
             if let Ok(mut shared) = self.registry.inner.operator.write() {
                 *shared = Arc::new(operator);
+            }
+        }
+        if let Some(row) = registry_row {
+            self.registry_row = Some(row);
+        }
+        if self.registry_log != registry_log {
+            self.registry_log = registry_log.clone();
+            if let Ok(mut shared) = self.registry.inner.registry_log.write() {
+                *shared = Arc::new(registry_log);
             }
         }
         if let Some(replaced) = &replaced {
@@ -514,5 +675,30 @@ impl Sequencer {
         }
         inner.published.send_replace(size);
         Ok(())
+    }
+}
+
+/// Records a package or metadata log's new state in the batch's working set.
+fn touch(
+    logs: &mut HashMap<LogId, Arc<CachedLog>>,
+    touched: &mut Vec<LogId>,
+    record: &cairn_store::NewPending,
+    index: u64,
+    kind: LogKind,
+    state: LogState,
+) {
+    let count = logs.get(&record.log_id).map_or(0, |l| l.row.record_count);
+    let row = LogRow {
+        log_id: record.log_id,
+        kind,
+        name: record.package_name.clone(),
+        state: String::new(),
+        head_index: index,
+        head_record: record.record_id,
+        record_count: count + 1,
+    };
+    logs.insert(record.log_id, Arc::new(CachedLog { row, state }));
+    if !touched.contains(&record.log_id) {
+        touched.push(record.log_id);
     }
 }

@@ -96,6 +96,7 @@ impl Harness {
             SigningKeys {
                 operator: self.signer.clone(),
                 note: self.note.clone(),
+                publisher: None,
                 resolver: None,
             },
             Arc::new(SystemClock),
@@ -132,7 +133,7 @@ fn log_id(name: &str) -> String {
 
 async fn publish(registry: &Registry, name: &str, seed: u8) -> String {
     let response = registry
-        .publish(&log_id(name), init_request(name, seed))
+        .publish(&log_id(name), init_request(name, seed), None)
         .await
         .unwrap();
     response.record_id.to_string()
@@ -233,7 +234,7 @@ async fn crash_between_commit_and_checkpoint(note_fails: bool) {
         assert!(registry.health().sequencer_error.is_some());
         // Publishes wait while checkpoints cannot be signed.
         let refused = registry
-            .publish(&log_id("test:b"), init_request("test:b", 51))
+            .publish(&log_id("test:b"), init_request("test:b", 51), None)
             .await
             .unwrap_err();
         assert!(

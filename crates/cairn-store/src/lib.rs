@@ -150,6 +150,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// queued) record.
     async fn insert_pending(&self, record: &NewPending) -> StoreResult<PendingRecord>;
 
+    /// Stores several newly accepted records of different logs in one
+    /// transaction, in this order (the sequencer takes them in this order):
+    /// all or none. Fails like [`Store::insert_pending`] if any conflicts.
+    async fn insert_pending_many(&self, records: &[NewPending]) -> StoreResult<Vec<PendingRecord>>;
+
     /// Where a record stands, in one consistent read: pending (sourcing,
     /// queued or rejected) or sequenced (with its registry index).
     async fn record_status(
@@ -182,6 +187,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         digest: &Sha256Digest,
         size: u64,
     ) -> StoreResult<Option<PendingRecord>>;
+
+    /// Marks one record that is still waiting for content (sourcing) as
+    /// rejected with `reason` (its content broke a publish rule). Returns
+    /// whether it was sourcing.
+    async fn reject_sourcing(
+        &self,
+        log_id: &LogId,
+        record_id: &RecordId,
+        reason: &str,
+    ) -> StoreResult<bool>;
 
     /// Marks records still waiting for content (sourcing) that were created
     /// before `before_ms` as rejected with `reason`, and deletes rejected
@@ -216,4 +231,95 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Names of package logs (`None` for the operator log; unknown ids absent).
     async fn log_names(&self, log_ids: &[LogId]) -> StoreResult<Vec<(LogId, Option<String>)>>;
+
+    // ----- tokens and the admin audit log -----
+
+    /// Stores a new token. [`StoreError::Conflict`] if the id exists.
+    async fn insert_token(&self, token: &TokenRow) -> StoreResult<()>;
+
+    /// A token by id.
+    async fn token(&self, id: &str) -> StoreResult<Option<TokenRow>>;
+
+    /// Long-lived tokens (API and OIDC kinds), of one identity or of all.
+    async fn tokens(&self, identity: Option<&str>) -> StoreResult<Vec<TokenRow>>;
+
+    /// Marks a token revoked at `at_ms`; returns whether it was live.
+    async fn revoke_token(&self, id: &str, at_ms: i64) -> StoreResult<bool>;
+
+    /// Revokes every live token of `identity`; returns how many.
+    async fn revoke_identity_tokens(&self, identity: &str, at_ms: i64) -> StoreResult<u64>;
+
+    /// Deletes session and OIDC tokens that expired before `before_ms`.
+    async fn delete_expired_tokens(&self, before_ms: i64) -> StoreResult<u64>;
+
+    /// Appends an administrative action to the audit log.
+    async fn append_audit(
+        &self,
+        at_ms: i64,
+        actor: &str,
+        action: &str,
+        details: &str,
+    ) -> StoreResult<()>;
+
+    /// Audit entries after `after` (a seq), at most `limit`, in order.
+    async fn audit(&self, after: Option<i64>, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+
+    // ----- OCI -----
+
+    /// Records an upload session of `repository`.
+    async fn insert_upload(&self, id: &str, repository: &str, at_ms: i64) -> StoreResult<()>;
+
+    /// An upload session's repository, if it exists.
+    async fn upload(&self, id: &str) -> StoreResult<Option<String>>;
+
+    /// Forgets an upload session.
+    async fn delete_upload(&self, id: &str) -> StoreResult<()>;
+
+    /// Upload sessions started before `before_ms` (abandoned), at most
+    /// `limit`.
+    async fn stale_uploads(&self, before_ms: i64, limit: u32) -> StoreResult<Vec<String>>;
+
+    /// Links a stored blob to a repository. Idempotent.
+    async fn link_blob(
+        &self,
+        repository: &str,
+        digest: &Sha256Digest,
+        size: u64,
+    ) -> StoreResult<()>;
+
+    /// The size of a blob linked to `repository`.
+    async fn repository_blob(
+        &self,
+        repository: &str,
+        digest: &Sha256Digest,
+    ) -> StoreResult<Option<u64>>;
+
+    /// Stores a manifest (not visible until the sequencer marks it).
+    /// Idempotent: an existing row is kept.
+    async fn insert_manifest(&self, manifest: &OciManifestRow) -> StoreResult<()>;
+
+    /// A manifest of `repository` by digest (visible or not).
+    async fn manifest(
+        &self,
+        repository: &str,
+        digest: &Sha256Digest,
+    ) -> StoreResult<Option<OciManifestRow>>;
+
+    /// The visible manifests of `repository` whose subject is `subject`.
+    async fn referrers(
+        &self,
+        repository: &str,
+        subject: &Sha256Digest,
+    ) -> StoreResult<Vec<OciManifestRow>>;
+
+    /// The manifest a tag names.
+    async fn tag(&self, repository: &str, tag: &str) -> StoreResult<Option<Sha256Digest>>;
+
+    /// Tags of `repository` in lexical order after `after`, at most `limit`.
+    async fn tags(
+        &self,
+        repository: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, Sha256Digest)>>;
 }

@@ -506,6 +506,112 @@ impl SqlStore {
     }
 }
 
+impl SqlStore {
+    async fn publish_oci(
+        tx: &mut Transaction<'_, Any>,
+        visible: &[(String, Sha256Digest)],
+        tags: &[(String, String, Sha256Digest)],
+    ) -> StoreResult<()> {
+        for (repository, digest) in visible {
+            sqlx::query(
+                "UPDATE oci_manifests SET visible = 1 WHERE repository = $1 AND digest = $2",
+            )
+            .bind(repository.clone())
+            .bind(digest.0.to_vec())
+            .execute(&mut **tx)
+            .await?;
+        }
+        for (repository, tag, digest) in tags {
+            sqlx::query(
+                "INSERT INTO oci_tags (repository, tag, digest) VALUES ($1, $2, $3) \
+                 ON CONFLICT (repository, tag) DO UPDATE SET digest = excluded.digest",
+            )
+            .bind(repository.clone())
+            .bind(tag.clone())
+            .bind(digest.0.to_vec())
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_pending_in(
+        conn: &mut sqlx::AnyConnection,
+        record: &NewPending,
+    ) -> StoreResult<PendingRecord> {
+        let state = if record.missing.is_empty() {
+            PendingState::Queued
+        } else {
+            PendingState::Sourcing
+        };
+        let row = sqlx::query(
+            "INSERT INTO pending (record_id, log_id, package_name, content_bytes, key_id, signature, \
+             state, missing, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
+        )
+        .bind(record.record_id.0.0.to_vec())
+        .bind(record.log_id.0.0.to_vec())
+        .bind(record.package_name.clone())
+        .bind(record.content_bytes.clone())
+        .bind(record.key_id.clone())
+        .bind(record.signature.clone())
+        .bind(state.to_db())
+        .bind(missing_json(&record.missing))
+        .bind(record.created_at_ms)
+        .fetch_one(conn)
+        .await?;
+        Ok(PendingRecord {
+            seq: row.try_get(0)?,
+            record: record.clone(),
+            state,
+            reason: None,
+        })
+    }
+}
+
+fn json_list(text: &str, what: &str) -> StoreResult<Vec<String>> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn token_from_row(row: &AnyRow) -> StoreResult<TokenRow> {
+    let kind: i64 = row.try_get("kind")?;
+    Ok(TokenRow {
+        id: row.try_get("id")?,
+        secret_hash: digest(&row.try_get::<Vec<u8>, _>("secret_hash")?, "token hash")?,
+        identity: row.try_get("identity")?,
+        namespaces: json_list(&row.try_get::<String, _>("namespaces")?, "token namespaces")?,
+        actions: json_list(&row.try_get::<String, _>("actions")?, "token actions")?,
+        description: row.try_get("description")?,
+        kind: TokenKind::from_db(kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("bad token kind {kind}")))?,
+        created_at_ms: row.try_get("created_at")?,
+        expires_at_ms: row.try_get("expires_at")?,
+        revoked_at_ms: row.try_get("revoked_at")?,
+        parent: row.try_get("parent")?,
+        claims: serde_json::from_str(&row.try_get::<String, _>("claims")?)
+            .map_err(|e| StoreError::Corrupt(format!("token claims: {e}")))?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "id, secret_hash, identity, namespaces, actions, description, kind, created_at, expires_at, revoked_at, parent, claims";
+
+const MANIFEST_COLUMNS: &str = "repository, digest, media_type, artifact_type, subject, size, annotations, visible, created_at";
+
+fn manifest_from_row(row: &AnyRow) -> StoreResult<OciManifestRow> {
+    let subject: Option<Vec<u8>> = row.try_get("subject")?;
+    let visible: i64 = row.try_get("visible")?;
+    Ok(OciManifestRow {
+        repository: row.try_get("repository")?,
+        digest: digest(&row.try_get::<Vec<u8>, _>("digest")?, "manifest")?,
+        media_type: row.try_get("media_type")?,
+        artifact_type: row.try_get("artifact_type")?,
+        subject: subject.map(|s| digest(&s, "subject")).transpose()?,
+        size: u64_from(row.try_get("size")?, "manifest size")?,
+        annotations: row.try_get("annotations")?,
+        visible: visible != 0,
+        created_at_ms: row.try_get("created_at")?,
+    })
+}
+
 fn checkpoint_from_row(row: &AnyRow) -> StoreResult<StoredCheckpoint> {
     Ok(StoredCheckpoint {
         checkpoint: TimestampedCheckpoint {
@@ -726,6 +832,7 @@ impl Store for SqlStore {
         marks.push(("pending", t.elapsed()));
         Self::reject_pending(&mut tx, &batch.rejected).await?;
         Self::publish_contents(&mut tx, &batch.published_contents).await?;
+        Self::publish_oci(&mut tx, &batch.oci_visible, &batch.oci_tags).await?;
         self.check_fault("before_commit")?;
         tx.commit().await?;
         marks.push(("commit", t.elapsed()));
@@ -956,32 +1063,18 @@ impl Store for SqlStore {
     }
 
     async fn insert_pending(&self, record: &NewPending) -> StoreResult<PendingRecord> {
-        let state = if record.missing.is_empty() {
-            PendingState::Queued
-        } else {
-            PendingState::Sourcing
-        };
-        let row = sqlx::query(
-            "INSERT INTO pending (record_id, log_id, package_name, content_bytes, key_id, signature, \
-             state, missing, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
-        )
-        .bind(record.record_id.0.0.to_vec())
-        .bind(record.log_id.0.0.to_vec())
-        .bind(record.package_name.clone())
-        .bind(record.content_bytes.clone())
-        .bind(record.key_id.clone())
-        .bind(record.signature.clone())
-        .bind(state.to_db())
-        .bind(missing_json(&record.missing))
-        .bind(record.created_at_ms)
-        .fetch_one(&self.write)
-        .await?;
-        Ok(PendingRecord {
-            seq: row.try_get(0)?,
-            record: record.clone(),
-            state,
-            reason: None,
-        })
+        let mut connection = self.write.acquire().await?;
+        Self::insert_pending_in(&mut connection, record).await
+    }
+
+    async fn insert_pending_many(&self, records: &[NewPending]) -> StoreResult<Vec<PendingRecord>> {
+        let mut tx = self.write.begin().await?;
+        let mut inserted = Vec::with_capacity(records.len());
+        for record in records {
+            inserted.push(Self::insert_pending_in(&mut tx, record).await?);
+        }
+        tx.commit().await?;
+        Ok(inserted)
     }
 
     async fn record_status(
@@ -1104,6 +1197,23 @@ impl Store for SqlStore {
         Ok(Some(pending))
     }
 
+    async fn reject_sourcing(
+        &self,
+        log_id: &LogId,
+        record_id: &RecordId,
+        reason: &str,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE pending SET state = 2, reason = $1 WHERE log_id = $2 AND record_id = $3 AND state = 0",
+        )
+        .bind(reason.to_owned())
+        .bind(log_id.0.0.to_vec())
+        .bind(record_id.0.0.to_vec())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn expire_pending(
         &self,
         before_ms: i64,
@@ -1204,5 +1314,284 @@ impl Store for SqlStore {
             }
         }
         Ok(out)
+    }
+
+    async fn insert_token(&self, token: &TokenRow) -> StoreResult<()> {
+        sqlx::query(&format!(
+            "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ))
+        .bind(token.id.clone())
+        .bind(token.secret_hash.0.to_vec())
+        .bind(token.identity.clone())
+        .bind(serde_json::to_string(&token.namespaces).unwrap_or_default())
+        .bind(serde_json::to_string(&token.actions).unwrap_or_default())
+        .bind(token.description.clone())
+        .bind(token.kind.to_db())
+        .bind(token.created_at_ms)
+        .bind(token.expires_at_ms)
+        .bind(token.revoked_at_ms)
+        .bind(token.parent.clone())
+        .bind(serde_json::to_string(&token.claims).unwrap_or_else(|_| "{}".into()))
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn token(&self, id: &str) -> StoreResult<Option<TokenRow>> {
+        sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"))
+            .bind(id.to_owned())
+            .fetch_optional(&self.read)
+            .await?
+            .map(|row| token_from_row(&row))
+            .transpose()
+    }
+
+    async fn tokens(&self, identity: Option<&str>) -> StoreResult<Vec<TokenRow>> {
+        let rows = match identity {
+            Some(identity) => {
+                sqlx::query(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM tokens WHERE identity = $1 AND kind <> 1 ORDER BY created_at, id"
+                ))
+                .bind(identity.to_owned())
+                .fetch_all(&self.read)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM tokens WHERE kind <> 1 ORDER BY created_at, id"
+                ))
+                .fetch_all(&self.read)
+                .await?
+            }
+        };
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_token(&self, id: &str, at_ms: i64) -> StoreResult<bool> {
+        let done =
+            sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(at_ms)
+                .bind(id.to_owned())
+                .execute(&self.write)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_identity_tokens(&self, identity: &str, at_ms: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE tokens SET revoked_at = $1 WHERE identity = $2 AND revoked_at IS NULL",
+        )
+        .bind(at_ms)
+        .bind(identity.to_owned())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn delete_expired_tokens(&self, before_ms: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM tokens WHERE kind <> 0 AND expires_at IS NOT NULL AND expires_at < $1",
+        )
+        .bind(before_ms)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn append_audit(
+        &self,
+        at_ms: i64,
+        actor: &str,
+        action: &str,
+        details: &str,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO admin_audit (at, actor, action, details) VALUES ($1, $2, $3, $4)")
+            .bind(at_ms)
+            .bind(actor.to_owned())
+            .bind(action.to_owned())
+            .bind(details.to_owned())
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn audit(&self, after: Option<i64>, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        sqlx::query(
+            "SELECT seq, at, actor, action, details FROM admin_audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after.unwrap_or(0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(AuditEntry {
+                seq: row.try_get("seq")?,
+                at_ms: row.try_get("at")?,
+                actor: row.try_get("actor")?,
+                action: row.try_get("action")?,
+                details: row.try_get("details")?,
+            })
+        })
+        .collect()
+    }
+
+    async fn insert_upload(&self, id: &str, repository: &str, at_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO oci_uploads (id, repository, size, created_at, updated_at) VALUES ($1, $2, 0, $3, $3)",
+        )
+        .bind(id.to_owned())
+        .bind(repository.to_owned())
+        .bind(at_ms)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn upload(&self, id: &str) -> StoreResult<Option<String>> {
+        sqlx::query("SELECT repository FROM oci_uploads WHERE id = $1")
+            .bind(id.to_owned())
+            .fetch_optional(&self.read)
+            .await?
+            .map(|row| Ok(row.try_get(0)?))
+            .transpose()
+    }
+
+    async fn delete_upload(&self, id: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM oci_uploads WHERE id = $1")
+            .bind(id.to_owned())
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn stale_uploads(&self, before_ms: i64, limit: u32) -> StoreResult<Vec<String>> {
+        sqlx::query("SELECT id FROM oci_uploads WHERE created_at < $1 ORDER BY created_at LIMIT $2")
+            .bind(before_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(|row| Ok(row.try_get(0)?))
+            .collect()
+    }
+
+    async fn link_blob(
+        &self,
+        repository: &str,
+        digest_value: &Sha256Digest,
+        size: u64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO oci_blobs (repository, digest, size) VALUES ($1, $2, $3) \
+             ON CONFLICT (repository, digest) DO NOTHING",
+        )
+        .bind(repository.to_owned())
+        .bind(digest_value.0.to_vec())
+        .bind(i64_from(size)?)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn repository_blob(
+        &self,
+        repository: &str,
+        digest_value: &Sha256Digest,
+    ) -> StoreResult<Option<u64>> {
+        sqlx::query("SELECT size FROM oci_blobs WHERE repository = $1 AND digest = $2")
+            .bind(repository.to_owned())
+            .bind(digest_value.0.to_vec())
+            .fetch_optional(&self.read)
+            .await?
+            .map(|row| u64_from(row.try_get(0)?, "blob size"))
+            .transpose()
+    }
+
+    async fn insert_manifest(&self, manifest: &OciManifestRow) -> StoreResult<()> {
+        sqlx::query(&format!(
+            "INSERT INTO oci_manifests ({MANIFEST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (repository, digest) DO NOTHING"
+        ))
+        .bind(manifest.repository.clone())
+        .bind(manifest.digest.0.to_vec())
+        .bind(manifest.media_type.clone())
+        .bind(manifest.artifact_type.clone())
+        .bind(manifest.subject.map(|s| s.0.to_vec()))
+        .bind(i64_from(manifest.size)?)
+        .bind(manifest.annotations.clone())
+        .bind(i64::from(manifest.visible))
+        .bind(manifest.created_at_ms)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn manifest(
+        &self,
+        repository: &str,
+        digest_value: &Sha256Digest,
+    ) -> StoreResult<Option<OciManifestRow>> {
+        sqlx::query(&format!(
+            "SELECT {MANIFEST_COLUMNS} FROM oci_manifests WHERE repository = $1 AND digest = $2"
+        ))
+        .bind(repository.to_owned())
+        .bind(digest_value.0.to_vec())
+        .fetch_optional(&self.read)
+        .await?
+        .map(|row| manifest_from_row(&row))
+        .transpose()
+    }
+
+    async fn referrers(
+        &self,
+        repository: &str,
+        subject: &Sha256Digest,
+    ) -> StoreResult<Vec<OciManifestRow>> {
+        sqlx::query(&format!(
+            "SELECT {MANIFEST_COLUMNS} FROM oci_manifests WHERE repository = $1 AND subject = $2 \
+             AND visible = 1 ORDER BY created_at, digest"
+        ))
+        .bind(repository.to_owned())
+        .bind(subject.0.to_vec())
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(manifest_from_row)
+        .collect()
+    }
+
+    async fn tag(&self, repository: &str, tag: &str) -> StoreResult<Option<Sha256Digest>> {
+        sqlx::query("SELECT digest FROM oci_tags WHERE repository = $1 AND tag = $2")
+            .bind(repository.to_owned())
+            .bind(tag.to_owned())
+            .fetch_optional(&self.read)
+            .await?
+            .map(|row| digest(&row.try_get::<Vec<u8>, _>(0)?, "tag"))
+            .transpose()
+    }
+
+    async fn tags(
+        &self,
+        repository: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, Sha256Digest)>> {
+        sqlx::query(
+            "SELECT tag, digest FROM oci_tags WHERE repository = $1 AND tag > $2 ORDER BY tag LIMIT $3",
+        )
+        .bind(repository.to_owned())
+        .bind(after.unwrap_or("").to_owned())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get(0)?,
+                digest(&row.try_get::<Vec<u8>, _>(1)?, "tag")?,
+            ))
+        })
+        .collect()
     }
 }

@@ -55,6 +55,10 @@ pub enum LogKind {
     Operator,
     /// A package log.
     Package,
+    /// cairn's registry log (identities, keys, namespace ownership).
+    Registry,
+    /// A package's metadata log (OCI manifests and tags, yank reasons).
+    PackageMeta,
 }
 
 impl LogKind {
@@ -62,6 +66,8 @@ impl LogKind {
         match self {
             Self::Operator => 0,
             Self::Package => 1,
+            Self::Registry => 2,
+            Self::PackageMeta => 3,
         }
     }
 
@@ -69,6 +75,8 @@ impl LogKind {
         match value {
             0 => Some(Self::Operator),
             1 => Some(Self::Package),
+            2 => Some(Self::Registry),
+            3 => Some(Self::PackageMeta),
             _ => None,
         }
     }
@@ -226,4 +234,106 @@ pub struct Batch {
     pub rejected: Vec<(LogId, RecordId, String)>,
     /// Content now referenced by a sequenced record.
     pub published_contents: Vec<Sha256Digest>,
+    /// OCI manifests (repository, digest) whose records were sequenced:
+    /// they become visible.
+    pub oci_visible: Vec<(String, Sha256Digest)>,
+    /// OCI tags (repository, tag, manifest) set by sequenced records.
+    pub oci_tags: Vec<(String, String, Sha256Digest)>,
+}
+
+/// What an API token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// A long-lived API token created by an administrator.
+    Api,
+    /// A short-lived token issued by the OCI token endpoint.
+    Session,
+    /// A short-lived token issued for an OIDC identity token.
+    Oidc,
+}
+
+impl TokenKind {
+    pub(crate) fn to_db(self) -> i64 {
+        match self {
+            Self::Api => 0,
+            Self::Session => 1,
+            Self::Oidc => 2,
+        }
+    }
+
+    pub(crate) fn from_db(value: i64) -> Option<Self> {
+        match value {
+            0 => Some(Self::Api),
+            1 => Some(Self::Session),
+            2 => Some(Self::Oidc),
+            _ => None,
+        }
+    }
+}
+
+/// A stored API token. The secret itself is never stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRow {
+    /// Its public id.
+    pub id: String,
+    /// SHA-256 of the secret.
+    pub secret_hash: Sha256Digest,
+    /// The identity it acts as.
+    pub identity: String,
+    /// Namespaces it may act in (`*` for all).
+    pub namespaces: Vec<String>,
+    /// Actions it may take (`read`, `publish`, `yank`, `admin`).
+    pub actions: Vec<String>,
+    /// What it is for.
+    pub description: String,
+    /// API, session or OIDC.
+    pub kind: TokenKind,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
+    /// When it stops working (Unix milliseconds).
+    pub expires_at_ms: Option<i64>,
+    /// When it was revoked (Unix milliseconds).
+    pub revoked_at_ms: Option<i64>,
+    /// For a session token: the id of the token it was exchanged for.
+    pub parent: Option<String>,
+    /// For an OIDC token: the claims recorded with what it publishes.
+    pub claims: std::collections::BTreeMap<String, String>,
+}
+
+/// One administrative action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Order.
+    pub seq: i64,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    /// Who (an identity, or `cli` for local commands).
+    pub actor: String,
+    /// What (`identity.create`, `token.revoke`, …).
+    pub action: String,
+    /// JSON details; never a secret.
+    pub details: String,
+}
+
+/// A stored OCI manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OciManifestRow {
+    /// `namespace/name`.
+    pub repository: String,
+    /// Its digest (the bytes live in the blob store).
+    pub digest: Sha256Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its artifact type (for the referrers API).
+    pub artifact_type: Option<String>,
+    /// The manifest it refers to.
+    pub subject: Option<Sha256Digest>,
+    /// Its size.
+    pub size: u64,
+    /// Its annotations, as a JSON object.
+    pub annotations: String,
+    /// Whether the record that logs it is sequenced.
+    pub visible: bool,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
 }

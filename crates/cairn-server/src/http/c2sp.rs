@@ -17,6 +17,10 @@ pub(super) fn text_error(error: ServiceError) -> Response {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
             (status, format!("{message}\n")).into_response()
         }
+        ServiceError::Client { kind, message } => {
+            let status = StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            (status, format!("{message}\n")).into_response()
+        }
         ServiceError::Warg(other) => {
             let status = StatusCode::from_u16(other.status()).unwrap_or(StatusCode::BAD_REQUEST);
             (status, format!("{other:?}\n")).into_response()

@@ -3,7 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cairn_protocol::wire::WargError;
-use cairn_service::ServiceError;
+use cairn_service::{ClientError, ServiceError};
 use serde::Serialize;
 
 /// `Content-Type: application/json`, exactly (the warg client compares the
@@ -64,6 +64,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self.0 {
             ServiceError::Warg(error) => warg(&error),
+            ServiceError::Client { kind, message } => warg(&match kind {
+                ClientError::Unauthorized => WargError::Unauthorized(message),
+                other => WargError::Message {
+                    status: other.status(),
+                    message,
+                },
+            }),
             ServiceError::Unavailable {
                 retry_after,
                 reason,

@@ -1,10 +1,13 @@
 //! The HTTP server: routes and the middleware stack.
 
+mod api;
+pub mod auth;
 mod c2sp;
 mod content;
 pub mod error;
 mod extract;
 pub mod metrics;
+mod oci;
 mod warg;
 
 use std::sync::Arc;
@@ -14,9 +17,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Method, Uri};
 use axum::http::{Request, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use cairn_protocol::wire::WargError;
 use cairn_service::Registry;
 use tower::{BoxError, ServiceBuilder};
@@ -34,6 +38,22 @@ pub struct AppState {
     pub registry: Registry,
     /// The discovery document served at `/.well-known/wasm-pkg/registry.json`.
     pub well_known: Arc<serde_json::Value>,
+    /// The trusted OIDC issuers (trusted publishing).
+    pub oidc: Arc<crate::oidc::Verifier>,
+    /// Pull-through of imported namespaces.
+    pub mirror: Arc<crate::upstream::Mirror>,
+}
+
+impl AppState {
+    /// State for `registry` with a discovery document and no OIDC issuers.
+    pub fn new(registry: Registry, well_known: serde_json::Value) -> Self {
+        Self {
+            registry,
+            well_known: Arc::new(well_known),
+            oidc: Arc::new(crate::oidc::Verifier::new(Vec::new())),
+            mirror: Arc::new(crate::upstream::Mirror::default()),
+        }
+    }
 }
 
 /// HTTP limits.
@@ -78,6 +98,15 @@ async fn middleware_error(error: BoxError) -> Response {
         status: 500,
         message: "internal server error".into(),
     })
+}
+
+/// Unknown paths: in the OCI format under `/v2/`, else the warg one.
+async fn fallback(state: State<AppState>, method: Method, uri: Uri) -> Response {
+    if uri.path() == "/v2" || uri.path().starts_with("/v2/") {
+        oci::fallback(state, method, uri).await
+    } else {
+        warg::not_found().await
+    }
 }
 
 async fn well_known(State(state): State<AppState>) -> Response {
@@ -133,9 +162,40 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
         .route("/checkpoint", get(c2sp::checkpoint))
         .route("/tile/{*path}", get(c2sp::tile))
         .route("/receipt/{log_id}/{record_id}", get(c2sp::receipt))
+        .route("/api/v1/namespaces/{namespace}", get(api::namespace))
+        .route(
+            "/api/v1/namespaces/{namespace}/publishers/{identity}",
+            put(api::add_publisher).delete(api::remove_publisher),
+        )
+        .route("/api/v1/packages/{name}", get(api::package))
+        .route("/api/v1/packages/{name}/yank", post(api::yank))
+        .route("/api/v1/oidc/token", post(api::oidc_token))
+        .route(
+            "/api/v1/admin/identities",
+            get(api::identities).post(api::create_identity),
+        )
+        .route(
+            "/api/v1/admin/identities/{name}/disable",
+            post(api::disable_identity),
+        )
+        .route("/api/v1/admin/identities/{name}/keys", post(api::bind_key))
+        .route(
+            "/api/v1/admin/identities/{name}/keys/{key_id}",
+            delete(api::unbind_key),
+        )
+        .route(
+            "/api/v1/admin/tokens",
+            get(api::tokens).post(api::create_token),
+        )
+        .route("/api/v1/admin/tokens/{id}", delete(api::revoke_token))
+        .route(
+            "/api/v1/admin/namespaces/{namespace}",
+            put(api::set_namespace),
+        )
+        .route("/api/v1/admin/audit", get(api::audit))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .fallback(warg::not_found)
+        .fallback(fallback)
         .method_not_allowed_fallback(warg::method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.json_body_bytes))
         .layer(
@@ -157,7 +217,43 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
                 .layer(HandleErrorLayer::new(middleware_error))
                 .timeout(limits.upload_timeout),
         );
+    // The OCI Distribution API: blobs stream (the blob store enforces the
+    // content limit, the handler the manifest limit), and a manifest push
+    // waits for its records to be published.
+    let oci = Router::new()
+        .route("/v2/", get(oci::ping))
+        .route("/v2", get(oci::ping))
+        .route("/v2/token", get(oci::token))
+        .route("/v2/{ns}/{name}/tags/list", get(oci::tags))
+        .route(
+            "/v2/{ns}/{name}/manifests/{reference}",
+            get(oci::get_manifest)
+                .put(oci::put_manifest)
+                .delete(oci::delete),
+        )
+        .route(
+            "/v2/{ns}/{name}/blobs/{digest}",
+            get(oci::get_blob).head(oci::head_blob).delete(oci::delete),
+        )
+        .route("/v2/{ns}/{name}/blobs/uploads/", post(oci::start_upload))
+        .route("/v2/{ns}/{name}/blobs/uploads", post(oci::start_upload))
+        .route(
+            "/v2/{ns}/{name}/blobs/uploads/{id}",
+            get(oci::upload_status)
+                .patch(oci::upload_chunk)
+                .put(oci::finish_upload)
+                .delete(oci::cancel_upload),
+        )
+        .route("/v2/{ns}/{name}/referrers/{digest}", get(oci::referrers))
+        .method_not_allowed_fallback(oci::method_not_allowed)
+        .layer(DefaultBodyLimit::disable())
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(middleware_error))
+                .timeout(limits.upload_timeout),
+        );
     api.merge(transfers)
+        .merge(oci)
         .with_state(state)
         .layer(
             ServiceBuilder::new()

@@ -43,9 +43,14 @@ pub(super) async fn fetch_names(
 pub(super) async fn publish(
     State(state): State<AppState>,
     Path(log_id): Path<String>,
+    headers: axum::http::HeaderMap,
     WargJson(request): WargJson<PublishRecordRequest>,
 ) -> Result {
-    let response = state.registry.publish(&log_id, request).await?;
+    let caller = super::auth::caller(&state.registry, &headers).await?;
+    let response = state
+        .registry
+        .publish(&log_id, request, caller.as_ref())
+        .await?;
     Ok(json(StatusCode::ACCEPTED, &response))
 }
 

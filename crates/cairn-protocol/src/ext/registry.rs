@@ -1,0 +1,459 @@
+//! The registry log: identities, the warg keys bound to them, and who owns
+//! and may publish in each namespace, under which policy.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cairn_crypto::{EcdsaPublicKey, KeyId};
+use serde::{Deserialize, Serialize};
+
+use super::{Attribution, ExtEntry, ExtRecord, check_common, rule};
+use crate::envelope::Envelope;
+use crate::ext::meta::MetaState;
+use crate::keys::Head;
+use crate::name::is_valid_namespace;
+use crate::operator::OperatorState;
+use crate::{RecordId, ValidationError};
+
+/// The longest identity name.
+pub const MAX_IDENTITY_NAME: usize = 64;
+
+/// Whether `name` is a valid identity name: 1–64 of `[a-z0-9._-]`,
+/// starting with a letter or digit.
+pub fn is_valid_identity_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_IDENTITY_NAME
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+/// What an identity is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentityKind {
+    /// A person.
+    User,
+    /// A robot account (CI, automation).
+    Robot,
+    /// A CI workflow trusted through OIDC (trusted publishing).
+    TrustedPublisher,
+    /// The registry itself: its publisher key signs the warg records of
+    /// OCI pushes, each attributed to the identity that pushed.
+    Registry,
+}
+
+/// `identity` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdentityEntry {
+    /// Its unique name.
+    pub name: String,
+    /// What it is.
+    pub kind: IdentityKind,
+}
+
+/// `identityDisabled` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdentityRef {
+    /// The identity.
+    pub name: String,
+}
+
+/// `keyBound` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyEntry {
+    /// The identity.
+    pub identity: String,
+    /// The warg public key (`ecdsa-p256:…`).
+    pub key: EcdsaPublicKey,
+}
+
+/// `keyUnbound` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyIdEntry {
+    /// The identity.
+    pub identity: String,
+    /// The key id.
+    pub key_id: KeyId,
+}
+
+/// Where an imported namespace's packages come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Upstream {
+    /// The upstream OCI registry's base URL (`https://ghcr.io`).
+    pub registry: String,
+    /// Prepended to `<namespace>/<name>` on the upstream (`webassembly/`).
+    #[serde(default)]
+    pub prefix: String,
+}
+
+/// What may be published in a namespace, checked before anything is
+/// logged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PublishPolicy {
+    /// Largest content in bytes (none: the registry's limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// Whether core modules are accepted besides components.
+    #[serde(default)]
+    pub allow_modules: bool,
+    /// Whether content that is not WebAssembly at all is accepted.
+    #[serde(default)]
+    pub allow_other: bool,
+    /// Whether a WIT package's embedded name and version must be the
+    /// release's coordinates.
+    #[serde(default = "yes")]
+    pub name_must_match: bool,
+    /// If not empty, every import must match one of these patterns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imports_allow: Vec<String>,
+    /// No import may match one of these patterns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imports_deny: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for PublishPolicy {
+    fn default() -> Self {
+        Self {
+            max_bytes: None,
+            allow_modules: false,
+            allow_other: false,
+            name_must_match: true,
+            imports_allow: Vec::new(),
+            imports_deny: Vec::new(),
+        }
+    }
+}
+
+/// A CI workflow allowed to publish through OIDC trusted publishing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrustedPublisher {
+    /// The identity publishes are attributed to (kind `trusted-publisher`).
+    pub identity: String,
+    /// The token issuer (`https://token.actions.githubusercontent.com`).
+    pub issuer: String,
+    /// Claims the token must carry: exact values, or a prefix ending in `*`.
+    pub claims: BTreeMap<String, String>,
+}
+
+/// `namespace` entry: a namespace's whole ownership and policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamespaceEntry {
+    /// The namespace.
+    pub namespace: String,
+    /// Identities that own it: they may publish and manage it.
+    #[serde(default)]
+    pub owners: Vec<String>,
+    /// Identities that may publish in it.
+    #[serde(default)]
+    pub publishers: Vec<String>,
+    /// Open: any warg key may publish (for development registries).
+    #[serde(default)]
+    pub open: bool,
+    /// For imported namespaces: the upstream they are mirrored from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<Upstream>,
+    /// Publish policy.
+    #[serde(default)]
+    pub policy: PublishPolicy,
+    /// CI workflows that may publish through OIDC.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_publishers: Vec<TrustedPublisher>,
+    /// Who made this change.
+    pub by: Attribution,
+}
+
+/// An identity as replayed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityState {
+    /// What it is.
+    pub kind: IdentityKind,
+    /// Whether it has been disabled.
+    pub disabled: bool,
+    /// Its bound warg keys.
+    pub keys: BTreeSet<KeyId>,
+}
+
+/// The validated state of the registry log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryState {
+    head: Option<Head>,
+    identities: BTreeMap<String, IdentityState>,
+    keys: BTreeMap<KeyId, (String, EcdsaPublicKey)>,
+    namespaces: BTreeMap<String, NamespaceEntry>,
+}
+
+/// Whether an identity may publish in a namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// The namespace is open to any key.
+    Open,
+    /// The identity owns the namespace.
+    Owner,
+    /// The identity is one of its publishers.
+    Publisher,
+    /// The identity may not publish there.
+    Denied,
+    /// The namespace has no ownership record.
+    Unclaimed,
+}
+
+impl Access {
+    /// Whether publishing is allowed.
+    pub fn allowed(self) -> bool {
+        matches!(self, Self::Open | Self::Owner | Self::Publisher)
+    }
+}
+
+impl RegistryState {
+    /// An empty registry log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The last validated record.
+    pub fn head(&self) -> Option<&Head> {
+        self.head.as_ref()
+    }
+
+    /// An identity.
+    pub fn identity(&self, name: &str) -> Option<&IdentityState> {
+        self.identities.get(name)
+    }
+
+    /// All identities.
+    pub fn identities(&self) -> impl Iterator<Item = (&str, &IdentityState)> {
+        self.identities.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The identity a warg key is bound to, with the key.
+    pub fn key(&self, key_id: &KeyId) -> Option<(&str, &EcdsaPublicKey)> {
+        self.keys.get(key_id).map(|(i, k)| (i.as_str(), k))
+    }
+
+    /// A namespace's ownership record.
+    pub fn namespace(&self, namespace: &str) -> Option<&NamespaceEntry> {
+        self.namespaces.get(namespace)
+    }
+
+    /// All namespace records.
+    pub fn namespaces(&self) -> impl Iterator<Item = &NamespaceEntry> {
+        self.namespaces.values()
+    }
+
+    /// Whether `identity` may publish in `namespace`.
+    pub fn access(&self, namespace: &str, identity: Option<&str>) -> Access {
+        let Some(entry) = self.namespaces.get(namespace) else {
+            return Access::Unclaimed;
+        };
+        if entry.open {
+            return Access::Open;
+        }
+        let Some(identity) = identity else {
+            return Access::Denied;
+        };
+        if self.identities.get(identity).is_none_or(|i| i.disabled) {
+            return Access::Denied;
+        }
+        if entry.owners.iter().any(|o| o == identity) {
+            Access::Owner
+        } else if entry.publishers.iter().any(|p| p == identity)
+            || entry
+                .trusted_publishers
+                .iter()
+                .any(|t| t.identity == identity)
+        {
+            Access::Publisher
+        } else {
+            Access::Denied
+        }
+    }
+
+    fn known(&self, name: &str) -> Result<&IdentityState, ValidationError> {
+        self.identities
+            .get(name)
+            .ok_or_else(|| rule(format!("unknown identity `{name}`")))
+    }
+
+    /// Validates the next record of the registry log against the operator
+    /// log `operator` (which must allow its signer to commit).
+    pub fn validate(
+        mut self,
+        envelope: &Envelope<ExtRecord>,
+        operator: &OperatorState,
+    ) -> Result<Self, ValidationError> {
+        let head = check_common(self.head.as_ref(), envelope, operator)?;
+        for entry in &envelope.record().entries {
+            self.apply(entry)?;
+        }
+        self.head = Some(head);
+        Ok(self)
+    }
+
+    fn apply(&mut self, entry: &ExtEntry) -> Result<(), ValidationError> {
+        match entry {
+            ExtEntry::Identity(identity) => {
+                if !is_valid_identity_name(&identity.name) {
+                    return Err(rule(format!("invalid identity name `{}`", identity.name)));
+                }
+                if self.identities.contains_key(&identity.name) {
+                    return Err(rule(format!("identity `{}` already exists", identity.name)));
+                }
+                self.identities.insert(
+                    identity.name.clone(),
+                    IdentityState {
+                        kind: identity.kind,
+                        disabled: false,
+                        keys: BTreeSet::new(),
+                    },
+                );
+            }
+            ExtEntry::IdentityDisabled(reference) => {
+                let state = self
+                    .identities
+                    .get_mut(&reference.name)
+                    .ok_or_else(|| rule(format!("unknown identity `{}`", reference.name)))?;
+                if state.disabled {
+                    return Err(rule(format!(
+                        "identity `{}` is already disabled",
+                        reference.name
+                    )));
+                }
+                state.disabled = true;
+            }
+            ExtEntry::KeyBound(bound) => {
+                let identity = self.known(&bound.identity)?;
+                if identity.disabled {
+                    return Err(rule(format!("identity `{}` is disabled", bound.identity)));
+                }
+                let key_id = bound.key.key_id();
+                if let Some((owner, _)) = self.keys.get(&key_id) {
+                    return Err(rule(format!("key {key_id} is already bound to `{owner}`")));
+                }
+                self.keys
+                    .insert(key_id.clone(), (bound.identity.clone(), bound.key.clone()));
+                if let Some(identity) = self.identities.get_mut(&bound.identity) {
+                    identity.keys.insert(key_id);
+                }
+            }
+            ExtEntry::KeyUnbound(unbound) => {
+                match self.keys.get(&unbound.key_id) {
+                    Some((owner, _)) if *owner == unbound.identity => {}
+                    _ => {
+                        return Err(rule(format!(
+                            "key {} is not bound to `{}`",
+                            unbound.key_id, unbound.identity
+                        )));
+                    }
+                }
+                self.keys.remove(&unbound.key_id);
+                if let Some(identity) = self.identities.get_mut(&unbound.identity) {
+                    identity.keys.remove(&unbound.key_id);
+                }
+            }
+            ExtEntry::Namespace(namespace) => {
+                if !is_valid_namespace(&namespace.namespace) {
+                    return Err(rule(format!("invalid namespace `{}`", namespace.namespace)));
+                }
+                for name in namespace
+                    .owners
+                    .iter()
+                    .chain(&namespace.publishers)
+                    .chain(namespace.trusted_publishers.iter().map(|t| &t.identity))
+                {
+                    self.known(name)?;
+                }
+                if !namespace.open && namespace.upstream.is_none() && namespace.owners.is_empty() {
+                    return Err(rule(format!(
+                        "namespace `{}` needs an owner unless it is open or imported",
+                        namespace.namespace
+                    )));
+                }
+                for pattern in namespace
+                    .policy
+                    .imports_allow
+                    .iter()
+                    .chain(&namespace.policy.imports_deny)
+                {
+                    if !crate::ext::meta::is_valid_import_pattern(pattern) {
+                        return Err(rule(format!("invalid import pattern `{pattern}`")));
+                    }
+                }
+                self.namespaces
+                    .insert(namespace.namespace.clone(), namespace.clone());
+            }
+            ExtEntry::Manifest(_)
+            | ExtEntry::Tag(_)
+            | ExtEntry::YankReason(_)
+            | ExtEntry::Mirrored(_) => {
+                return Err(rule("package metadata does not belong in the registry log"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks who may have signed a package record of `namespace`: the signer's
+/// key must be bound to an identity allowed to publish there, or be the
+/// registry's own publisher key with the record attributed (in the
+/// package's metadata log `meta`) to an identity allowed to publish there.
+///
+/// Namespaces without an ownership record are not checked here (`Ok(None)`):
+/// whether they accept publishes is the registry's configuration. Returns
+/// the identity the record is attributed to.
+pub fn authorize(
+    registry: &RegistryState,
+    meta: Option<&MetaState>,
+    namespace: &str,
+    signer: &KeyId,
+    record: &RecordId,
+) -> Result<Option<String>, String> {
+    let Some(entry) = registry.namespace(namespace) else {
+        return Ok(None);
+    };
+    if entry.upstream.is_some() {
+        return Err(format!(
+            "namespace `{namespace}` is imported from {}; nothing can be published into it",
+            entry.upstream.as_ref().map_or("", |u| u.registry.as_str())
+        ));
+    }
+    if entry.open {
+        return Ok(None);
+    }
+    let Some((identity, _)) = registry.key(signer) else {
+        return Err(format!(
+            "key {signer} is not bound to an identity that may publish in `{namespace}`"
+        ));
+    };
+    let acting = match registry.identity(identity).map(|i| i.kind) {
+        Some(IdentityKind::Registry) => meta
+            .and_then(|m| m.attributed(record))
+            .ok_or_else(|| {
+                format!("record {record} is signed by the registry's publisher key but attributed to nobody")
+            })?,
+        _ => identity,
+    };
+    if registry.identity(acting).is_some_and(|i| i.disabled) {
+        return Err(format!("identity `{acting}` is disabled"));
+    }
+    if registry.access(namespace, Some(acting)).allowed() {
+        Ok(Some(acting.to_owned()))
+    } else {
+        Err(format!("`{acting}` may not publish in `{namespace}`"))
+    }
+}

@@ -1,0 +1,273 @@
+//! `cairn identity …`, `cairn token …`, `cairn namespace …` and
+//! `cairn admin-log`: administration from the command line. They act as the
+//! local operator (`cli` in the admin audit log) with the registry's store
+//! and operator key, whether or not a server is running.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cairn_crypto::{EcdsaPublicKey, KeyId};
+use cairn_protocol::ext::registry::{IdentityKind, PublishPolicy, TrustedPublisher, Upstream};
+use cairn_service::admin::{NamespaceSettings, parse_actions};
+use cairn_service::identity::TokenScope;
+use cairn_store::Store as _;
+
+use crate::admin::AdminSession;
+use crate::config::{self, IdentityCommand, NamespaceCommand, StoreArgs, TokenCommand};
+
+async fn session(store: &StoreArgs) -> anyhow::Result<AdminSession> {
+    AdminSession::open(&config::resolve_store(store)?).await
+}
+
+/// Runs `f` in an admin session and closes it whatever happens.
+macro_rules! with_session {
+    ($store:expr, |$s:ident| $body:expr) => {{
+        let $s = session($store).await?;
+        let result: anyhow::Result<()> = async { $body }.await;
+        $s.close().await;
+        result?;
+        Ok(ExitCode::SUCCESS)
+    }};
+}
+
+/// `cairn identity …`.
+pub async fn identity(command: IdentityCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        IdentityCommand::Create { name, robot, store } => with_session!(&store, |s| {
+            let kind = if robot {
+                IdentityKind::Robot
+            } else {
+                IdentityKind::User
+            };
+            s.ctx().create_identity(&name, kind).await?;
+            println!("identity `{name}` created");
+            Ok(())
+        }),
+        IdentityCommand::List { store } => with_session!(&store, |s| {
+            let log = s.ctx().registry_log().await?;
+            for (name, identity) in log.identities() {
+                println!(
+                    "{name}\t{}{}",
+                    serde_json::to_value(identity.kind)?
+                        .as_str()
+                        .unwrap_or_default(),
+                    if identity.disabled { "\tdisabled" } else { "" }
+                );
+                for key_id in &identity.keys {
+                    println!("  key {key_id}");
+                }
+            }
+            Ok(())
+        }),
+        IdentityCommand::Disable { name, store } => with_session!(&store, |s| {
+            let revoked = s.ctx().disable_identity(&name).await?;
+            println!("identity `{name}` disabled; {revoked} tokens revoked");
+            Ok(())
+        }),
+        IdentityCommand::AddKey { name, key, store } => with_session!(&store, |s| {
+            let key: EcdsaPublicKey = key
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--key is not an ecdsa-p256 public key: {e}"))?;
+            s.ctx().bind_key(&name, &key).await?;
+            println!("key {} bound to `{name}`", key.key_id());
+            Ok(())
+        }),
+        IdentityCommand::RemoveKey {
+            name,
+            key_id,
+            store,
+        } => with_session!(&store, |s| {
+            s.ctx()
+                .unbind_key(&name, &KeyId::new(key_id.clone()))
+                .await?;
+            println!("key {key_id} unbound from `{name}`");
+            Ok(())
+        }),
+    }
+}
+
+/// `cairn token …`.
+pub async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TokenCommand::Create {
+            identity,
+            namespaces,
+            actions,
+            expires_in_days,
+            description,
+            store,
+        } => with_session!(&store, |s| {
+            let scope = TokenScope {
+                namespaces,
+                actions: parse_actions(&actions)?,
+            };
+            let expires = expires_in_days.map(|d| Duration::from_secs(d * 86_400));
+            let token = s
+                .ctx()
+                .create_token(&identity, &scope, expires, &description)
+                .await?;
+            eprintln!(
+                "token {} for `{identity}` created; it is shown once, store it now:",
+                token.row.id
+            );
+            println!("{}", token.secret);
+            Ok(())
+        }),
+        TokenCommand::List { identity, store } => with_session!(&store, |s| {
+            for token in s.store().tokens(identity.as_deref()).await? {
+                let state = if token.revoked_at_ms.is_some() {
+                    "revoked"
+                } else {
+                    "live"
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{state}\t{}",
+                    token.id,
+                    token.identity,
+                    token.namespaces.join(","),
+                    token.actions.join(","),
+                    token.description
+                );
+            }
+            Ok(())
+        }),
+        TokenCommand::Revoke { id, store } => with_session!(&store, |s| {
+            s.ctx().revoke_token(&id).await?;
+            println!("token {id} revoked");
+            Ok(())
+        }),
+    }
+}
+
+/// `cairn namespace …`.
+pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        NamespaceCommand::Create {
+            namespace,
+            owners,
+            open,
+            upstream,
+            upstream_prefix,
+            store,
+        } => with_session!(&store, |s| {
+            let settings = NamespaceSettings {
+                owners,
+                open,
+                upstream: upstream.map(|registry| Upstream {
+                    registry: registry.trim_end_matches('/').to_owned(),
+                    prefix: upstream_prefix,
+                }),
+                ..NamespaceSettings::default()
+            };
+            s.ctx().set_namespace(&namespace, settings).await?;
+            println!("namespace `{namespace}` created");
+            Ok(())
+        }),
+        NamespaceCommand::Show { namespace, store } => with_session!(&store, |s| {
+            let log = s.ctx().registry_log().await?;
+            let entry = log
+                .namespace(&namespace)
+                .with_context(|| format!("namespace `{namespace}` has no ownership record"))?;
+            println!("{}", serde_json::to_string_pretty(entry)?);
+            Ok(())
+        }),
+        NamespaceCommand::Members {
+            namespace,
+            add_owner,
+            remove_owner,
+            add_publisher,
+            remove_publisher,
+            store,
+        } => with_session!(&store, |s| {
+            s.ctx()
+                .edit_members(
+                    &namespace,
+                    (&add_owner, &remove_owner),
+                    (&add_publisher, &remove_publisher),
+                )
+                .await?;
+            println!("namespace `{namespace}` updated");
+            Ok(())
+        }),
+        NamespaceCommand::Policy {
+            namespace,
+            max_bytes,
+            allow_modules,
+            allow_other,
+            no_name_check,
+            allow_import,
+            deny_import,
+            store,
+        } => with_session!(&store, |s| {
+            let ctx = s.ctx();
+            let mut settings = ctx.namespace_settings(&namespace).await?;
+            settings.policy = PublishPolicy {
+                max_bytes,
+                allow_modules,
+                allow_other,
+                name_must_match: !no_name_check,
+                imports_allow: allow_import,
+                imports_deny: deny_import,
+            };
+            ctx.set_namespace(&namespace, settings).await?;
+            println!("policy of `{namespace}` set");
+            Ok(())
+        }),
+        NamespaceCommand::Trust {
+            namespace,
+            identity,
+            issuer,
+            claims,
+            store,
+        } => with_session!(&store, |s| {
+            let claims = claims
+                .iter()
+                .map(|c| {
+                    c.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .with_context(|| format!("--claim `{c}` is not name=value"))
+                })
+                .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+            let ctx = s.ctx();
+            if ctx.registry_log().await?.identity(&identity).is_none() {
+                ctx.create_identity(&identity, IdentityKind::TrustedPublisher)
+                    .await?;
+            }
+            let mut settings = ctx.namespace_settings(&namespace).await?;
+            settings
+                .trusted_publishers
+                .retain(|t| !(t.identity == identity && t.issuer == issuer));
+            settings.trusted_publishers.push(TrustedPublisher {
+                identity: identity.clone(),
+                issuer,
+                claims,
+            });
+            ctx.set_namespace(&namespace, settings).await?;
+            println!("`{identity}` may publish in `{namespace}` through OIDC");
+            Ok(())
+        }),
+    }
+}
+
+/// `cairn admin-log`.
+pub async fn admin_log(after: Option<i64>, store: StoreArgs) -> anyhow::Result<ExitCode> {
+    let settings = config::resolve_store(&store)?;
+    let store = cairn_store::SqlStore::connect(&settings.database_url, 2)
+        .await
+        .with_context(|| format!("cannot open database {}", settings.database_display()))?;
+    let mut after = after;
+    loop {
+        let page = store.audit(after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.seq);
+        for entry in &page {
+            println!(
+                "{}\t{}\t{}\t{}\t{}",
+                entry.seq, entry.at_ms, entry.actor, entry.action, entry.details
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
