@@ -14,6 +14,11 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
 use tokio_util::io::ReaderStream;
 
+/// Bytes per read when streaming a blob out (each read is a hop to the
+/// blocking pool, so larger reads stream faster; memory per stream stays
+/// bounded by this).
+const READ_CHUNK: usize = 256 * 1024;
+
 use crate::{BlobError, BlobInfo, BlobStore, ByteStream};
 
 /// Blobs as files under a root directory.
@@ -152,6 +157,83 @@ impl BlobStore for FsBlobStore {
         result
     }
 
+    async fn put_bytes(
+        &self,
+        expected: Option<Sha256Digest>,
+        bytes: bytes::Bytes,
+        limit: u64,
+    ) -> Result<BlobInfo, BlobError> {
+        // Small and in memory: hash here, then one trip to the blocking
+        // pool writes, syncs and publishes it.
+        if bytes.len() as u64 > limit {
+            return Err(BlobError::TooLarge { limit });
+        }
+        let digest = Sha256Digest(Sha256::digest(&bytes).into());
+        if let Some(expected) = expected
+            && expected != digest
+        {
+            return Err(BlobError::DigestMismatch {
+                expected,
+                found: digest,
+            });
+        }
+        let info = BlobInfo {
+            digest,
+            size: bytes.len() as u64,
+        };
+        let path = self.path(&digest);
+        let temp = self.temp_path();
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write as _;
+            if path.exists() {
+                return Ok(());
+            }
+            let result = (|| {
+                let mut file = std::fs::File::create(&temp)?;
+                file.write_all(&bytes)?;
+                file.sync_all()?;
+                let dir = path.parent().unwrap_or(&root).to_path_buf();
+                std::fs::create_dir_all(&dir)?;
+                std::fs::rename(&temp, &path)?;
+                std::fs::File::open(&dir)?.sync_all()
+            })();
+            let _ = std::fs::remove_file(&temp);
+            result
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+        Ok(info)
+    }
+
+    async fn read_all(
+        &self,
+        digest: &Sha256Digest,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, BlobError> {
+        let path = self.path(digest);
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read as _;
+            let file = match std::fs::File::open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let size = file.metadata()?.len();
+            if size > limit {
+                return Err(BlobError::TooLarge { limit });
+            }
+            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+            if bytes.len() as u64 > limit {
+                return Err(BlobError::TooLarge { limit });
+            }
+            Ok(Some(bytes))
+        })
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e.to_string())))?
+    }
+
     async fn stat(&self, digest: &Sha256Digest) -> Result<Option<u64>, BlobError> {
         match tokio::fs::metadata(self.path(digest)).await {
             Ok(meta) => Ok(Some(meta.len())),
@@ -174,8 +256,7 @@ impl BlobStore for FsBlobStore {
         file.seek(SeekFrom::Start(offset)).await?;
         let reader = tokio::io::AsyncReadExt::take(file, len);
         Ok(Some(Box::pin(ReaderStream::with_capacity(
-            reader,
-            64 * 1024,
+            reader, READ_CHUNK,
         ))))
     }
 
@@ -248,7 +329,7 @@ impl BlobStore for FsBlobStore {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut stream = ReaderStream::with_capacity(file, 64 * 1024);
+        let mut stream = ReaderStream::with_capacity(file, READ_CHUNK);
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         while let Some(chunk) = stream.next().await {

@@ -88,6 +88,45 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         limit: u64,
     ) -> Result<BlobInfo, BlobError>;
 
+    /// Stores bytes already in memory (manifests, configs): like
+    /// [`BlobStore::put`] with the whole body at once.
+    async fn put_bytes(
+        &self,
+        expected: Option<Sha256Digest>,
+        bytes: Bytes,
+        limit: u64,
+    ) -> Result<BlobInfo, BlobError> {
+        self.put(
+            expected,
+            Box::pin(futures_util::stream::iter([Ok(bytes)])),
+            limit,
+        )
+        .await
+    }
+
+    /// Reads a whole stored blob of at most `limit` bytes into memory, or
+    /// `None` if absent ([`BlobError::TooLarge`] if it is larger).
+    async fn read_all(
+        &self,
+        digest: &Sha256Digest,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, BlobError> {
+        let Some(size) = self.stat(digest).await? else {
+            return Ok(None);
+        };
+        if size > limit {
+            return Err(BlobError::TooLarge { limit });
+        }
+        let Some(mut stream) = self.read(digest, 0, size).await? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+            bytes.extend_from_slice(&chunk?);
+        }
+        Ok(Some(bytes))
+    }
+
     /// The size of a stored blob, or `None`.
     async fn stat(&self, digest: &Sha256Digest) -> Result<Option<u64>, BlobError>;
 

@@ -44,7 +44,21 @@ impl Sha256Digest {
 
     /// Lowercase hex of the digest, without the algorithm prefix.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        let text = self.text();
+        String::from_utf8_lossy(&text[SHA256_PREFIX.len() + 1..]).into_owned()
+    }
+
+    /// `sha256:<hex>` in a stack buffer (digests are formatted on every
+    /// hot path: JSON states, keys, headers).
+    fn text(&self) -> [u8; 71] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 71];
+        out[..7].copy_from_slice(b"sha256:");
+        for (i, byte) in self.0.iter().enumerate() {
+            out[7 + 2 * i] = HEX[usize::from(byte >> 4)];
+            out[8 + 2 * i] = HEX[usize::from(byte & 0x0f)];
+        }
+        out
     }
 
     /// Builds a digest from a slice that must be exactly 32 bytes long.
@@ -61,8 +75,13 @@ impl Sha256Digest {
         if hex_digits.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(Error::UppercaseHex);
         }
-        let bytes = hex::decode(hex_digits).map_err(|_| Error::InvalidHex)?;
-        Self::from_slice(&bytes)
+        if hex_digits.len() != 64 {
+            let bytes = hex::decode(hex_digits).map_err(|_| Error::InvalidHex)?;
+            return Self::from_slice(&bytes);
+        }
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(hex_digits, &mut bytes).map_err(|_| Error::InvalidHex)?;
+        Ok(Self(bytes))
     }
 
     /// The OCI form of the digest: `sha256:<hex>` (same text as warg).
@@ -73,7 +92,9 @@ impl Sha256Digest {
 
 impl fmt::Display for Sha256Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{SHA256_PREFIX}:{}", hex::encode(self.0))
+        let text = self.text();
+        // Only ASCII was written.
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 

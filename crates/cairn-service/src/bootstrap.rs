@@ -254,6 +254,7 @@ impl Registry {
             registry_log: RwLock::new(Arc::new(registry_log.clone())),
             states: Mutex::new(TwoGen::new(config.cache_entries)),
             map_cache: Mutex::new(TwoGen::new(config.cache_entries)),
+            outcomes: Mutex::new(TwoGen::new(100_000)),
             wake: Notify::new(),
             published,
             backlog: AtomicU64::new(0),

@@ -211,6 +211,10 @@ pub(crate) struct Inner {
     pub(crate) registry_log: RwLock<Arc<RegistryState>>,
     pub(crate) states: Mutex<TwoGen<LogId, Arc<CachedLog>>>,
     pub(crate) map_cache: Mutex<TwoGen<Hash, MapNode>>,
+    /// What this process's sequencer did with recent records: their
+    /// registry index, or why they were rejected (so waiting publishes need
+    /// not poll the store).
+    pub(crate) outcomes: Mutex<TwoGen<(LogId, cairn_protocol::RecordId), Result<u64, String>>>,
     pub(crate) wake: Notify,
     pub(crate) published: watch::Sender<u64>,
     pub(crate) backlog: AtomicU64,

@@ -400,11 +400,9 @@ impl Registry {
             let info = self
                 .inner
                 .blobs
-                .put(
+                .put_bytes(
                     Some(Sha256Digest::of(bytes)),
-                    Box::pin(futures_util::stream::iter([Ok::<_, std::io::Error>(
-                        Bytes::from(bytes.clone()),
-                    )])),
+                    Bytes::from(bytes.clone()),
                     crate::oci::MAX_MANIFEST_BYTES as u64,
                 )
                 .await?;

@@ -579,6 +579,14 @@ impl Sequencer {
                 self.registry.cache_log(log.clone());
             }
         }
+        if let Ok(mut outcomes) = self.registry.inner.outcomes.lock() {
+            for record in &batch.records {
+                outcomes.insert((record.log_id, record.record_id), Ok(record.registry_index));
+            }
+            for (log_id, record_id, reason) in &batch.rejected {
+                outcomes.insert((*log_id, *record_id), Err(reason.clone()));
+            }
+        }
         drop(gate);
         let metrics = &self.registry.inner.metrics;
         metrics.batches.add(1);

@@ -155,6 +155,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// all or none. Fails like [`Store::insert_pending`] if any conflicts.
     async fn insert_pending_many(&self, records: &[NewPending]) -> StoreResult<Vec<PendingRecord>>;
 
+    /// An OCI push in one transaction: its manifest (not yet visible), the
+    /// content its wasm layer releases (if any), and its records as in
+    /// [`Store::insert_pending_many`]. All or none.
+    async fn insert_push(
+        &self,
+        manifest: &OciManifestRow,
+        content: Option<(Sha256Digest, u64)>,
+        records: &[NewPending],
+    ) -> StoreResult<Vec<PendingRecord>>;
+
     /// Where a record stands, in one consistent read: pending (sourcing,
     /// queued or rejected) or sequenced (with its registry index).
     async fn record_status(

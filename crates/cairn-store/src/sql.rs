@@ -512,26 +512,79 @@ impl SqlStore {
         visible: &[(String, Sha256Digest)],
         tags: &[(String, String, Sha256Digest)],
     ) -> StoreResult<()> {
-        for (repository, digest) in visible {
-            sqlx::query(
-                "UPDATE oci_manifests SET visible = 1 WHERE repository = $1 AND digest = $2",
-            )
-            .bind(repository.clone())
-            .bind(digest.0.to_vec())
-            .execute(&mut **tx)
-            .await?;
+        for chunk in write_chunks(visible) {
+            let sql = format!(
+                "UPDATE oci_manifests SET visible = 1 WHERE (repository, digest) IN (VALUES {})",
+                placeholders(1, chunk.len(), 2)
+            );
+            let mut query = sqlx::query(&sql);
+            for (repository, digest) in chunk {
+                query = query.bind(repository.clone()).bind(digest.0.to_vec());
+            }
+            query.execute(&mut **tx).await?;
         }
-        for (repository, tag, digest) in tags {
-            sqlx::query(
-                "INSERT INTO oci_tags (repository, tag, digest) VALUES ($1, $2, $3) \
+        // One row per tag (the last move wins): a statement may not update
+        // a row twice.
+        let mut seen = std::collections::HashSet::with_capacity(tags.len());
+        let mut last: Vec<&(String, String, Sha256Digest)> = Vec::with_capacity(tags.len());
+        for tag in tags.iter().rev() {
+            if seen.insert((tag.0.as_str(), tag.1.as_str())) {
+                last.push(tag);
+            }
+        }
+        last.reverse();
+        for chunk in write_chunks(&last) {
+            let sql = format!(
+                "INSERT INTO oci_tags (repository, tag, digest) VALUES {} \
                  ON CONFLICT (repository, tag) DO UPDATE SET digest = excluded.digest",
-            )
-            .bind(repository.clone())
-            .bind(tag.clone())
-            .bind(digest.0.to_vec())
-            .execute(&mut **tx)
-            .await?;
+                placeholders(1, chunk.len(), 3)
+            );
+            let mut query = sqlx::query(&sql);
+            for (repository, tag, digest) in chunk.iter().copied() {
+                query = query
+                    .bind(repository.clone())
+                    .bind(tag.clone())
+                    .bind(digest.0.to_vec());
+            }
+            query.execute(&mut **tx).await?;
         }
+        Ok(())
+    }
+
+    async fn insert_manifest_in(
+        tx: &mut Transaction<'_, Any>,
+        manifest: &OciManifestRow,
+    ) -> StoreResult<()> {
+        sqlx::query(&format!(
+            "INSERT INTO oci_manifests ({MANIFEST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (repository, digest) DO NOTHING"
+        ))
+        .bind(manifest.repository.clone())
+        .bind(manifest.digest.0.to_vec())
+        .bind(manifest.media_type.clone())
+        .bind(manifest.artifact_type.clone())
+        .bind(manifest.subject.map(|s| s.0.to_vec()))
+        .bind(i64_from(manifest.size)?)
+        .bind(manifest.annotations.clone())
+        .bind(i64::from(manifest.visible))
+        .bind(manifest.created_at_ms)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_content_in(
+        tx: &mut Transaction<'_, Any>,
+        digest_value: &Sha256Digest,
+        size: u64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO contents (digest, size, published) VALUES ($1, $2, 0) ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(digest_value.0.to_vec())
+        .bind(i64_from(size)?)
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 
@@ -1077,6 +1130,25 @@ impl Store for SqlStore {
         Ok(inserted)
     }
 
+    async fn insert_push(
+        &self,
+        manifest: &OciManifestRow,
+        content: Option<(Sha256Digest, u64)>,
+        records: &[NewPending],
+    ) -> StoreResult<Vec<PendingRecord>> {
+        let mut tx = self.write.begin().await?;
+        Self::insert_manifest_in(&mut tx, manifest).await?;
+        if let Some((digest_value, size)) = content {
+            Self::insert_content_in(&mut tx, &digest_value, size).await?;
+        }
+        let mut inserted = Vec::with_capacity(records.len());
+        for record in records {
+            inserted.push(Self::insert_pending_in(&mut tx, record).await?);
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
     async fn record_status(
         &self,
         log_id: &LogId,
@@ -1253,11 +1325,9 @@ impl Store for SqlStore {
     }
 
     async fn insert_content(&self, digest_value: &Sha256Digest, size: u64) -> StoreResult<()> {
-        sqlx::query("INSERT INTO contents (digest, size, published) VALUES ($1, $2, 0) ON CONFLICT (digest) DO NOTHING")
-            .bind(digest_value.0.to_vec())
-            .bind(i64_from(size)?)
-            .execute(&self.write)
-            .await?;
+        let mut tx = self.write.begin().await?;
+        Self::insert_content_in(&mut tx, digest_value, size).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1509,21 +1579,9 @@ impl Store for SqlStore {
     }
 
     async fn insert_manifest(&self, manifest: &OciManifestRow) -> StoreResult<()> {
-        sqlx::query(&format!(
-            "INSERT INTO oci_manifests ({MANIFEST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (repository, digest) DO NOTHING"
-        ))
-        .bind(manifest.repository.clone())
-        .bind(manifest.digest.0.to_vec())
-        .bind(manifest.media_type.clone())
-        .bind(manifest.artifact_type.clone())
-        .bind(manifest.subject.map(|s| s.0.to_vec()))
-        .bind(i64_from(manifest.size)?)
-        .bind(manifest.annotations.clone())
-        .bind(i64::from(manifest.visible))
-        .bind(manifest.created_at_ms)
-        .execute(&self.write)
-        .await?;
+        let mut tx = self.write.begin().await?;
+        Self::insert_manifest_in(&mut tx, manifest).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -27,7 +27,6 @@ use cairn_protocol::record::{
 };
 use cairn_protocol::{Envelope, LogId, PackageName, RecordId, Timestamp};
 use cairn_store::{NewPending, OciManifestRow, RecordStatus, StoreError};
-use futures_util::StreamExt as _;
 use semver::Version;
 use serde::Deserialize;
 
@@ -193,28 +192,18 @@ impl Registry {
         digest: &Sha256Digest,
         limit: u64,
     ) -> Result<Vec<u8>, OciError> {
-        let size = self.inner.blobs.stat(digest).await?.ok_or_else(|| {
-            OciError::new(OciCode::BlobUnknown, format!("blob {digest} is missing"))
-        })?;
-        if size > limit {
-            return Err(OciError::new(
+        match self.inner.blobs.read_all(digest, limit).await {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(OciError::new(
+                OciCode::BlobUnknown,
+                format!("blob {digest} is missing"),
+            )),
+            Err(cairn_blob::BlobError::TooLarge { limit }) => Err(OciError::new(
                 OciCode::SizeInvalid,
-                format!("blob {digest} has {size} bytes, more than {limit}"),
-            ));
+                format!("blob {digest} has more than {limit} bytes"),
+            )),
+            Err(other) => Err(other.into()),
         }
-        let mut stream = self
-            .inner
-            .blobs
-            .read(digest, 0, size)
-            .await?
-            .ok_or_else(|| {
-                OciError::new(OciCode::BlobUnknown, format!("blob {digest} is missing"))
-            })?;
-        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        while let Some(chunk) = stream.next().await {
-            bytes.extend_from_slice(&chunk.map_err(|e| ServiceError::Internal(e.to_string()))?);
-        }
-        Ok(bytes)
     }
 
     /// What a namespace accepts: its policy if it has an ownership record;
@@ -466,41 +455,28 @@ impl Registry {
         // retry or a crash leaves nothing that is visible).
         self.inner
             .blobs
-            .put(
-                Some(digest),
-                Box::pin(futures_util::stream::iter([Ok::<_, std::io::Error>(
-                    body.clone(),
-                )])),
-                MAX_MANIFEST_BYTES as u64,
-            )
+            .put_bytes(Some(digest), body.clone(), MAX_MANIFEST_BYTES as u64)
             .await?;
         let annotations = serde_json::to_string(&manifest.annotations.clone().unwrap_or_default())
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        self.inner
-            .store
-            .insert_manifest(&OciManifestRow {
-                repository: repository.name.clone(),
-                digest,
-                media_type: media_type.clone(),
-                artifact_type: manifest
-                    .artifact_type
-                    .clone()
-                    .or_else(|| manifest.config.as_ref().map(|c| c.media_type.clone())),
-                subject,
-                size: body.len() as u64,
-                annotations,
-                visible: false,
-                created_at_ms: self.inner.clock.now_ms(),
-            })
-            .await?;
-        if let Some((_, layer)) = &wasm_parts {
-            self.inner
-                .store
-                .insert_content(&digest_of(layer)?, layer.size)
-                .await?;
-        }
+        // Stored (invisible) with the push's records, in one transaction.
+        let row = OciManifestRow {
+            repository: repository.name.clone(),
+            digest,
+            media_type: media_type.clone(),
+            artifact_type: manifest
+                .artifact_type
+                .clone()
+                .or_else(|| manifest.config.as_ref().map(|c| c.media_type.clone())),
+            subject,
+            size: body.len() as u64,
+            annotations,
+            visible: false,
+            created_at_ms: self.inner.clock.now_ms(),
+        };
 
         let push = Push {
+            row,
             repository: &repository,
             caller,
             digest,
@@ -526,34 +502,52 @@ impl Registry {
     /// published.
     async fn submit_push(&self, push: Push<'_>) -> Result<(), OciError> {
         let deadline = tokio::time::Instant::now() + PUBLISH_WAIT;
+        let heads = |package: &PackageState, meta: &MetaState| {
+            (
+                package.head().map(|h| h.record_id),
+                meta.head().map(|h| h.record_id),
+            )
+        };
         loop {
-            let gate = self.inner.commit_gate.read().await;
+            // Built and signed on the current heads without holding the
+            // commit gate (signing is the slow part); stored under the gate
+            // only if the heads have not moved meanwhile.
             let (package_state, meta_state) = self.oci_states(&push.repository.package).await?;
             let Some(records) = self
                 .push_records(&push, &package_state, &meta_state)
                 .await?
             else {
                 // Already recorded (a retried push): nothing to do.
-                drop(gate);
                 return self.wait_visible(&push).await;
             };
-            let inserted = self.inner.store.insert_pending_many(&records).await;
+            let gate = self.inner.commit_gate.read().await;
+            let (package_now, meta_now) = self.oci_states(&push.repository.package).await?;
+            if heads(&package_now, &meta_now) != heads(&package_state, &meta_state) {
+                drop(gate);
+                if tokio::time::Instant::now() > deadline {
+                    return Err(ServiceError::unavailable(
+                        "this package is changing too fast; retry",
+                    )
+                    .into());
+                }
+                continue;
+            }
+            let inserted = self
+                .inner
+                .store
+                .insert_push(&push.row, push.layer, &records)
+                .await;
             drop(gate);
             match inserted {
                 Ok(_) => {
                     self.backlog()
                         .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     self.wake_sequencer();
-                    let mut waits = Vec::new();
-                    for record in &records {
-                        waits.push(self.wait_sequenced(
-                            &record.log_id,
-                            &record.record_id,
-                            deadline,
-                        ));
-                    }
-                    for result in futures_util::future::join_all(waits).await {
-                        result?;
+                    // The sequencer takes records in arrival order: once the
+                    // last is published, the others have been judged too.
+                    for record in records.iter().rev() {
+                        self.wait_sequenced(&record.log_id, &record.record_id, deadline)
+                            .await?;
                     }
                     return Ok(());
                 }
@@ -566,7 +560,10 @@ impl Registry {
                         )
                         .into());
                     }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    // The next checkpoint is when it can have moved on.
+                    let mut published = self.inner.published.subscribe();
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(100), published.changed()).await;
                 }
                 Err(other) => return Err(other.into()),
             }
@@ -581,12 +578,45 @@ impl Registry {
         deadline: tokio::time::Instant,
     ) -> Result<(), OciError> {
         let mut published = self.inner.published.subscribe();
+        // Once sequenced, only the checkpoint is awaited (no more queries).
+        // While pending, this process's sequencer says what became of the
+        // record; the store is asked first, and whenever nothing happened
+        // for a while (another process may be sequencing).
+        let mut sequenced_at: Option<u64> = None;
+        let mut ask_store = true;
         loop {
-            match self.inner.store.record_status(log_id, record_id).await? {
+            let known = self
+                .inner
+                .outcomes
+                .lock()
+                .ok()
+                .and_then(|mut o| o.get(&(*log_id, *record_id)));
+            let status = match (sequenced_at, known) {
+                (Some(registry_index), _) | (None, Some(Ok(registry_index))) => {
+                    Some(RecordStatus::Sequenced { registry_index })
+                }
+                (None, Some(Err(reason))) => Some(RecordStatus::Pending {
+                    state: cairn_store::PendingState::Rejected,
+                    missing: Vec::new(),
+                    reason: Some(reason),
+                }),
+                (None, None) if ask_store => {
+                    self.inner.store.record_status(log_id, record_id).await?
+                }
+                (None, None) => Some(RecordStatus::Pending {
+                    state: cairn_store::PendingState::Queued,
+                    missing: Vec::new(),
+                    reason: None,
+                }),
+            };
+            match status {
                 Some(RecordStatus::Sequenced { registry_index })
                     if registry_index < self.latest_length() =>
                 {
                     return Ok(());
+                }
+                Some(RecordStatus::Sequenced { registry_index }) => {
+                    sequenced_at = Some(registry_index);
                 }
                 Some(RecordStatus::Pending {
                     state: cairn_store::PendingState::Rejected,
@@ -612,11 +642,12 @@ impl Registry {
                 )
                 .into());
             }
-            let _ = tokio::time::timeout(
+            ask_store = tokio::time::timeout(
                 (deadline - now).min(Duration::from_millis(200)),
                 published.changed(),
             )
-            .await;
+            .await
+            .is_err();
         }
     }
 
@@ -918,11 +949,9 @@ impl Registry {
         ] {
             self.inner
                 .blobs
-                .put(
+                .put_bytes(
                     Some(digest),
-                    Box::pin(futures_util::stream::iter([Ok::<_, std::io::Error>(
-                        Bytes::from(bytes.clone()),
-                    )])),
+                    Bytes::from(bytes.clone()),
                     MAX_MANIFEST_BYTES as u64,
                 )
                 .await?;
@@ -1190,6 +1219,7 @@ impl Registry {
 
 /// Everything a push records.
 struct Push<'a> {
+    row: OciManifestRow,
     repository: &'a Repository,
     caller: &'a Caller,
     digest: Sha256Digest,

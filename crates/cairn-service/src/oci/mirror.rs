@@ -166,11 +166,9 @@ impl Registry {
         }
         self.inner
             .blobs
-            .put(
+            .put_bytes(
                 Some(parsed.digest),
-                Box::pin(futures_util::stream::iter([Ok::<_, std::io::Error>(
-                    manifest.clone(),
-                )])),
+                manifest.clone(),
                 MAX_MANIFEST_BYTES as u64,
             )
             .await?;

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# OCI front door benchmark, side by side with CNCF distribution (Debian's
+# `docker-registry`, `apt-get install docker-registry`) on this machine:
+# blob push/pull MB/s at 1 MiB and 100 MiB with the servers' memory, and
+# manifest pushes/s (every cairn push logged and checkpointed).
+#
+#   scripts/bench-oci.sh            # both registries
+#   REGISTRIES=cairn scripts/bench-oci.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
+REGISTRIES="${REGISTRIES:-cairn distribution}"
+SMALL_ITERATIONS="${SMALL_ITERATIONS:-50}"
+LARGE_ITERATIONS="${LARGE_ITERATIONS:-5}"
+MANIFESTS="${MANIFESTS:-2000}"
+CONCURRENCY="${CONCURRENCY:-16}"
+# One package per client by default (each package is one hash chain: pushes
+# to the same package are sequenced one after another).
+REPOS="${REPOS:-$CONCURRENCY}"
+
+cargo build --release --locked -q -p cairn-server -p cairn-loadgen
+BIN="$CARGO_TARGET_DIR/release"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_for() {
+    for _ in $(seq 1 200); do
+        curl -s -o /dev/null "$1" && return 0
+        sleep 0.1
+    done
+    echo "$1 did not come up" >&2
+    exit 1
+}
+
+load() {
+    "$BIN/cairn-oci-load" "$@"
+}
+
+run() {
+    local name="$1" url="$2" pid="$3"
+    echo "== $name"
+    load --url "$url" blob --mib 1 --iterations "$SMALL_ITERATIONS" --run "$RANDOM" --server-pid "$pid"
+    load --url "$url" blob --mib 100 --iterations "$LARGE_ITERATIONS" --run "$RANDOM" --server-pid "$pid"
+    load --url "$url" manifests --count "$MANIFESTS" --concurrency "$CONCURRENCY" --repos "$REPOS" --run 1
+}
+
+for registry in $REGISTRIES; do
+    case "$registry" in
+    cairn)
+        data="$WORK/cairn"
+        CAIRN_LOG=warn "$BIN/cairn" serve --data-dir "$data" --listen 127.0.0.1:18080 \
+            --namespace bench --max-content-bytes 209715200 >/dev/null 2>&1 &
+        PIDS+=($!)
+        wait_for http://127.0.0.1:18080/readyz
+        CAIRN_LOG=warn "$BIN/cairn" identity create bench --robot --data-dir "$data" >/dev/null
+        CAIRN_LOAD_TOKEN="$(CAIRN_LOG=warn "$BIN/cairn" token create --identity bench \
+            --namespace bench --actions publish --data-dir "$data" 2>/dev/null)"
+        export CAIRN_LOAD_TOKEN
+        run "cairn $(git describe --always --dirty)" http://127.0.0.1:18080 "${PIDS[-1]}"
+        unset CAIRN_LOAD_TOKEN
+        ;;
+    distribution)
+        mkdir -p "$WORK/distribution"
+        cat >"$WORK/distribution.yml" <<EOF
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $WORK/distribution
+http:
+  addr: 127.0.0.1:15000
+EOF
+        docker-registry serve "$WORK/distribution.yml" >/dev/null 2>&1 &
+        PIDS+=($!)
+        wait_for http://127.0.0.1:15000/v2/
+        run "CNCF distribution $(dpkg-query -W -f '${Version}' docker-registry)" \
+            http://127.0.0.1:15000 "${PIDS[-1]}"
+        ;;
+    esac
+done
