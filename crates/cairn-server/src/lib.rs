@@ -27,6 +27,9 @@ use tokio::task::JoinHandle;
 
 pub use config::Settings;
 
+/// Store metadata naming the publisher key once it exists.
+const PUBLISHER_PIN: &str = "publisher_key_id";
+
 /// A running server.
 #[derive(Debug)]
 pub struct RunningServer {
@@ -118,10 +121,14 @@ pub async fn signing_keys(settings: &Settings, store: &dyn Store) -> anyhow::Res
         "note",
     )
     .await?;
+    // The publisher key is created with the registry (or on the first
+    // start of a version that has one); afterwards it is pinned: packages
+    // created by OCI pushes grant only it, so a lost key must be restored.
+    let publisher_pinned = store.meta(PUBLISHER_PIN).await?.is_some();
     let publisher = signers::open_or_create(
         &settings.publisher_key,
         SignatureAlgorithm::EcdsaP256Sha256,
-        true,
+        !publisher_pinned,
         "publisher",
     )
     .await?;
@@ -254,6 +261,15 @@ pub async fn start_with_keys(
     // Where the signing operator key lives, so that a later rotation or a
     // start with the wrong key can name it.
     registry.ensure_publisher_identity().await?;
+    meta_store
+        .set_meta(
+            PUBLISHER_PIN,
+            &registry
+                .publisher_signer()
+                .map(|s| s.public_key().to_string())
+                .unwrap_or_default(),
+        )
+        .await?;
     if keys_from_settings {
         meta_store
             .set_meta(

@@ -52,7 +52,7 @@ async fn admin_commands_work_beside_a_running_server() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let _server = Process(
+    let server = Process(
         Command::new(CAIRN)
             .args(["serve", "--data-dir", data, "--listen", &addr.to_string()])
             .env("CAIRN_LOG", "warn")
@@ -170,4 +170,20 @@ async fn admin_commands_work_beside_a_running_server() {
     ] {
         assert!(log.contains(action), "{action} missing from:\n{log}");
     }
+
+    // The publisher key is pinned: once lost, the server refuses to start
+    // rather than make a new one that existing packages do not trust.
+    drop(server);
+    std::fs::remove_file(dir.path().join("publisher.key")).unwrap();
+    let refused = Command::new(CAIRN)
+        .args(["serve", "--data-dir", data, "--listen", "127.0.0.1:0"])
+        .env("CAIRN_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("the publisher key"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }
