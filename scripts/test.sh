@@ -45,3 +45,20 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== tests"
 cargo test --workspace --locked
+
+echo "== fuzzing"
+# The parsers of untrusted input (records, proof bundles, OCI manifests,
+# JWTs) under libFuzzer for a bounded time each. cargo-fuzz needs nightly
+# flags (sanitizers): RUSTC_BOOTSTRAP lets the stable toolchain take them.
+if ! command -v cargo-fuzz >/dev/null; then
+    cargo install --locked cargo-fuzz
+fi
+FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+(
+    cd fuzz
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR%/}-fuzz"
+    for target in records bundles oci_manifest jwt; do
+        RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- \
+            -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048
+    done
+)

@@ -142,6 +142,15 @@ impl TestServer {
 /// A warg client (the `warg` CLI's code) with its own storage under `dir`,
 /// built like the CLI does: it fetches `.well-known` first.
 pub async fn warg_client(dir: &Path, url: &str) -> FileSystemClient {
+    warg_client_with_token(dir, url, None).await
+}
+
+/// [`warg_client`] sending `token` with every request (`warg login`).
+pub async fn warg_client_with_token(
+    dir: &Path,
+    url: &str,
+    token: Option<&str>,
+) -> FileSystemClient {
     let config = warg_client::Config {
         home_url: Some(url.to_owned()),
         registries_dir: Some(dir.join("registries")),
@@ -152,7 +161,8 @@ pub async fn warg_client(dir: &Path, url: &str) -> FileSystemClient {
         ignore_federation_hints: true,
         ..Default::default()
     };
-    match FileSystemClient::try_new_with_config(Some(url), &config, None)
+    let token = token.map(|t| secrecy_08::Secret::new(t.to_owned()));
+    match FileSystemClient::try_new_with_config(Some(url), &config, token)
         .await
         .unwrap()
     {

@@ -5,9 +5,13 @@
 //! limit is enforced as they arrive, and a blob becomes visible only after it
 //! is complete, verified, flushed to disk and atomically renamed into place.
 //! Memory use is constant whatever the blob size. Identical content is
-//! stored once.
+//! stored once — but never trusted blindly: a stored copy is re-checked
+//! before new content is deduplicated onto it, and a copy that fails its
+//! digest is never served (it is set aside and reads as absent until the
+//! content is uploaded again).
 
 mod fs;
+mod locks;
 
 use std::pin::Pin;
 
@@ -74,9 +78,24 @@ pub struct BlobInfo {
 ///
 /// * [`BlobStore::put`] returns only after the blob is durable (data and
 ///   directory entry flushed). It is idempotent: storing existing content
-///   again succeeds and changes nothing.
+///   again succeeds and changes nothing — unless the stored copy no longer
+///   hashes to its digest (or has another size), in which case the new,
+///   verified content MUST replace it. Deduplication heals; it never trusts.
 /// * A blob is never visible partially: readers see all of it or nothing.
 /// * On any error nothing new is visible.
+/// * Bytes that do not hash to their digest MUST NOT be served as that
+///   blob: [`BlobStore::read_all`] answers `None` for them; a full
+///   [`BlobStore::read`] (offset 0, the whole blob) hashes what it streams
+///   and ends with an error on a mismatch; [`BlobStore::verify_size`]
+///   checks a recorded size before any read (Range reads are checked by
+///   size only). A copy found bad is set aside, so the blob reads as absent
+///   until its content is stored again.
+/// * Operations on one upload session are serialised: `upload_append`
+///   (including its whole streaming body), `upload_size`, `upload_finish`
+///   and `upload_abort` of the same id run one at a time, in some order. So
+///   a session is hashed after its last write, and no writer still holds
+///   its bytes when they become a blob: a chunk that arrives after (or
+///   fails after) a finish can never change a published blob.
 #[async_trait]
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Streams `body` into the store. If `expected` is given the content
@@ -130,7 +149,17 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// The size of a stored blob, or `None`.
     async fn stat(&self, digest: &Sha256Digest) -> Result<Option<u64>, BlobError>;
 
+    /// Whether blob `digest` is stored with exactly `size` bytes (its
+    /// recorded size), checked before serving it. A stored copy of another
+    /// size that fails its digest is set aside (the blob then reads as
+    /// absent); `false` in every case where the sizes differ.
+    async fn verify_size(&self, digest: &Sha256Digest, size: u64) -> Result<bool, BlobError> {
+        Ok(self.stat(digest).await? == Some(size))
+    }
+
     /// Reads `len` bytes from `offset` of a stored blob, or `None` if absent.
+    /// A read of the whole blob is verified against its digest while it
+    /// streams (the stream ends with an error on a mismatch).
     async fn read(
         &self,
         digest: &Sha256Digest,
@@ -145,25 +174,34 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// The bytes received so far by session `id`.
     async fn upload_size(&self, id: &str) -> Result<u64, BlobError>;
 
-    /// Appends `body` to session `id`. `offset` must be the session's size
-    /// ([`BlobError::OffsetMismatch`] otherwise, and nothing is appended);
-    /// the session may not grow beyond `limit` bytes. Returns the new size,
-    /// durable on return. On error the session keeps its previous size.
+    /// Appends `body` to session `id`. `offset`, if given, must be the
+    /// session's size ([`BlobError::OffsetMismatch`] otherwise, and nothing
+    /// is appended); `None` appends at the end. The session may not grow
+    /// beyond `limit` bytes. Returns the new size, durable on return. On
+    /// error the session keeps its previous size. Holds the session for the
+    /// whole body (see the contract).
     async fn upload_append(
         &self,
         id: &str,
-        offset: u64,
+        offset: Option<u64>,
         body: ByteStream,
         limit: u64,
     ) -> Result<u64, BlobError>;
 
-    /// Finishes session `id`: its bytes must hash to `expected`; then they
-    /// become the blob `expected` (atomically, durably). The session is gone
-    /// afterwards, also on a digest mismatch.
+    /// Finishes session `id`: its bytes (after every append that ran before
+    /// it) must hash to `expected`; then they become the blob `expected`
+    /// (atomically, durably). The session is gone afterwards, also on a
+    /// digest mismatch.
     async fn upload_finish(&self, id: &str, expected: Sha256Digest) -> Result<BlobInfo, BlobError>;
 
     /// Discards session `id` (idempotent).
     async fn upload_abort(&self, id: &str) -> Result<(), BlobError>;
+
+    /// Deletes the stored blob `digest` (withheld content collected by
+    /// `cairn gc`), durably on return. Returns whether it existed;
+    /// idempotent. Readers that already opened the blob may finish; later
+    /// reads see it absent until the same content is stored again.
+    async fn delete(&self, digest: &Sha256Digest) -> Result<bool, BlobError>;
 }
 
 /// Whether `id` can name an upload session: 1–64 of `[A-Za-z0-9_-]`.

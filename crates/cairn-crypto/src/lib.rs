@@ -6,6 +6,7 @@
 //! * ECDSA P-256 keys, key ids and signatures in the warg string forms
 //!   (`ecdsa-p256:<base64>`), and the warg signing rule `PREFIX:bytes`;
 //! * Ed25519 keys and C2SP signed notes (`c2sp.org/signed-note`);
+//! * verification of OIDC JSON Web Tokens against an issuer's keys ([`jwt`]);
 //! * the object-safe asynchronous [`Signer`] trait that every operator key
 //!   (in memory, in a file, in a KMS) implements.
 //!
@@ -18,6 +19,7 @@ pub mod ecdsa;
 pub mod ed25519;
 pub mod encoding;
 mod error;
+pub mod jwt;
 pub mod note;
 pub mod signer;
 

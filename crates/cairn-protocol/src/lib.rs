@@ -24,6 +24,7 @@ pub mod ext;
 pub mod ids;
 mod keys;
 pub mod name;
+pub mod oci;
 pub mod operator;
 pub mod package;
 pub mod proto;

@@ -21,12 +21,31 @@ use cairn_store::{SqlStore, Store, WriterLock};
 use crate::config::Settings;
 use crate::signers::{self, KeyUri};
 
-async fn connect(settings: &Settings) -> anyhow::Result<SqlStore> {
+/// Opens the store for a command. If no server holds the database, the
+/// writer lock is taken first and then pending migrations are applied (the
+/// lock comes back with the store). If a server holds it, nothing is
+/// migrated under it: a database that needs migrations is refused with
+/// what to do.
+async fn connect(settings: &Settings) -> anyhow::Result<(SqlStore, Option<WriterLock>)> {
     let store = SqlStore::connect(&settings.database_url, 4)
         .await
         .with_context(|| format!("cannot open database {}", settings.database_display()))?;
-    store.migrate().await?;
-    Ok(store)
+    match store.lock_writer().await {
+        Ok(lock) => {
+            store.pending_migrations().await?;
+            store.migrate().await?;
+            Ok((store, Some(lock)))
+        }
+        Err(held) => {
+            let pending = store.pending_migrations().await?;
+            if !pending.is_empty() {
+                anyhow::bail!(
+                    "the database needs migrations {pending:?}, but another cairn process holds it                      ({held}); upgrade and restart that server first, or stop it and run `cairn migrate`"
+                );
+            }
+            Ok((store, None))
+        }
+    }
 }
 
 /// Administration from the command line: through a running server's
@@ -49,11 +68,14 @@ impl std::fmt::Debug for AdminSession {
 impl AdminSession {
     /// Opens the store and the operator key of `settings`.
     pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
-        let store = Arc::new(connect(settings).await?);
+        let (store, lock) = connect(settings).await?;
+        let store = Arc::new(store);
         let keys = crate::signing_keys(settings, store.as_ref()).await?;
-        let local = match store.lock_writer().await {
-            Ok(lock) => {
-                // No server is running: run the sequencer here.
+        let local = match lock {
+            Some(lock) => {
+                // No server is running: run the sequencer here. Only now
+                // may the blob store be opened for writing (opening it
+                // clears its staging area, which a running server uses).
                 let public_url = crate::config::default_public_url(settings);
                 let origin = crate::origin(settings, store.as_ref(), &public_url).await?;
                 let blobs = Arc::new(cairn_blob::FsBlobStore::open(&settings.blob_dir).await?);
@@ -70,7 +92,7 @@ impl AdminSession {
                 .await?;
                 Some((registry, sequencer, lock))
             }
-            Err(_) => None,
+            None => None,
         };
         Ok(Self { store, keys, local })
     }
@@ -133,7 +155,7 @@ pub async fn rotate_operator_key(
     new_key: &KeyUri,
 ) -> anyhow::Result<Rotation> {
     let new_uri = new_key.absolute()?;
-    let store = connect(settings).await?;
+    let (store, lock) = connect(settings).await?;
     let current = signers::open(&settings.operator_key, SignatureAlgorithm::EcdsaP256Sha256)
         .await
         .context("cannot open the current operator key (it signs the rotation)")?;
@@ -183,6 +205,9 @@ pub async fn rotate_operator_key(
         )
         .await?;
     drop(store);
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
     append(
         settings,
         vec![
@@ -206,13 +231,21 @@ pub async fn rotate_operator_key(
 
 /// `cairn operator vkey`: the C2SP verifier key of the note key.
 pub async fn note_verifier_key(settings: &Settings) -> anyhow::Result<String> {
-    let store = connect(settings).await?;
+    let (store, lock) = connect(settings).await?;
+    let result = verifier_key_of(settings, &store).await;
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    result
+}
+
+async fn verifier_key_of(settings: &Settings, store: &SqlStore) -> anyhow::Result<String> {
     if let Some(pinned) = store.meta("note_verifier_key").await? {
         return Ok(pinned);
     }
     let note = signers::open(&settings.note_key, SignatureAlgorithm::Ed25519).await?;
     let public_url = crate::config::default_public_url(settings);
-    let origin = crate::origin(settings, &store, &public_url).await?;
+    let origin = crate::origin(settings, store, &public_url).await?;
     let PublicKey::Ed25519(key) = note.public_key() else {
         anyhow::bail!("the note key must be Ed25519");
     };

@@ -93,6 +93,17 @@ pub enum Command {
     },
     /// Run a tlog-witness (`c2sp.org/tlog-witness`) for the logs given.
     Witness(WitnessArgs),
+    /// Withhold content from every door (a legal takedown, a secret leaked
+    /// inside a component), or serve it again. The decision is logged; the
+    /// records naming the content stay and keep verifying.
+    Content {
+        /// The content command.
+        #[command(subcommand)]
+        command: ContentCommand,
+    },
+    /// Delete the stored bytes of withheld content. Without `--apply`, only
+    /// lists what it would delete.
+    Gc(GcArgs),
 }
 
 /// What an auditor trusts.
@@ -491,6 +502,22 @@ pub struct ServeArgs {
     /// Requests served at once; beyond it requests get 503. Default: 512
     #[arg(long, env = "CAIRN_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
+    /// Seconds a connection may take to send a request's headers before it
+    /// is closed. Default: 10
+    #[arg(long, env = "CAIRN_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<u64>,
+    /// OCI upload sessions one identity may have open at once; beyond it,
+    /// 429. Default: 64
+    #[arg(long, env = "CAIRN_MAX_UPLOAD_SESSIONS")]
+    pub max_upload_sessions: Option<u64>,
+    /// Bytes one identity's open OCI upload sessions may hold together;
+    /// beyond it, 429. Default: 4 × --max-content-bytes
+    #[arg(long, env = "CAIRN_MAX_UPLOAD_BYTES")]
+    pub max_upload_bytes: Option<u64>,
+    /// OCI manifest pushes one identity may have in progress at once;
+    /// beyond it, 429. Default: 16
+    #[arg(long, env = "CAIRN_MAX_MANIFEST_PUSHES")]
+    pub max_manifest_pushes: Option<usize>,
     /// Database connections. Default: 16
     #[arg(long, env = "CAIRN_DB_CONNECTIONS")]
     pub db_connections: Option<u32>,
@@ -510,9 +537,16 @@ pub struct ServeArgs {
     /// `cairn namespace create`). Default: false
     #[arg(long, env = "CAIRN_REQUIRE_OWNERS", value_name = "BOOL")]
     pub require_owners: Option<bool>,
-    /// Let OCI clients pull without credentials. Default: true
+    /// Let anyone read without credentials, on every door (OCI, warg,
+    /// content downloads, the package and namespace API). When false, reads
+    /// need a token allowing `read` in the namespace. Default: true
     #[arg(long, env = "CAIRN_ANONYMOUS_READ", value_name = "BOOL")]
     pub anonymous_read: Option<bool>,
+    /// With `--anonymous-read false`, keep the log's own views public
+    /// (checkpoints, tiles, proofs, ledger, receipts: hashes, never record
+    /// contents) for auditors and witnesses. Default: false
+    #[arg(long, env = "CAIRN_PUBLIC_LOG", value_name = "BOOL")]
+    pub public_log: Option<bool>,
     /// OIDC issuers trusted for trusted publishing (configuration file
     /// only: `[[oidc_issuers]]` tables with `issuer`, `audience` and
     /// optionally `jwks_url`).
@@ -553,6 +587,14 @@ pub struct Settings {
     pub upload_timeout: Duration,
     /// Concurrent requests.
     pub max_in_flight: usize,
+    /// Time a connection may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// Open OCI upload sessions per identity.
+    pub max_upload_sessions: u64,
+    /// Bytes of open OCI upload sessions per identity.
+    pub max_upload_bytes: u64,
+    /// OCI manifest pushes in progress per identity.
+    pub max_manifest_pushes: usize,
     /// Database connections.
     pub db_connections: u32,
     /// C2SP checkpoint origin, if configured.
@@ -565,6 +607,8 @@ pub struct Settings {
     pub require_owners: bool,
     /// Whether OCI pulls need no credentials.
     pub anonymous_read: bool,
+    /// Whether the log's own views stay public when reads are private.
+    pub public_log: bool,
     /// Trusted OIDC issuers.
     pub oidc_issuers: Vec<cairn_service::oidc::OidcIssuer>,
 }
@@ -706,12 +750,34 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
             args.upload_timeout.or(file.upload_timeout).unwrap_or(900),
         ),
         max_in_flight: args.max_in_flight.or(file.max_in_flight).unwrap_or(512),
+        header_read_timeout: Duration::from_secs(
+            args.header_read_timeout
+                .or(file.header_read_timeout)
+                .unwrap_or(10),
+        ),
+        max_upload_sessions: args
+            .max_upload_sessions
+            .or(file.max_upload_sessions)
+            .unwrap_or(64),
+        max_upload_bytes: match args.max_upload_bytes.or(file.max_upload_bytes) {
+            Some(bytes) => bytes,
+            None => args
+                .max_content_bytes
+                .or(file.max_content_bytes)
+                .unwrap_or(100 * 1024 * 1024)
+                .saturating_mul(4),
+        },
+        max_manifest_pushes: args
+            .max_manifest_pushes
+            .or(file.max_manifest_pushes)
+            .unwrap_or(16),
         db_connections: args.db_connections.or(file.db_connections).unwrap_or(16),
         origin: args.origin.clone().or(file.origin.clone()),
         metrics_listen: args.metrics_listen.or(file.metrics_listen),
         witness_policy: args.witness_policy.clone().or(file.witness_policy.clone()),
         require_owners: args.require_owners.or(file.require_owners).unwrap_or(false),
         anonymous_read: args.anonymous_read.or(file.anonymous_read).unwrap_or(true),
+        public_log: args.public_log.or(file.public_log).unwrap_or(false),
         oidc_issuers: if args.oidc_issuers.is_empty() {
             file.oidc_issuers.clone()
         } else {
@@ -723,6 +789,18 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         note_key,
         publisher_key,
     };
+    if settings.header_read_timeout.is_zero() {
+        anyhow::bail!("--header-read-timeout must be at least 1 second");
+    }
+    if settings.max_upload_sessions == 0
+        || settings.max_upload_bytes == 0
+        || settings.max_manifest_pushes == 0
+    {
+        anyhow::bail!(
+            "--max-upload-sessions, --max-upload-bytes and --max-manifest-pushes must be at least 1 \
+             (0 would refuse every OCI push)"
+        );
+    }
     if let Some(origin) = &settings.origin
         && !cairn_crypto::note::is_valid_key_name(origin)
     {
@@ -751,6 +829,53 @@ pub fn resolve_store(store: &StoreArgs) -> anyhow::Result<Settings> {
         store: store.clone(),
         ..ServeArgs::default()
     })
+}
+
+/// `cairn content …`.
+#[derive(Debug, Subcommand)]
+pub enum ContentCommand {
+    /// Stop serving content: log a `contentWithheld` record with the
+    /// reason. Every door answers 451 with it; `cairn gc --apply` may then
+    /// delete the bytes.
+    Withhold {
+        /// The content digest, `sha256:<hex>` (or `sha256-<hex>`).
+        digest: String,
+        /// Why (1 to 1024 bytes); shown to clients and public in the log.
+        #[arg(long)]
+        reason: String,
+        /// Store options.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Serve withheld content again (bytes deleted by `cairn gc` stay
+    /// unavailable until the same content is pushed again).
+    Restore {
+        /// The content digest, `sha256:<hex>` (or `sha256-<hex>`).
+        digest: String,
+        /// Store options.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List withheld content, with the reasons.
+    List {
+        /// Store options.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Options of `cairn gc`.
+#[derive(Debug, Clone, Args)]
+pub struct GcArgs {
+    /// Store options.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Directory of content blobs. Default: `<data dir>/blobs`
+    #[arg(long, env = "CAIRN_BLOB_DIR")]
+    pub blob_dir: Option<PathBuf>,
+    /// Delete; without it, only list what would be deleted.
+    #[arg(long)]
+    pub apply: bool,
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod commands;
 pub mod config;
+pub mod gc;
 pub mod http;
 pub mod keys;
 pub mod manage;
@@ -41,6 +42,8 @@ pub struct RunningServer {
     pub public_url: String,
     /// The registry.
     pub registry: Registry,
+    /// The pull-through mirror (its `stats()` show what it holds).
+    pub mirror: Arc<upstream::Mirror>,
     shutdown: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
     sequencer: SequencerHandle,
@@ -197,6 +200,57 @@ fn discovery_document(public_url: &str) -> serde_json::Value {
     })
 }
 
+/// Serves `app` on `listener` over HTTP/1.1 until `shutdown` turns true,
+/// then stops accepting and waits for the connections' requests in flight.
+///
+/// A connection must send a request's headers within `header_read_timeout`
+/// or it is closed, so connections that never finish their headers do not
+/// pile up (bodies are bounded by the per-route timeouts and deadlines).
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    header_read_timeout: std::time::Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let stop = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of descriptors or a connection reset before it
+                    // was accepted: keep serving the others, briefly
+                    // backing off so a full descriptor table can drain.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection closed with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
 /// Starts the server: binds `settings.listen` (port 0 picks a free port),
 /// opens and checks the store, starts the sequencer and serves HTTP.
 pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
@@ -253,6 +307,10 @@ pub async fn start_with_keys(
         origin,
         require_owners: settings.require_owners,
         anonymous_read: settings.anonymous_read,
+        public_log: settings.public_log,
+        max_upload_sessions_per_caller: settings.max_upload_sessions,
+        max_upload_bytes_per_caller: settings.max_upload_bytes,
+        max_manifest_pushes_per_caller: settings.max_manifest_pushes,
         ..ServiceConfig::default()
     };
     let meta_store = store.clone();
@@ -284,7 +342,7 @@ pub async fn start_with_keys(
         %public_url,
         "registry ready"
     );
-    let (shutdown, mut shutdown_rx) = watch::channel(false);
+    let (shutdown, shutdown_rx) = watch::channel(false);
     let metrics_addr = match settings.metrics_listen {
         Some(addr) => {
             Some(http::metrics::serve(addr, registry.clone(), shutdown.subscribe()).await?)
@@ -292,11 +350,12 @@ pub async fn start_with_keys(
         None => None,
     };
 
+    let mirror = Arc::new(upstream::Mirror::default());
     let state = http::AppState {
         registry: registry.clone(),
         well_known: Arc::new(discovery_document(&public_url)),
         oidc: Arc::new(oidc::Verifier::new(settings.oidc_issuers.clone())),
-        mirror: Arc::new(upstream::Mirror::default()),
+        mirror: mirror.clone(),
     };
     let limits = http::HttpLimits {
         json_body_bytes: settings.max_record_bytes * 2 + 64 * 1024,
@@ -312,18 +371,18 @@ pub async fn start_with_keys(
                 .run_witnessing(witnessing, shutdown.subscribe()),
         );
     }
-    let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown_rx.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let http = tokio::spawn(serve(
+        listener,
+        app,
+        settings.header_read_timeout,
+        shutdown_rx,
+    ));
     Ok(RunningServer {
         addr,
         metrics_addr,
         public_url,
         registry,
+        mirror,
         shutdown,
         http,
         sequencer,

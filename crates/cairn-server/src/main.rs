@@ -113,8 +113,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await?;
             println!(
-                "checked {} records, {} log nodes, {} checkpoints, {} logs, {} blobs",
-                report.records, report.nodes, report.checkpoints, report.logs, report.blobs
+                "checked {} records, {} log nodes, {} checkpoints, {} logs, {} OCI and content rows, {} blobs",
+                report.records,
+                report.nodes,
+                report.checkpoints,
+                report.logs,
+                report.oci_rows,
+                report.blobs
             );
             if report.is_clean() {
                 println!("no problems found");
@@ -160,6 +165,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command } => cairn_server::commands::audit(command).await,
+        Command::Content { command } => cairn_server::manage::content(command).await,
+        Command::Gc(args) => cairn_server::gc::run(args).await,
         Command::Witness(args) => {
             let witness = cairn_server::commands::witness(&args).await?;
             let (stop, stopped) = tokio::sync::watch::channel(false);

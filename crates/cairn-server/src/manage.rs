@@ -201,9 +201,7 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<ExitCode> {
             deny_import,
             store,
         } => with_session!(&store, |s| {
-            let ctx = s.ctx();
-            let mut settings = ctx.namespace_settings(&namespace).await?;
-            settings.policy = PublishPolicy {
+            let policy = PublishPolicy {
                 max_bytes,
                 allow_modules,
                 allow_other,
@@ -211,7 +209,12 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<ExitCode> {
                 imports_allow: allow_import,
                 imports_deny: deny_import,
             };
-            ctx.set_namespace(&namespace, settings).await?;
+            s.ctx()
+                .update_namespace(&namespace, false, |settings| {
+                    settings.policy = policy.clone();
+                    Ok(())
+                })
+                .await?;
             println!("policy of `{namespace}` set");
             Ok(())
         }),
@@ -231,20 +234,37 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<ExitCode> {
                 })
                 .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
             let ctx = s.ctx();
-            if ctx.registry_log().await?.identity(&identity).is_none() {
-                ctx.create_identity(&identity, IdentityKind::TrustedPublisher)
-                    .await?;
-            }
-            let mut settings = ctx.namespace_settings(&namespace).await?;
-            settings
-                .trusted_publishers
-                .retain(|t| !(t.identity == identity && t.issuer == issuer));
-            settings.trusted_publishers.push(TrustedPublisher {
+            let rule = TrustedPublisher {
                 identity: identity.clone(),
                 issuer,
                 claims,
-            });
-            ctx.set_namespace(&namespace, settings).await?;
+            };
+            // Checked before a missing identity is created, so a refused
+            // rule leaves nothing behind; an existing identity must already
+            // be a dedicated trusted-publisher one. `update_namespace`
+            // checks the whole settings again when it records them.
+            cairn_service::oidc::check_trust_rule(&rule)?;
+            let current = ctx.namespace_settings(&namespace).await?;
+            let registry = ctx.registry_log().await?;
+            if registry.identity(&identity).is_some() {
+                cairn_service::oidc::validate_trusted_publishers(
+                    &registry,
+                    &current.owners,
+                    &current.publishers,
+                    std::slice::from_ref(&rule),
+                )?;
+            } else {
+                ctx.create_identity(&identity, IdentityKind::TrustedPublisher)
+                    .await?;
+            }
+            ctx.update_namespace(&namespace, false, |settings| {
+                settings
+                    .trusted_publishers
+                    .retain(|t| !(t.identity == rule.identity && t.issuer == rule.issuer));
+                settings.trusted_publishers.push(rule.clone());
+                Ok(())
+            })
+            .await?;
             println!("`{identity}` may publish in `{namespace}` through OIDC");
             Ok(())
         }),
@@ -270,4 +290,56 @@ pub async fn admin_log(after: Option<i64>, store: StoreArgs) -> anyhow::Result<E
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cairn content …`: withholding content (see `ops/withholding.md`).
+pub async fn content(command: crate::config::ContentCommand) -> anyhow::Result<ExitCode> {
+    use cairn_blob::BlobStore as _;
+    use cairn_service::withhold::parse_content_digest;
+
+    use crate::config::ContentCommand;
+    match command {
+        ContentCommand::Withhold {
+            digest,
+            reason,
+            store,
+        } => with_session!(&store, |s| {
+            let digest = parse_content_digest(&digest)?;
+            let record = s.ctx().withhold_content(&digest, &reason).await?;
+            println!("content {digest} withheld (record {record}); every door answers 451");
+            println!("run `cairn gc --apply` to delete its stored bytes");
+            Ok(())
+        }),
+        ContentCommand::Restore { digest, store } => with_session!(&store, |s| {
+            let digest = parse_content_digest(&digest)?;
+            let record = s.ctx().restore_content(&digest).await?;
+            let blob_dir = config::resolve_store(&store)?.blob_dir;
+            let stored = match cairn_blob::FsBlobStore::open_existing(&blob_dir) {
+                Ok(blobs) => blobs.stat(&digest).await?.is_some(),
+                Err(_) => false,
+            };
+            if stored {
+                println!("content {digest} restored (record {record}); it is served again");
+            } else {
+                println!(
+                    "content {digest} restored (record {record}), but its bytes are not stored \
+                     (deleted by `cairn gc`?): it stays unavailable until the same bytes are \
+                     pushed again"
+                );
+            }
+            Ok(())
+        }),
+        ContentCommand::List { store } => with_session!(&store, |s| {
+            let log = s.ctx().registry_log().await?;
+            for entry in log.withheld_all() {
+                println!(
+                    "{}\t{}\t{}",
+                    entry.digest,
+                    entry.by.identity,
+                    entry.reason.replace(['\n', '\t'], " ")
+                );
+            }
+            Ok(())
+        }),
+    }
 }

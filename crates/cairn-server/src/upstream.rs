@@ -4,8 +4,22 @@
 //! upstream's Bearer token challenge), verified and recorded in the
 //! transparency log before they are served (`cairn_service::oci::mirror`).
 //! If the upstream is unreachable, what was mirrored before is served.
+//!
+//! Callers are authorised before they get here (the HTTP handlers check
+//! read access first), but anyone allowed to read chooses the names the
+//! mirror asks its upstream about. So everything the mirror keeps is
+//! bounded ([`limits`]): which repositories were synced recently and which
+//! answers were negative (the upstream has no such repository or version,
+//! or failed) live in capacity-bounded TTL maps, per-repository locks exist
+//! only while a sync runs, at most [`MirrorLimits::max_concurrent`] syncs
+//! run at once and new syncs start at a token-bucket rate. When a limit is
+//! reached the request is served from what is stored, without syncing.
+
+pub mod limits;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use cairn_crypto::Sha256Digest;
@@ -18,34 +32,87 @@ use cairn_service::oci::{IMAGE_MANIFEST, MAX_MANIFEST_BYTES};
 use futures_util::TryStreamExt as _;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
-/// How long a repository's upstream tag list is trusted before asking
-/// again.
-const TAGS_TTL: Duration = Duration::from_secs(60);
+use limits::{BoundedTtlMap, TokenBucket};
+
 /// The most versions mirrored by one request.
 const MAX_NEW_VERSIONS: usize = 32;
+
+/// How much the mirror remembers and how hard it may drive its upstreams.
+#[derive(Clone, Debug)]
+pub struct MirrorLimits {
+    /// Entries in each of the remembered-answer maps.
+    pub capacity: usize,
+    /// How long a repository's upstream tag list is trusted before asking
+    /// again.
+    pub tags_ttl: Duration,
+    /// How long a negative answer (no such repository or version, or a
+    /// failure) is remembered.
+    pub negative_ttl: Duration,
+    /// Syncs running at once, over all repositories.
+    pub max_concurrent: usize,
+    /// New syncs a second.
+    pub rate: u32,
+    /// New syncs that may start at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl Default for MirrorLimits {
+    fn default() -> Self {
+        Self {
+            capacity: 10_000,
+            tags_ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(30),
+            max_concurrent: 4,
+            rate: 20,
+            burst: 40,
+        }
+    }
+}
+
+/// What the mirror holds and has done, for tests and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MirrorStats {
+    /// Repositories remembered as recently synced.
+    pub synced: usize,
+    /// Negative answers remembered.
+    pub negative: usize,
+    /// Per-repository locks held (syncs running or waiting).
+    pub busy: usize,
+    /// Syncs started (each made at least one upstream request).
+    pub syncs: u64,
+    /// Syncs skipped because a concurrency or rate limit was reached.
+    pub limited: u64,
+}
+
+/// What the mirror remembers: `(repository, version)` keys, the version
+/// `None` for a whole-repository sync.
+type Key = (String, Option<String>);
+
+#[derive(Debug)]
+struct Memory {
+    synced: BoundedTtlMap<String, ()>,
+    negative: BoundedTtlMap<Key, ()>,
+    bucket: TokenBucket,
+}
 
 /// The pull-through client.
 #[derive(Debug)]
 pub struct Mirror {
     http: reqwest::Client,
-    /// Repository → when its tags were last synced.
-    synced: Mutex<HashMap<String, Instant>>,
-    /// One sync per repository at a time.
-    busy: Mutex<HashMap<String, std::sync::Arc<Mutex<()>>>>,
+    memory: std::sync::Mutex<Memory>,
+    /// One sync per repository at a time; an entry lives while a sync of
+    /// its repository runs or waits.
+    busy: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    permits: Semaphore,
+    syncs: AtomicU64,
+    limited: AtomicU64,
 }
 
 impl Default for Mirror {
     fn default() -> Self {
-        Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap_or_default(),
-            synced: Mutex::new(HashMap::new()),
-            busy: Mutex::new(HashMap::new()),
-        }
+        Self::new(MirrorLimits::default())
     }
 }
 
@@ -126,45 +193,143 @@ impl Remote<'_> {
 }
 
 impl Mirror {
+    /// A mirror with these limits.
+    pub fn new(limits: MirrorLimits) -> Self {
+        let now = Instant::now();
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap_or_default(),
+            memory: std::sync::Mutex::new(Memory {
+                synced: BoundedTtlMap::new(limits.capacity, limits.tags_ttl),
+                negative: BoundedTtlMap::new(limits.capacity, limits.negative_ttl),
+                bucket: TokenBucket::new(limits.rate, limits.burst, now),
+            }),
+            busy: std::sync::Mutex::new(HashMap::new()),
+            permits: Semaphore::new(limits.max_concurrent.max(1)),
+            syncs: AtomicU64::new(0),
+            limited: AtomicU64::new(0),
+        }
+    }
+
+    /// What the mirror holds and has done.
+    pub fn stats(&self) -> MirrorStats {
+        let memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        MirrorStats {
+            synced: memory.synced.len(),
+            negative: memory.negative.len(),
+            busy: self
+                .busy
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len(),
+            syncs: self.syncs.load(Ordering::Relaxed),
+            limited: self.limited.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether an answer for `key` is remembered: a recent whole sync, or a
+    /// recent negative answer.
+    fn remembered(&self, key: &Key) -> bool {
+        let now = Instant::now();
+        let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        memory.negative.contains(key, now)
+            || (key.1.is_none() && memory.synced.contains(&key.0, now))
+    }
+
+    fn remember(&self, key: Key, found: bool) {
+        let now = Instant::now();
+        let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        match (found, key.1.is_none()) {
+            (true, true) => {
+                memory.negative.remove(&key);
+                memory.synced.insert(key.0, (), now);
+            }
+            (true, false) => memory.negative.remove(&key),
+            (false, _) => memory.negative.insert(key, (), now),
+        }
+    }
+
+    fn take_token(&self) -> bool {
+        self.memory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bucket
+            .try_take(Instant::now())
+    }
+
+    fn repository_lock(&self, repository: &str) -> Arc<Mutex<()>> {
+        self.busy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(repository.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Drops `lock`, and its map entry if nobody else holds it (clones are
+    /// only made under the map's lock, so the count is exact there).
+    fn release_repository(&self, repository: &str, lock: Arc<Mutex<()>>) {
+        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        if Arc::strong_count(&lock) <= 2 {
+            busy.remove(repository);
+        }
+        drop(lock);
+    }
+
     /// Brings `package` (in an imported namespace) up to date with its
     /// upstream: every version when `version` is `None` (at most
-    /// [`MAX_NEW_VERSIONS`] new ones, and at most once a minute), else that
-    /// version if it is missing. Failures are logged, not returned: the
-    /// registry serves what it has.
+    /// [`MAX_NEW_VERSIONS`] new ones, and at most once per
+    /// [`MirrorLimits::tags_ttl`]), else that version if it is missing.
+    /// Negative answers are remembered for [`MirrorLimits::negative_ttl`];
+    /// when a concurrency or rate limit is reached nothing is fetched.
+    /// Failures are logged, not returned: the registry serves what it has.
+    ///
+    /// The caller MUST have checked that whoever asks may read `package`.
     pub async fn sync(&self, registry: &Registry, package: &PackageName, version: Option<&str>) {
         let Some(upstream) = registry.upstream_of(package) else {
             return;
         };
         let repository = cairn_service::oci_repository(package);
-        let lock = {
-            let mut busy = self.busy.lock().await;
-            busy.entry(repository.clone()).or_default().clone()
-        };
-        let _guard = lock.lock().await;
         let wanted = version.and_then(version_tag);
-        if let Some(version) = &wanted {
-            if registry
+        let key: Key = (repository.clone(), wanted.as_ref().map(ToString::to_string));
+        let mirrored = async |wanted: &Option<semver::Version>| match wanted {
+            Some(version) => registry
                 .is_mirrored(package, version)
                 .await
-                .unwrap_or(false)
-            {
-                return;
-            }
-        } else if self
-            .synced
-            .lock()
-            .await
-            .get(&repository)
-            .is_some_and(|at| at.elapsed() < TAGS_TTL)
-        {
+                .unwrap_or(false),
+            None => false,
+        };
+        if mirrored(&wanted).await || self.remembered(&key) {
             return;
         }
-        if let Err(error) = self.sync_inner(registry, package, &upstream, wanted).await {
-            tracing::warn!(%package, upstream = %upstream.registry, %error, "pull-through failed");
+        let Ok(_permit) = self.permits.try_acquire() else {
+            self.limited.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%package, "pull-through skipped: too many syncs running");
+            return;
+        };
+        if !self.take_token() {
+            self.limited.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%package, "pull-through skipped: upstream rate limit");
+            return;
         }
-        if version.is_none() {
-            self.synced.lock().await.insert(repository, Instant::now());
+        let lock = self.repository_lock(&repository);
+        let guard = lock.lock().await;
+        // Another request may have synced while this one waited.
+        if !(mirrored(&wanted).await || self.remembered(&key)) {
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+            let found = match self.sync_inner(registry, package, &upstream, wanted).await {
+                Ok(found) => found,
+                Err(error) => {
+                    tracing::warn!(%package, upstream = %upstream.registry, %error, "pull-through failed");
+                    false
+                }
+            };
+            self.remember(key, found);
         }
+        drop(guard);
+        self.release_repository(&repository, lock);
     }
 
     async fn sync_inner(
@@ -173,7 +338,7 @@ impl Mirror {
         package: &PackageName,
         upstream: &Upstream,
         wanted: Option<semver::Version>,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let mut remote = Remote {
             http: &self.http,
             base: upstream.registry.trim_end_matches('/').to_owned(),
@@ -184,12 +349,13 @@ impl Mirror {
             ),
             token: None,
         };
+        let whole = wanted.is_none();
         let versions = match wanted {
             Some(version) => vec![version],
             None => {
                 let response = remote.get("tags/list", "application/json").await?;
                 if response.status() == StatusCode::NOT_FOUND {
-                    return Ok(());
+                    return Ok(false);
                 }
                 let body: serde_json::Value = response
                     .error_for_status()
@@ -217,11 +383,16 @@ impl Mirror {
                 missing.into_iter().rev().take(MAX_NEW_VERSIONS).collect()
             }
         };
+        // A whole sync found the repository; one version is found if its
+        // manifest was.
+        let mut found = true;
         for version in versions {
-            self.mirror_version(registry, package, &mut remote, &version)
+            let got = self
+                .mirror_version(registry, package, &mut remote, &version)
                 .await?;
+            found &= got || whole;
         }
-        Ok(())
+        Ok(found)
     }
 
     async fn mirror_version(
@@ -230,13 +401,13 @@ impl Mirror {
         package: &PackageName,
         remote: &mut Remote<'_>,
         version: &semver::Version,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let tag = version.to_string();
         let response = remote
             .get(&format!("manifests/{tag}"), IMAGE_MANIFEST)
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
-            return Ok(());
+            return Ok(false);
         }
         let response = response.error_for_status().map_err(|e| e.to_string())?;
         if response
@@ -259,7 +430,7 @@ impl Mirror {
             .await
             .map_err(|e| e.message)?;
         tracing::info!(%package, %version, "mirrored from upstream");
-        Ok(())
+        Ok(true)
     }
 
     async fn fetch_blob(

@@ -159,7 +159,7 @@ pub struct NamespaceSettings {
 }
 
 impl AdminCtx<'_> {
-    fn attribution(&self) -> Attribution {
+    pub(crate) fn attribution(&self) -> Attribution {
         Attribution {
             identity: self.actor.clone(),
             via: "operator".into(),
@@ -168,7 +168,11 @@ impl AdminCtx<'_> {
         }
     }
 
-    async fn audit(&self, action: &str, details: serde_json::Value) -> Result<(), ServiceError> {
+    pub(crate) async fn audit(
+        &self,
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<(), ServiceError> {
         self.store
             .append_audit(
                 self.clock.now_ms(),
@@ -197,7 +201,24 @@ impl AdminCtx<'_> {
 
     /// Appends a record to the registry log and waits until a checkpoint
     /// covers it. Retries when another record got there first.
-    async fn append_registry(&self, entries: Vec<ExtEntry>) -> Result<RecordId, ServiceError> {
+    pub(crate) async fn append_registry(
+        &self,
+        entries: Vec<ExtEntry>,
+    ) -> Result<RecordId, ServiceError> {
+        self.append_registry_with(|_| Ok(entries.clone())).await
+    }
+
+    /// Appends a record whose entries `build` computes from the registry
+    /// log's state, and waits until a checkpoint covers it. This is a
+    /// compare-and-swap on the log's head: the record is signed on the
+    /// head `build` saw, so if another record lands first the sequencer
+    /// refuses it, and `build` runs again on the new state — a
+    /// read-modify-write (adding a publisher, changing a policy) never
+    /// loses a concurrent change.
+    pub(crate) async fn append_registry_with(
+        &self,
+        mut build: impl FnMut(&RegistryState) -> Result<Vec<ExtEntry>, ServiceError>,
+    ) -> Result<RecordId, ServiceError> {
         let log_id = LogId::registry();
         let deadline = tokio::time::Instant::now() + PUBLISH_TIMEOUT;
         loop {
@@ -210,8 +231,8 @@ impl AdminCtx<'_> {
             }
             let operator = self.operator().await?;
             let state = stored_state::<RegistryState>(self.store, &log_id).await?;
-            let envelope =
-                build_ext_record(state.head(), self.signer, self.clock, entries.clone()).await?;
+            let entries = build(&state)?;
+            let envelope = build_ext_record(state.head(), self.signer, self.clock, entries).await?;
             state.validate(&envelope, &operator).map_err(|e| {
                 ServiceError::bad_request(format!("refused by the registry log's rules: {e}"))
             })?;
@@ -225,7 +246,8 @@ impl AdminCtx<'_> {
             let record_id = envelope.record_id();
             match crate::wait_for_record(self.store, &log_id, &record_id, PUBLISH_TIMEOUT).await {
                 Ok(_) => return Ok(record_id),
-                // Built on a head that moved before it was sequenced: again.
+                // Built on a head that moved before it was sequenced: again,
+                // from the new state.
                 Err(ServiceError::Warg(cairn_protocol::wire::WargError::Message {
                     message,
                     ..
@@ -422,19 +444,90 @@ impl AdminCtx<'_> {
     /// Creates or changes a namespace: defines it in the operator log if it
     /// is new (imports it if it has an upstream), then records its
     /// ownership and policy in the registry log. New names confusable with
-    /// an existing namespace are refused.
+    /// an existing namespace are refused. The settings replace the
+    /// namespace's whole entry; to change part of it, use
+    /// [`AdminCtx::update_namespace`].
     pub async fn set_namespace(
         &self,
         namespace: &str,
         settings: NamespaceSettings,
+    ) -> Result<RecordId, ServiceError> {
+        self.update_namespace(namespace, true, |current| {
+            *current = settings.clone();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Changes a namespace's settings with `edit`, applied to the settings
+    /// as they are when its record is built (again if another change lands
+    /// first), so concurrent edits never lose each other's changes.
+    /// `create` allows a namespace without an ownership record (`edit`
+    /// then starts from empty settings).
+    pub async fn update_namespace(
+        &self,
+        namespace: &str,
+        create: bool,
+        mut edit: impl FnMut(&mut NamespaceSettings) -> Result<(), ServiceError>,
     ) -> Result<RecordId, ServiceError> {
         if !is_valid_namespace(namespace) {
             return Err(ServiceError::bad_request(format!(
                 "invalid namespace `{namespace}`: use lowercase kebab case, e.g. `my-org`"
             )));
         }
-        let operator = self.operator().await?;
         let registry = self.registry_log().await?;
+        let mut settings = settings_of(&registry, namespace, create)?;
+        edit(&mut settings)?;
+        self.check_settings(namespace, &registry, &settings).await?;
+        self.define_in_operator_log(namespace, &settings).await?;
+        let previous = registry.namespace(namespace).is_some();
+        let attribution = self.attribution();
+        let mut last = settings;
+        let record = self
+            .append_registry_with(|state| {
+                let mut settings = settings_of(state, namespace, create)?;
+                edit(&mut settings)?;
+                validate_settings(state, namespace, &settings)?;
+                last = settings.clone();
+                Ok(vec![ExtEntry::Namespace(NamespaceEntry {
+                    namespace: namespace.to_owned(),
+                    owners: settings.owners,
+                    publishers: settings.publishers,
+                    open: settings.open,
+                    upstream: settings.upstream,
+                    policy: settings.policy,
+                    trusted_publishers: settings.trusted_publishers,
+                    by: attribution.clone(),
+                })])
+            })
+            .await?;
+        self.audit(
+            if previous {
+                "namespace.update"
+            } else {
+                "namespace.create"
+            },
+            serde_json::json!({
+                "namespace": namespace,
+                "owners": last.owners,
+                "publishers": last.publishers,
+                "open": last.open,
+                "upstream": last.upstream,
+                "policy": last.policy,
+                "trustedPublishers": last.trusted_publishers,
+            }),
+        )
+        .await?;
+        Ok(record)
+    }
+
+    /// The checks of a namespace's settings that need the store.
+    async fn check_settings(
+        &self,
+        namespace: &str,
+        registry: &RegistryState,
+        settings: &NamespaceSettings,
+    ) -> Result<(), ServiceError> {
         for identity in settings
             .owners
             .iter()
@@ -448,8 +541,18 @@ impl AdminCtx<'_> {
                 "namespace `{namespace}` needs an owner (--owner IDENTITY), or --open, or --upstream"
             )));
         }
-        let defined = operator.namespace(namespace);
-        match (defined, &settings.upstream) {
+        validate_settings(registry, namespace, settings)
+    }
+
+    /// Defines (or imports) the namespace in the operator log if it is new;
+    /// refuses to turn an own namespace into an imported one or back.
+    async fn define_in_operator_log(
+        &self,
+        namespace: &str,
+        settings: &NamespaceSettings,
+    ) -> Result<(), ServiceError> {
+        let operator = self.operator().await?;
+        match (operator.namespace(namespace), &settings.upstream) {
             (None, _) => {
                 let existing: Vec<&str> = operator.namespaces().map(|(n, _)| n).collect();
                 if let Some(other) = confusable_with(namespace, existing.into_iter()) {
@@ -481,42 +584,12 @@ impl AdminCtx<'_> {
             }
             (Some(_), _) => {}
         }
-        let previous = registry.namespace(namespace).cloned();
-        let entry = NamespaceEntry {
-            namespace: namespace.to_owned(),
-            owners: settings.owners,
-            publishers: settings.publishers,
-            open: settings.open,
-            upstream: settings.upstream,
-            policy: settings.policy,
-            trusted_publishers: settings.trusted_publishers,
-            by: self.attribution(),
-        };
-        let record = self
-            .append_registry(vec![ExtEntry::Namespace(entry.clone())])
-            .await?;
-        self.audit(
-            if previous.is_some() {
-                "namespace.update"
-            } else {
-                "namespace.create"
-            },
-            serde_json::json!({
-                "namespace": namespace,
-                "owners": entry.owners,
-                "publishers": entry.publishers,
-                "open": entry.open,
-                "upstream": entry.upstream,
-                "policy": entry.policy,
-                "trustedPublishers": entry.trusted_publishers,
-            }),
-        )
-        .await?;
-        Ok(record)
+        Ok(())
     }
 
     /// Adds and removes a namespace's owners and publishers (one logged
-    /// record). A namespace keeps at least one owner.
+    /// record, never losing a concurrent change). A namespace keeps at
+    /// least one owner.
     pub async fn edit_members(
         &self,
         namespace: &str,
@@ -531,35 +604,64 @@ impl AdminCtx<'_> {
                 }
             }
         }
-        let mut settings = self.namespace_settings(namespace).await?;
-        let had_owners = !settings.owners.is_empty();
-        edit(&mut settings.owners, owners.0, owners.1);
-        edit(&mut settings.publishers, publishers.0, publishers.1);
-        if had_owners && settings.owners.is_empty() {
-            return Err(ServiceError::bad_request(format!(
-                "namespace `{namespace}` would have no owner left"
-            )));
-        }
-        self.set_namespace(namespace, settings).await
+        self.update_namespace(namespace, false, |settings| {
+            let had_owners = !settings.owners.is_empty();
+            edit(&mut settings.owners, owners.0, owners.1);
+            edit(&mut settings.publishers, publishers.0, publishers.1);
+            if had_owners && settings.owners.is_empty() {
+                return Err(ServiceError::bad_request(format!(
+                    "namespace `{namespace}` would have no owner left"
+                )));
+            }
+            Ok(())
+        })
+        .await
     }
 
-    /// The current settings of a namespace (for read-modify-write updates).
+    /// The current settings of a namespace.
     pub async fn namespace_settings(
         &self,
         namespace: &str,
     ) -> Result<NamespaceSettings, ServiceError> {
-        let registry = self.registry_log().await?;
-        let entry = registry.namespace(namespace).ok_or_else(|| {
-            ServiceError::not_found(format!("namespace `{namespace}` has no ownership record"))
-        })?;
-        Ok(NamespaceSettings {
+        settings_of(&self.registry_log().await?, namespace, false)
+    }
+}
+
+/// The rules on a namespace's settings that the registry log's state
+/// decides (trusted publishers are dedicated identities with claim rules).
+fn validate_settings(
+    registry: &RegistryState,
+    _namespace: &str,
+    settings: &NamespaceSettings,
+) -> Result<(), ServiceError> {
+    crate::oidc::validate_trusted_publishers(
+        registry,
+        &settings.owners,
+        &settings.publishers,
+        &settings.trusted_publishers,
+    )
+}
+
+/// A namespace's settings in `registry` (empty settings for a namespace
+/// without an ownership record when `create` is set).
+fn settings_of(
+    registry: &RegistryState,
+    namespace: &str,
+    create: bool,
+) -> Result<NamespaceSettings, ServiceError> {
+    match registry.namespace(namespace) {
+        Some(entry) => Ok(NamespaceSettings {
             owners: entry.owners.clone(),
             publishers: entry.publishers.clone(),
             open: entry.open,
             upstream: entry.upstream.clone(),
             policy: entry.policy.clone(),
             trusted_publishers: entry.trusted_publishers.clone(),
-        })
+        }),
+        None if create => Ok(NamespaceSettings::default()),
+        None => Err(ServiceError::not_found(format!(
+            "namespace `{namespace}` has no ownership record"
+        ))),
     }
 }
 

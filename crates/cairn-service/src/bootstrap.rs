@@ -261,6 +261,9 @@ impl Registry {
             health: Mutex::new(Health::default()),
             config,
             commit_gate: tokio::sync::RwLock::new(()),
+            oci_limits: Default::default(),
+            derivations: Default::default(),
+            content_url_key: tokio::sync::OnceCell::new(),
         });
         let registry = Registry { inner };
         let sequencer = Sequencer {

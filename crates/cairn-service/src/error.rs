@@ -20,6 +20,9 @@ pub enum ClientError {
     TooLarge,
     /// 422: well-formed but refused by a rule (a publish policy).
     Refused,
+    /// 451 (Unavailable For Legal Reasons): the content is withheld by the
+    /// registry (a takedown); the message gives the logged reason.
+    Withheld,
 }
 
 impl ClientError {
@@ -33,6 +36,7 @@ impl ClientError {
             Self::Conflict => 409,
             Self::TooLarge => 413,
             Self::Refused => 422,
+            Self::Withheld => 451,
         }
     }
 }

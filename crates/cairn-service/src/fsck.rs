@@ -4,10 +4,16 @@
 //! the log (every stored node is compared), rebuilds the map at every
 //! checkpoint length, verifies every checkpoint's roots and signature
 //! against the operator log as of that length, compares every log's stored
-//! state and head, and (optionally) re-hashes every released blob.
+//! state and head, compares the OCI tables with the metadata logs ([`oci`]:
+//! tags, manifests and their visibility, derived manifests, blob links and
+//! sizes, `published` flags), and (optionally) re-hashes every released
+//! blob.
 //!
 //! It may run beside a live server: it checks the tree as it was when it
 //! started and ignores what was sequenced after that.
+
+pub mod oci;
+mod oci_rows;
 
 use std::collections::HashMap;
 
@@ -15,8 +21,10 @@ use cairn_blob::BlobStore;
 use cairn_log::Hash;
 use cairn_log::tree::NodeId;
 use cairn_protocol::LogId;
+use cairn_protocol::ext::{ExtRecord, meta_log_package};
 use cairn_protocol::operator::OperatorState;
 use cairn_protocol::package::PackageState;
+use cairn_protocol::record::RecordKind as _;
 use cairn_protocol::replay::{RecordRef, Replay};
 use cairn_store::{Store, StoredCheckpoint};
 
@@ -40,6 +48,8 @@ pub struct FsckReport {
     pub nodes: u64,
     /// Blobs re-hashed.
     pub blobs: u64,
+    /// Rows of the OCI tables and `contents` compared with the logs.
+    pub oci_rows: u64,
     /// Problems found (at most 100 listed).
     pub problems: Vec<String>,
     /// Total number of problems.
@@ -71,6 +81,8 @@ pub async fn fsck(
     let head = store.tree_head().await?;
     let size = head.map_or(0, |h| h.size);
     let mut replay = Replay::new();
+    // What the metadata logs say the OCI tables hold.
+    let mut oci_logs = oci::OciLogs::new();
     // Log names tell which kind of log a record belongs to.
     let mut names: HashMap<LogId, Option<String>> = HashMap::new();
     let mut checkpoints: Vec<StoredCheckpoint> = Vec::new();
@@ -129,6 +141,15 @@ pub async fn fsck(
                     nodes.extend(applied.nodes);
                     if let Some(invalid) = applied.invalid {
                         report.problem(invalid.to_string());
+                    } else if let Some(package) = names
+                        .get(&record.log_id)
+                        .and_then(|n| n.as_deref())
+                        .and_then(meta_log_package)
+                    {
+                        // Validated, so it decodes.
+                        if let Ok(decoded) = ExtRecord::decode(&record.content_bytes) {
+                            oci_logs.record_meta(&package, &decoded.entries);
+                        }
                     }
                 }
                 Err(error) => {
@@ -184,14 +205,16 @@ pub async fn fsck(
         }
     }
     compare_logs(store, &replay, size, &mut report).await?;
+    oci_rows::check(store, blobs, &replay, &names, size, oci_logs, &mut report).await?;
     if let Some(blobs) = blobs {
         check_blobs(store, blobs, &replay, &mut report).await?;
     }
     Ok(report)
 }
 
-/// Every released blob is recorded as published, present, of the recorded
-/// size, and hashes to its digest.
+/// Every released blob is recorded, present, of the recorded size, and
+/// hashes to its digest (its `published` flag is checked with the OCI
+/// tables).
 async fn check_blobs(
     store: &dyn Store,
     blobs: &dyn BlobStore,
@@ -206,10 +229,12 @@ async fn check_blobs(
             report.problem(format!("released content {digest} is not recorded"));
             continue;
         };
-        if !row.published {
-            report.problem(format!("released content {digest} is not marked published"));
-        }
         let Some(mut stream) = blobs.read(digest, 0, u64::MAX).await? else {
+            // Withheld content may have been deleted by `cairn gc`.
+            let registry = replay.registry().map(|r| &r.state);
+            if registry.is_some_and(|r| r.withheld(digest).is_some()) {
+                continue;
+            }
             report.problem(format!(
                 "released content {digest} is missing from the blob store"
             ));

@@ -6,6 +6,7 @@
 //! [`Clock`]. One background [`sequencer`] task is the only writer of the
 //! log.
 
+pub mod access;
 pub mod admin;
 mod bootstrap;
 mod c2sp;
@@ -15,6 +16,7 @@ mod error;
 pub mod fsck;
 pub mod identity;
 mod keys;
+mod locks;
 mod maps;
 pub mod metrics;
 pub mod oci;
@@ -25,6 +27,7 @@ mod proofs;
 mod publish;
 mod reads;
 mod sequencer;
+pub mod withhold;
 mod witnessing;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,8 +98,25 @@ pub struct ServiceConfig {
     /// without an ownership record (defined with `serve --namespace`) then
     /// refuse every publish.
     pub require_owners: bool,
-    /// Whether OCI clients may pull without credentials.
+    /// Whether anyone may read without credentials, on every door. When
+    /// off, reads need a token allowing `read` in the namespace
+    /// ([`access`]).
     pub anonymous_read: bool,
+    /// Whether the log's own views (checkpoints, tiles, proofs, ledger,
+    /// receipts: hashes only) stay public when reads are private, for
+    /// auditors and witnesses.
+    pub public_log: bool,
+    /// Upload sessions one identity may have open at once (OCI); beyond
+    /// it, starting one is answered 429. Default: 64.
+    pub max_upload_sessions_per_caller: u64,
+    /// Bytes one identity's open upload sessions may hold together, charged
+    /// as chunks arrive; a chunk that would pass it is refused with 429 and
+    /// leaves nothing. Default: 4 × the default `max_content_bytes` (400
+    /// MiB), so a caller can stage a few of the largest blobs at once.
+    pub max_upload_bytes_per_caller: u64,
+    /// Manifest pushes one identity may have in progress at once; beyond
+    /// it, 429 before the body is read. Default: 16.
+    pub max_manifest_pushes_per_caller: usize,
 }
 
 impl Default for ServiceConfig {
@@ -117,6 +137,10 @@ impl Default for ServiceConfig {
             origin: "127.0.0.1:8080".into(),
             require_owners: false,
             anonymous_read: true,
+            public_log: false,
+            max_upload_sessions_per_caller: 64,
+            max_upload_bytes_per_caller: 4 * 100 * 1024 * 1024,
+            max_manifest_pushes_per_caller: 16,
         }
     }
 }
@@ -226,6 +250,14 @@ pub(crate) struct Inner {
     /// the record ahead of it, and an accepted record is never rejected
     /// later for a race.
     pub(crate) commit_gate: tokio::sync::RwLock<()>,
+    /// Per-caller OCI limits of requests in flight.
+    pub(crate) oci_limits: oci::access::CallerLimits,
+    /// One derivation at a time per (repository, version): concurrent
+    /// reads of a release published over warg wait for the first one.
+    pub(crate) derivations: locks::KeyedLocks<(String, String)>,
+    /// The key that signs content URLs of a private registry (loaded from
+    /// the store on first use).
+    pub(crate) content_url_key: tokio::sync::OnceCell<ring::hmac::Key>,
 }
 
 /// A handle on the registry. Clones share everything.

@@ -138,6 +138,9 @@ pub struct Metrics {
     pub checkpoints: Counter,
     /// Witness submissions.
     pub witness: WitnessMetrics,
+    /// OCI manifests derived from warg releases (each is derived once,
+    /// then served from the store).
+    pub oci_derivations: Counter,
 }
 
 impl Metrics {
@@ -217,6 +220,11 @@ impl Metrics {
                 "cairn_witness_failures_total",
                 "Witness submissions that failed.",
                 &self.witness.failures,
+            ),
+            (
+                "cairn_oci_derivations_total",
+                "OCI manifests derived from warg releases.",
+                &self.oci_derivations,
             ),
         ];
         for (name, help, counter) in counters {

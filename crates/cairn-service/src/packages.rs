@@ -344,7 +344,7 @@ impl Registry {
             .derived_manifest(&repository, version, content, size, created)
             .await
             .map_err(|e| ServiceError::Internal(e.message))?;
-        Ok((derived.manifest_digest, derived.manifest.len() as u64))
+        Ok((derived.digest, derived.bytes.len() as u64))
     }
 
     /// Stores the yank referrer of a release manifest: an artifact whose

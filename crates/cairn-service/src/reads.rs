@@ -24,6 +24,67 @@ pub const MAX_FETCH_LIMIT: u16 = 1000;
 pub const MAX_LOGS_PER_REQUEST: usize = 1000;
 /// Entries per ledger page.
 pub const LEDGER_PAGE: u64 = 1000;
+/// Most records in one `fetch/logs` answer (beyond one per new log).
+pub const FETCH_RECORD_BUDGET: u32 = 10_000;
+/// About the most bytes of record content in one `fetch/logs` answer
+/// (beyond one record per new log).
+pub const FETCH_BYTE_BUDGET: usize = 8 * 1024 * 1024;
+/// Most sources in one ledger answer (each covers [`LEDGER_PAGE`] entries).
+pub const MAX_LEDGER_SOURCES: u64 = 1000;
+
+/// What is left of one `fetch/logs` answer's budget.
+struct FetchBudget {
+    records: u32,
+    bytes: usize,
+    /// Whether anything was cut (or a log may have more).
+    more: bool,
+}
+
+impl FetchBudget {
+    /// How many records to ask the store for: the per-log limit within the
+    /// budget, at least one for a log the client does not know yet.
+    fn want(&mut self, limit: u16, new_log: bool) -> u32 {
+        let want = match self.bytes {
+            0 => 0,
+            _ => u32::from(limit).min(self.records),
+        };
+        let want = if new_log { want.max(1) } else { want };
+        if want < u32::from(limit) {
+            // The budget cut this log short (or skipped it).
+            self.more = true;
+        }
+        want
+    }
+
+    /// Keeps the records that fit in the byte budget (at least one of a
+    /// new log) and charges them.
+    fn take(
+        &mut self,
+        mut records: Vec<StoredRecord>,
+        want: u32,
+        new_log: bool,
+    ) -> Vec<StoredRecord> {
+        if records.len() as u64 >= u64::from(want) && want > 0 {
+            self.more = true;
+        }
+        let mut keep = 0;
+        for record in &records {
+            let size = record.content_bytes.len();
+            if size > self.bytes && !(new_log && keep == 0) {
+                self.more = true;
+                self.bytes = 0;
+                break;
+            }
+            self.bytes = self.bytes.saturating_sub(size);
+            keep += 1;
+        }
+        records.truncate(keep);
+        self.records = self
+            .records
+            .saturating_sub(u32::try_from(keep).unwrap_or(u32::MAX));
+        records
+    }
+}
 
 /// A blob to send: its size and a stream of the requested range.
 pub struct ContentDownload {
@@ -109,6 +170,14 @@ impl Registry {
     }
 
     /// `POST v1/fetch/logs`.
+    ///
+    /// One answer is bounded: at most [`FETCH_RECORD_BUDGET`] records and
+    /// about [`FETCH_BYTE_BUDGET`] bytes of record content over all logs
+    /// (the operator log first, then package logs in request order), except
+    /// that a log asked for without a fetch token always gets its first
+    /// record (warg clients refuse an empty list for a log they do not know
+    /// yet). Whatever is cut sets `more`: the client asks again from the
+    /// fetch tokens it got, so it still fetches everything.
     pub async fn fetch_logs(
         &self,
         request: FetchLogsRequest,
@@ -127,17 +196,27 @@ impl Registry {
         let length = request.log_length;
         self.require_checkpoint(length).await?;
         let store = &self.inner.store;
-        let mut more = false;
+        let mut budget = FetchBudget {
+            records: FETCH_RECORD_BUDGET,
+            bytes: FETCH_BYTE_BUDGET,
+            more: false,
+        };
 
         let operator_log = LogId::operator();
         let after = match &request.operator {
             Some(token) => Some(self.fetch_token(&operator_log, token, length).await?),
             None => None,
         };
-        let operator = store
-            .log_records(&operator_log, after, length, u32::from(limit))
-            .await?;
-        more |= operator.len() == usize::from(limit);
+        let want = budget.want(limit, after.is_none());
+        let operator = match want {
+            0 => Vec::new(),
+            want => {
+                store
+                    .log_records(&operator_log, after, length, want)
+                    .await?
+            }
+        };
+        let operator = budget.take(operator, want, after.is_none());
 
         let mut packages = BTreeMap::new();
         for (log_id, token) in &request.packages {
@@ -145,20 +224,22 @@ impl Registry {
                 Some(token) => Some(self.fetch_token(log_id, token, length).await?),
                 None => None,
             };
-            let records = store
-                .log_records(log_id, after, length, u32::from(limit))
-                .await?;
+            let want = budget.want(limit, after.is_none());
+            let records = match want {
+                0 => Vec::new(),
+                want => store.log_records(log_id, after, length, want).await?,
+            };
             // SPEC: warg-wire §7.3 — a log with no records below the
             // checkpoint does not exist for this client: 404 `log`, never an
             // empty list (the client would fail with PackageLogEmpty).
             if records.is_empty() && after.is_none() {
                 return Err(WargError::LogNotFound(*log_id).into());
             }
-            more |= records.len() == usize::from(limit);
+            let records = budget.take(records, want, after.is_none());
             packages.insert(*log_id, records.iter().map(published).collect());
         }
         Ok(FetchLogsResponse {
-            more,
+            more: budget.more,
             operator: operator.iter().map(published).collect(),
             packages,
             warnings: Vec::new(),
@@ -250,17 +331,28 @@ impl Registry {
         let Some(size) = self.published_content_size(digest).await? else {
             return Ok(None);
         };
+        // A stored copy that is gone (withheld and collected) or damaged
+        // is never served: it reads as absent until the same bytes are
+        // pushed again (which heals the store).
+        if !self.inner.blobs.verify_size(digest, size).await? {
+            tracing::error!(%digest, "published content is missing or damaged in the blob store");
+            return Ok(None);
+        }
         let Some(body) = self.inner.blobs.read(digest, offset, len).await? else {
-            return Err(ServiceError::Internal(format!(
-                "published content {digest} is missing from the blob store"
-            )));
+            return Ok(None);
         };
         Ok(Some(ContentDownload { size, body }))
     }
 
-    /// `GET v1/ledger`.
+    /// `GET v1/ledger`: the sources of the first [`MAX_LEDGER_SOURCES`]
+    /// pages of [`LEDGER_PAGE`] entries. Beyond them (a log of more than a
+    /// million records) the answer stays bounded: the pages follow the same
+    /// pattern (`v1/ledger/records/<first index>`), and auditors of logs
+    /// that large read the tiles.
     pub fn ledger(&self) -> LedgerSourcesResponse {
-        let length = self.latest_length();
+        let length = self
+            .latest_length()
+            .min(LEDGER_PAGE.saturating_mul(MAX_LEDGER_SOURCES));
         let mut sources = Vec::new();
         let mut first = 0;
         while first < length {

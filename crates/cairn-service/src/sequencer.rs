@@ -468,6 +468,16 @@ impl Sequencer {
                         LogKind::Package,
                         LogState::Package(state),
                     );
+                    if let Some(repository) = record
+                        .package_name
+                        .as_deref()
+                        .and_then(|name| name.split_once(':'))
+                        .map(|(ns, name)| format!("{ns}/{name}"))
+                    {
+                        batch
+                            .blob_links
+                            .extend(contents.iter().map(|c| (repository.clone(), *c)));
+                    }
                     batch.published_contents.extend(contents);
                 }
                 Accepted::Meta(state, projection, contents) => {

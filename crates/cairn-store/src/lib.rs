@@ -10,14 +10,18 @@
 //! atomically, and answers reads.
 
 mod error;
+mod oci;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod types;
+mod uploads;
 
 pub use error::StoreError;
+pub use oci::OciStore;
 pub use sql::{Backend, SqlStore, WriterLock};
 pub use types::*;
+pub use uploads::{UploadSession, UploadStore, UploadUsage};
 
 use async_trait::async_trait;
 use cairn_crypto::Sha256Digest;
@@ -48,7 +52,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 ///   [`StoreError::Corrupt`] means stored data breaks an invariant (stop and
 ///   run `cairn fsck`).
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: OciStore + UploadStore + Send + Sync + std::fmt::Debug {
     // ----- tree -----
 
     /// The sequenced tree, or `None` before the first batch.
@@ -275,19 +279,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn audit(&self, after: Option<i64>, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 
     // ----- OCI -----
-
-    /// Records an upload session of `repository`.
-    async fn insert_upload(&self, id: &str, repository: &str, at_ms: i64) -> StoreResult<()>;
-
-    /// An upload session's repository, if it exists.
-    async fn upload(&self, id: &str) -> StoreResult<Option<String>>;
-
-    /// Forgets an upload session.
-    async fn delete_upload(&self, id: &str) -> StoreResult<()>;
-
-    /// Upload sessions started before `before_ms` (abandoned), at most
-    /// `limit`.
-    async fn stale_uploads(&self, before_ms: i64, limit: u32) -> StoreResult<Vec<String>>;
 
     /// Links a stored blob to a repository. Idempotent.
     async fn link_blob(

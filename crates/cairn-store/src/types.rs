@@ -239,6 +239,10 @@ pub struct Batch {
     pub oci_visible: Vec<(String, Sha256Digest)>,
     /// OCI tags (repository, tag, manifest) set by sequenced records.
     pub oci_tags: Vec<(String, String, Sha256Digest)>,
+    /// Content released by sequenced records, linked to the repository of
+    /// the releasing package (`namespace/name`) so that reads of it are
+    /// checked against that namespace.
+    pub blob_links: Vec<(String, Sha256Digest)>,
 }
 
 /// What an API token may do.

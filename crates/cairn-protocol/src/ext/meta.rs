@@ -348,7 +348,9 @@ impl MetaState {
             | ExtEntry::IdentityDisabled(_)
             | ExtEntry::KeyBound(_)
             | ExtEntry::KeyUnbound(_)
-            | ExtEntry::Namespace(_) => {
+            | ExtEntry::Namespace(_)
+            | ExtEntry::ContentWithheld(_)
+            | ExtEntry::ContentRestored(_) => {
                 return Err(rule(
                     "registry facts do not belong in a package's metadata log",
                 ));

@@ -89,6 +89,11 @@ pub enum ExtEntry {
     /// Registry log: a namespace's ownership and policy (the whole new
     /// state; it replaces the previous one).
     Namespace(registry::NamespaceEntry),
+    /// Registry log: content is withheld (no longer served; its records
+    /// stay and keep verifying).
+    ContentWithheld(registry::WithheldEntry),
+    /// Registry log: withheld content is served again.
+    ContentRestored(registry::RestoredEntry),
     /// Metadata log: an OCI manifest was pushed.
     Manifest(meta::ManifestEntry),
     /// Metadata log: a tag now names a manifest.

@@ -1,9 +1,14 @@
-//! The registry log: identities, the warg keys bound to them, and who owns
-//! and may publish in each namespace, under which policy.
+//! The registry log: identities, the warg keys bound to them, who owns and
+//! may publish in each namespace, under which policy, and which content
+//! the registry withholds (a legal takedown, a leaked secret).
+//!
+//! Withholding is a decision about serving, not about history: the records
+//! that name withheld content stay in the log and keep verifying; the
+//! registry only stops handing out the bytes (and may delete them).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cairn_crypto::{EcdsaPublicKey, KeyId};
+use cairn_crypto::{EcdsaPublicKey, KeyId, Sha256Digest};
 use serde::{Deserialize, Serialize};
 
 use super::{Attribution, ExtEntry, ExtRecord, check_common, rule};
@@ -178,6 +183,38 @@ pub struct NamespaceEntry {
     pub by: Attribution,
 }
 
+/// The longest reason for withholding content, in bytes.
+pub const MAX_WITHHOLD_REASON: usize = 1024;
+
+/// `contentWithheld` entry: the registry stops serving content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WithheldEntry {
+    /// The content.
+    pub digest: Sha256Digest,
+    /// Why (1 to [`MAX_WITHHOLD_REASON`] bytes, not only blanks); shown to
+    /// clients that ask for the content.
+    pub reason: String,
+    /// Who decided.
+    pub by: Attribution,
+}
+
+/// `contentRestored` entry: withheld content is served again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestoredEntry {
+    /// The content.
+    pub digest: Sha256Digest,
+    /// Who decided.
+    pub by: Attribution,
+}
+
+/// Whether `reason` may explain a withholding: 1 to
+/// [`MAX_WITHHOLD_REASON`] bytes, not only whitespace.
+pub fn is_valid_withhold_reason(reason: &str) -> bool {
+    !reason.trim().is_empty() && reason.len() <= MAX_WITHHOLD_REASON
+}
+
 /// An identity as replayed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdentityState {
@@ -196,6 +233,10 @@ pub struct RegistryState {
     identities: BTreeMap<String, IdentityState>,
     keys: BTreeMap<KeyId, (String, EcdsaPublicKey)>,
     namespaces: BTreeMap<String, NamespaceEntry>,
+    /// Content withheld now (absent in states stored before withholding
+    /// existed).
+    #[serde(default)]
+    withheld: BTreeMap<Sha256Digest, WithheldEntry>,
 }
 
 /// Whether an identity may publish in a namespace.
@@ -254,6 +295,16 @@ impl RegistryState {
     /// All namespace records.
     pub fn namespaces(&self) -> impl Iterator<Item = &NamespaceEntry> {
         self.namespaces.values()
+    }
+
+    /// Why `digest` is withheld, if it is.
+    pub fn withheld(&self, digest: &Sha256Digest) -> Option<&WithheldEntry> {
+        self.withheld.get(digest)
+    }
+
+    /// All content withheld now, by digest.
+    pub fn withheld_all(&self) -> impl Iterator<Item = &WithheldEntry> {
+        self.withheld.values()
     }
 
     /// Whether `identity` may publish in `namespace`.
@@ -397,6 +448,26 @@ impl RegistryState {
                 self.namespaces
                     .insert(namespace.namespace.clone(), namespace.clone());
             }
+            ExtEntry::ContentWithheld(withheld) => {
+                if !is_valid_withhold_reason(&withheld.reason) {
+                    return Err(rule(format!(
+                        "the reason for withholding {} must be 1 to {MAX_WITHHOLD_REASON} bytes, not only blanks",
+                        withheld.digest
+                    )));
+                }
+                if self.withheld.contains_key(&withheld.digest) {
+                    return Err(rule(format!(
+                        "content {} is already withheld",
+                        withheld.digest
+                    )));
+                }
+                self.withheld.insert(withheld.digest, withheld.clone());
+            }
+            ExtEntry::ContentRestored(restored) => {
+                if self.withheld.remove(&restored.digest).is_none() {
+                    return Err(rule(format!("content {} is not withheld", restored.digest)));
+                }
+            }
             ExtEntry::Manifest(_)
             | ExtEntry::Tag(_)
             | ExtEntry::YankReason(_)
@@ -455,5 +526,80 @@ pub fn authorize(
         Ok(Some(acting.to_owned()))
     } else {
         Err(format!("`{acting}` may not publish in `{namespace}`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    fn by() -> Attribution {
+        Attribution {
+            identity: "cli".into(),
+            via: "operator".into(),
+            token: None,
+            claims: BTreeMap::new(),
+        }
+    }
+
+    fn withhold(digest: Sha256Digest, reason: &str) -> ExtEntry {
+        ExtEntry::ContentWithheld(WithheldEntry {
+            digest,
+            reason: reason.into(),
+            by: by(),
+        })
+    }
+
+    fn restore(digest: Sha256Digest) -> ExtEntry {
+        ExtEntry::ContentRestored(RestoredEntry { digest, by: by() })
+    }
+
+    #[test]
+    fn withholding_is_replayed_and_undone() {
+        let digest = Sha256Digest::of(b"leaked");
+        let mut state = RegistryState::new();
+        assert!(state.withheld(&digest).is_none());
+        state.apply(&withhold(digest, "DMCA notice 42")).unwrap();
+        assert_eq!(state.withheld(&digest).unwrap().reason, "DMCA notice 42");
+        assert_eq!(state.withheld_all().count(), 1);
+        let twice = state.apply(&withhold(digest, "again")).unwrap_err();
+        assert!(twice.to_string().contains("already withheld"), "{twice}");
+        state.apply(&restore(digest)).unwrap();
+        assert!(state.withheld(&digest).is_none());
+        let unknown = state.apply(&restore(digest)).unwrap_err();
+        assert!(unknown.to_string().contains("is not withheld"), "{unknown}");
+    }
+
+    #[test]
+    fn reasons_are_bounded() {
+        let digest = Sha256Digest::of(b"x");
+        let mut state = RegistryState::new();
+        for bad in ["", "  \n", &"x".repeat(MAX_WITHHOLD_REASON + 1)] {
+            assert!(state.apply(&withhold(digest, bad)).is_err(), "{bad:?}");
+        }
+        state
+            .apply(&withhold(digest, &"x".repeat(MAX_WITHHOLD_REASON)))
+            .unwrap();
+    }
+
+    #[test]
+    fn entries_have_stable_names_and_old_states_still_load() {
+        let digest = Sha256Digest::of(b"x");
+        let json = serde_json::to_value(withhold(digest, "r")).unwrap();
+        assert_eq!(json["type"], "contentWithheld");
+        assert_eq!(json["digest"], digest.to_string());
+        let json = serde_json::to_value(restore(digest)).unwrap();
+        assert_eq!(json["type"], "contentRestored");
+        let mut state = RegistryState::new();
+        state.apply(&withhold(digest, "r")).unwrap();
+        let stored = serde_json::to_string(&state).unwrap();
+        let back: RegistryState = serde_json::from_str(&stored).unwrap();
+        assert_eq!(back, state);
+        let old: RegistryState =
+            serde_json::from_str(r#"{"head":null,"identities":{},"keys":{},"namespaces":{}}"#)
+                .unwrap();
+        assert!(old.withheld(&digest).is_none());
     }
 }

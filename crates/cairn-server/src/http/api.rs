@@ -59,14 +59,28 @@ fn created(value: serde_json::Value) -> Response {
 pub(super) async fn namespace(
     State(state): State<AppState>,
     Path(namespace): Path<String>,
+    headers: HeaderMap,
 ) -> Result {
+    let caller = super::auth::caller(&state.registry, &headers).await?;
+    state
+        .registry
+        .authorize_namespace_read(caller.as_ref(), &namespace)?;
     Ok(json(
         StatusCode::OK,
         &state.registry.namespace_info(&namespace)?,
     ))
 }
 
-pub(super) async fn package(State(state): State<AppState>, Path(name): Path<String>) -> Result {
+pub(super) async fn package(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result {
+    let caller = super::auth::caller(&state.registry, &headers).await?;
+    let namespace = name.split_once(':').map_or(name.as_str(), |(ns, _)| ns);
+    state
+        .registry
+        .authorize_namespace_read(caller.as_ref(), namespace)?;
     Ok(json(
         StatusCode::OK,
         &state.registry.package_info(&name).await?,
@@ -124,11 +138,17 @@ pub(super) async fn oidc_token(
         Err(crate::oidc::VerifyError::Token(error)) => {
             return Err(ServiceError::unauthorized(error.to_string()).into());
         }
-        Err(error @ crate::oidc::VerifyError::Keys { .. }) => {
-            tracing::warn!(%error, "OIDC keys unavailable");
+        Err(crate::oidc::VerifyError::Keys {
+            issuer,
+            reason,
+            retry_after,
+        }) => {
+            // The reason (URLs, transport errors) is logged; the client
+            // learns only whose keys are missing and when to retry.
+            tracing::warn!(%issuer, %reason, "OIDC keys unavailable");
             return Err(ServiceError::Unavailable {
-                retry_after: 10,
-                reason: error.to_string(),
+                retry_after,
+                reason: format!("the keys of issuer {issuer} cannot be fetched right now"),
             }
             .into());
         }
@@ -231,12 +251,48 @@ pub(super) async fn create_identity(
     ))
 }
 
-pub(super) async fn identities(State(state): State<AppState>, headers: HeaderMap) -> Result {
+/// The default page of an admin listing.
+const DEFAULT_LIST_PAGE: usize = 100;
+/// The largest page of an admin listing.
+const MAX_LIST_PAGE: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PageQuery {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+/// The page size a `limit` parameter asks for: 1 to [`MAX_LIST_PAGE`],
+/// [`DEFAULT_LIST_PAGE`] when absent.
+fn page_limit(limit: Option<&str>) -> std::result::Result<usize, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_LIST_PAGE),
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIST_PAGE).contains(&n) => Ok(n),
+            _ => Err(super::error::bad_request(format!(
+                "limit must be between 1 and {MAX_LIST_PAGE}"
+            ))),
+        },
+    }
+}
+
+/// `GET /api/v1/admin/identities?limit=&after=`: identities by name, a page
+/// at a time; `next` is the `after` of the next page.
+pub(super) async fn identities(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result {
+    let query: PageQuery = query(raw)?;
+    let limit = page_limit(query.limit.as_deref())?;
     let signer = state.registry.operator_signer();
     admin(&state, &headers, signer.as_ref()).await?;
     let log = state.registry.registry_log();
-    let identities: Vec<serde_json::Value> = log
+    let mut identities: Vec<serde_json::Value> = log
         .identities()
+        .filter(|(name, _)| query.after.as_deref().is_none_or(|after| *name > after))
+        .take(limit + 1)
         .map(|(name, identity)| {
             json!({
                 "name": name,
@@ -246,7 +302,13 @@ pub(super) async fn identities(State(state): State<AppState>, headers: HeaderMap
             })
         })
         .collect();
-    Ok(ok(json!({ "identities": identities })))
+    let next = if identities.len() > limit {
+        identities.truncate(limit);
+        identities.last().map(|i| i["name"].clone())
+    } else {
+        None
+    };
+    Ok(ok(json!({ "identities": identities, "next": next })))
 }
 
 pub(super) async fn disable_identity(
@@ -366,22 +428,47 @@ fn number<T: std::str::FromStr>(
 #[serde(deny_unknown_fields)]
 pub(super) struct TokensQuery {
     identity: Option<String>,
+    limit: Option<String>,
+    after: Option<String>,
 }
 
+/// `GET /api/v1/admin/tokens?identity=&limit=&after=`: long-lived tokens
+/// in creation order, a page at a time; `after` is a token id (the `next`
+/// of the page before).
 pub(super) async fn tokens(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result {
     let query: TokensQuery = query(raw)?;
+    let limit = page_limit(query.limit.as_deref())?;
     let signer = state.registry.operator_signer();
     let ctx = admin(&state, &headers, signer.as_ref()).await?;
-    let tokens: Vec<serde_json::Value> = ctx
+    let rows = ctx
         .store
         .tokens(query.identity.as_deref())
         .await
-        .map_err(ServiceError::from)?
-        .into_iter()
+        .map_err(ServiceError::from)?;
+    let start = match query.after.as_deref() {
+        None => 0,
+        Some(after) => {
+            rows.iter().position(|t| t.id == after).ok_or_else(|| {
+                super::error::bad_request(format!(
+                    "`after` names no listed token: {}",
+                    after.chars().take(64).collect::<String>()
+                ))
+            })? + 1
+        }
+    };
+    let page = rows.get(start..).unwrap_or_default();
+    let next = if page.len() > limit {
+        page.get(limit - 1).map(|t| t.id.clone())
+    } else {
+        None
+    };
+    let tokens: Vec<serde_json::Value> = page
+        .iter()
+        .take(limit)
         .map(|t| {
             json!({
                 "id": t.id,
@@ -400,7 +487,7 @@ pub(super) async fn tokens(
             })
         })
         .collect();
-    Ok(ok(json!({ "tokens": tokens })))
+    Ok(ok(json!({ "tokens": tokens, "next": next })))
 }
 
 pub(super) async fn revoke_token(

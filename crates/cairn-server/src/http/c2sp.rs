@@ -3,7 +3,7 @@
 //! tlog-tiles clients expect.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cairn_protocol::wire::WargError;
 use cairn_service::ServiceError;
@@ -43,7 +43,22 @@ pub(super) fn text_error(error: ServiceError) -> Response {
 
 const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
-pub(super) async fn checkpoint(State(state): State<AppState>) -> Response {
+/// The log's views are public, or served to readers of a private registry
+/// (`cairn_service::access`).
+async fn may_read_log(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let caller = super::auth::caller(&state.registry, headers)
+        .await
+        .map_err(text_error)?;
+    state
+        .registry
+        .authorize_log_read(caller.as_ref())
+        .map_err(text_error)
+}
+
+pub(super) async fn checkpoint(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(response) = may_read_log(&state, &headers).await {
+        return response;
+    }
     match state.registry.c2sp_checkpoint().await {
         // SPEC: c2sp.org/tlog-tiles — the checkpoint changes; clients must
         // not cache it for long.
@@ -60,13 +75,26 @@ pub(super) async fn checkpoint(State(state): State<AppState>) -> Response {
     }
 }
 
-pub(super) async fn tile(State(state): State<AppState>, Path(path): Path<String>) -> Response {
+pub(super) async fn tile(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = may_read_log(&state, &headers).await {
+        return response;
+    }
+    let public = !state.registry.reads_are_private() || state.registry.config().public_log;
     match state.registry.tile(&path).await {
         Ok(data) => {
             // SPEC: c2sp.org/tlog-tiles — tiles are immutable: a full tile
             // never changes, and a partial tile `.p/W` always holds the same
             // W hashes (a wider tile has another path).
-            let cache = HeaderValue::from_static("public, max-age=31536000, immutable");
+            // A private log's tiles are not for shared caches.
+            let cache = HeaderValue::from_static(if public {
+                "public, max-age=31536000, immutable"
+            } else {
+                "private, max-age=31536000, immutable"
+            });
             (
                 StatusCode::OK,
                 [
@@ -87,7 +115,11 @@ pub(super) async fn tile(State(state): State<AppState>, Path(path): Path<String>
 pub(super) async fn receipt(
     State(state): State<AppState>,
     Path((log_id, record_id)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Response {
+    if let Err(response) = may_read_log(&state, &headers).await {
+        return response;
+    }
     match state.registry.receipt(&log_id, &record_id).await {
         Ok(receipt) => (
             StatusCode::OK,

@@ -1,7 +1,7 @@
 //! Content downloads: `GET /content/sha256-<hex>` with `Range` support.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cairn_crypto::Sha256Digest;
@@ -62,9 +62,24 @@ pub(crate) fn parse_range(value: Option<&HeaderValue>, size: u64) -> Range {
     }
 }
 
+/// `expires` and `signature` of a signed content URL (private registries).
+fn signed_url(query: Option<&str>) -> Option<(i64, String)> {
+    let mut expires = None;
+    let mut signature = None;
+    for pair in query.unwrap_or("").split('&') {
+        match pair.split_once('=') {
+            Some(("expires", value)) => expires = value.parse().ok(),
+            Some(("signature", value)) => signature = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+    Some((expires?, signature?))
+}
+
 pub(super) async fn download(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let not_found = || {
@@ -77,6 +92,16 @@ pub(super) async fn download(
         .strip_prefix("sha256-")
         .and_then(|hex| Sha256Digest::from_hex(hex).ok())
         .ok_or_else(not_found)?;
+    let caller = super::auth::caller(&state.registry, &headers).await?;
+    let signed = signed_url(query.as_deref());
+    state
+        .registry
+        .authorize_content_download(
+            caller.as_ref(),
+            &digest,
+            signed.as_ref().map(|(e, s)| (*e, s.as_str())),
+        )
+        .await?;
     let Some(size) = state.registry.published_content_size(&digest).await? else {
         return Err(not_found());
     };
@@ -106,7 +131,11 @@ pub(super) async fn download(
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=31536000, immutable"),
+        HeaderValue::from_static(if state.registry.reads_are_private() {
+            "private, max-age=31536000, immutable"
+        } else {
+            "public, max-age=31536000, immutable"
+        }),
     );
     if let Ok(v) = HeaderValue::from_str(&format!("\"{digest}\"")) {
         h.insert(header::ETAG, v);

@@ -9,6 +9,7 @@ mod extract;
 pub mod metrics;
 mod oci;
 mod warg;
+mod withhold;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,14 +57,19 @@ impl AppState {
     }
 }
 
+/// How long an OCI manifest push may wait for its records to be published
+/// (the service's wait), on top of the request timeout.
+const OCI_PUSH_WAIT: Duration = Duration::from_secs(30);
+
 /// HTTP limits.
 #[derive(Clone, Debug)]
 pub struct HttpLimits {
     /// Largest JSON request body.
     pub json_body_bytes: usize,
-    /// Timeout of ordinary requests.
+    /// Timeout of ordinary requests (OCI manifest routes get this plus the
+    /// push wait; a manifest body must arrive within it).
     pub request_timeout: Duration,
-    /// Timeout of content uploads and downloads.
+    /// Timeout of content and blob uploads and downloads (and only those).
     pub upload_timeout: Duration,
     /// Requests served at once before shedding load.
     pub max_in_flight: usize,
@@ -193,6 +199,14 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
             put(api::set_namespace),
         )
         .route("/api/v1/admin/audit", get(api::audit))
+        .route(
+            "/api/v1/admin/content/{digest}/withhold",
+            post(withhold::withhold),
+        )
+        .route(
+            "/api/v1/admin/content/{digest}/restore",
+            post(withhold::restore),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(fallback)
@@ -217,20 +231,10 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
                 .layer(HandleErrorLayer::new(middleware_error))
                 .timeout(limits.upload_timeout),
         );
-    // The OCI Distribution API: blobs stream (the blob store enforces the
-    // content limit, the handler the manifest limit), and a manifest push
-    // waits for its records to be published.
-    let oci = Router::new()
-        .route("/v2/", get(oci::ping))
-        .route("/v2", get(oci::ping))
-        .route("/v2/token", get(oci::token))
-        .route("/v2/{ns}/{name}/tags/list", get(oci::tags))
-        .route(
-            "/v2/{ns}/{name}/manifests/{reference}",
-            get(oci::get_manifest)
-                .put(oci::put_manifest)
-                .delete(oci::delete),
-        )
+    // The OCI Distribution API, in three groups by how long a request may
+    // take. Blobs stream (the blob store enforces the content limit): only
+    // they get the upload timeout.
+    let oci_blobs = Router::new()
         .route(
             "/v2/{ns}/{name}/blobs/{digest}",
             get(oci::get_blob).head(oci::head_blob).delete(oci::delete),
@@ -244,7 +248,6 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
                 .put(oci::finish_upload)
                 .delete(oci::cancel_upload),
         )
-        .route("/v2/{ns}/{name}/referrers/{digest}", get(oci::referrers))
         .method_not_allowed_fallback(oci::method_not_allowed)
         .layer(DefaultBodyLimit::disable())
         .layer(
@@ -252,6 +255,41 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
                 .layer(HandleErrorLayer::new(middleware_error))
                 .timeout(limits.upload_timeout),
         );
+    // A manifest push waits for its records to be published (up to
+    // `OCI_PUSH_WAIT`) after its body, which has the ordinary deadline of
+    // its own (the handler reads it only once the caller may push).
+    let oci_manifests = Router::new()
+        .route(
+            "/v2/{ns}/{name}/manifests/{reference}",
+            get(oci::get_manifest)
+                .put(oci::put_manifest)
+                .delete(oci::delete),
+        )
+        .method_not_allowed_fallback(oci::method_not_allowed)
+        .layer(axum::Extension(oci::ManifestBodyDeadline(
+            limits.request_timeout,
+        )))
+        .layer(DefaultBodyLimit::disable())
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(middleware_error))
+                .timeout(limits.request_timeout + OCI_PUSH_WAIT),
+        );
+    let oci = Router::new()
+        .route("/v2/", get(oci::ping))
+        .route("/v2", get(oci::ping))
+        .route("/v2/token", get(oci::token))
+        .route("/v2/{ns}/{name}/tags/list", get(oci::tags))
+        .route("/v2/{ns}/{name}/referrers/{digest}", get(oci::referrers))
+        .method_not_allowed_fallback(oci::method_not_allowed)
+        .layer(DefaultBodyLimit::max(limits.json_body_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(middleware_error))
+                .timeout(limits.request_timeout),
+        )
+        .merge(oci_manifests)
+        .merge(oci_blobs);
     api.merge(transfers)
         .merge(oci)
         .with_state(state)
@@ -261,7 +299,34 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
                 .load_shed()
                 .concurrency_limit(limits.max_in_flight),
         )
+        .layer(axum::middleware::from_fn(close_after_refused_body))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::x_request_id(RequestIds::default()))
+}
+
+/// A request refused before its body was read leaves unread bytes on the
+/// connection, which the server then drops: the refusal says
+/// `Connection: close`, so that clients do not reuse the connection (and
+/// meet a broken pipe on their next request).
+async fn close_after_refused_body(
+    request: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = request.headers();
+    let has_body = headers.contains_key(axum::http::header::TRANSFER_ENCODING)
+        || headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0);
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }

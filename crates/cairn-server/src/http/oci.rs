@@ -124,6 +124,8 @@ fn repository(ns: &str, name: &str) -> String {
 
 /// For a repository of an imported namespace: fetches from the upstream
 /// what is missing (all versions, or the one `reference` names) first.
+/// Callers MUST have checked read access (`oci_authorize_read`) first: an
+/// unauthorised request must cause no upstream request.
 async fn pull_through(state: &AppState, ns: &str, name: &str, reference: Option<&str>) {
     if let Ok(package) = cairn_protocol::PackageName::new(format!("{ns}:{name}")) {
         if reference.is_some_and(|r| r.contains(':')) {
@@ -317,8 +319,14 @@ pub(super) async fn tags(
             )
         })?),
     };
-    pull_through(&state, &ns, &name, None).await;
     let repository = repository(&ns, &name);
+    // Authorised before the mirror may ask its upstream anything.
+    ctx.err(
+        state
+            .registry
+            .oci_authorize_read(caller.as_ref(), &repository),
+    )?;
+    pull_through(&state, &ns, &name, None).await;
     let last = param(&params, "last");
     let page = ctx.err(
         state
@@ -353,6 +361,12 @@ pub(super) async fn get_manifest(
 ) -> Result {
     let ctx = Ctx { state: &state };
     let caller = ctx.caller(&headers).await?;
+    // Authorised before the mirror may ask its upstream anything.
+    ctx.err(
+        state
+            .registry
+            .oci_authorize_read(caller.as_ref(), &repository(&ns, &name)),
+    )?;
     pull_through(&state, &ns, &name, Some(&reference)).await;
     let manifest = ctx.err(
         state
@@ -373,30 +387,73 @@ pub(super) async fn get_manifest(
     ))
 }
 
-/// `PUT /v2/<ns>/<name>/manifests/<reference>`.
+/// How long a manifest body may take to arrive (the ordinary request
+/// timeout): set on the manifest routes by the router.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ManifestBodyDeadline(pub(super) std::time::Duration);
+
+fn manifest_too_large() -> OciError {
+    OciError::new(
+        OciCode::SizeInvalid,
+        format!("manifests are limited to {MAX_MANIFEST_BYTES} bytes"),
+    )
+    .with_status(413)
+}
+
+/// `PUT /v2/<ns>/<name>/manifests/<reference>`. Push rights and a push slot
+/// of the caller come before the body is read, and the body has its own
+/// deadline: nobody can make the server wait for a manifest it would refuse,
+/// nor hold a push open with a body that never ends.
 pub(super) async fn put_manifest(
     State(state): State<AppState>,
     Path((ns, name, reference)): Path<(String, String, String)>,
+    axum::Extension(deadline): axum::Extension<ManifestBodyDeadline>,
     headers: HeaderMap,
     body: Body,
 ) -> Result {
     let ctx = Ctx { state: &state };
     let caller = ctx.caller(&headers).await?;
-    let body: Bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES + 1)
-        .await
-        .map_err(|_| {
-            ctx.fail(
+    let repository = repository(&ns, &name);
+    ctx.err(
+        state
+            .registry
+            .oci_authorize_push(caller.as_ref(), &repository),
+    )?;
+    let _slot = match &caller {
+        Some(caller) => Some(ctx.err(state.registry.oci_manifest_push_slot(caller))?),
+        None => None,
+    };
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_MANIFEST_BYTES as u64) {
+        return Err(ctx.fail(manifest_too_large()));
+    }
+    let body: Bytes = match tokio::time::timeout(
+        deadline.0,
+        axum::body::to_bytes(body, MAX_MANIFEST_BYTES + 1),
+    )
+    .await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => return Err(ctx.fail(manifest_too_large())),
+        Err(_) => {
+            return Err(ctx.fail(
                 OciError::new(
-                    OciCode::SizeInvalid,
-                    format!("manifests are limited to {MAX_MANIFEST_BYTES} bytes"),
+                    OciCode::ManifestInvalid,
+                    format!(
+                        "the manifest did not arrive within {} s",
+                        deadline.0.as_secs()
+                    ),
                 )
-                .with_status(413),
-            )
-        })?;
+                .with_status(408),
+            ));
+        }
+    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let repository = repository(&ns, &name);
     let pushed = ctx.err(
         state
             .registry
@@ -431,6 +488,25 @@ pub(super) async fn delete(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Withheld content (`cairn content withhold`): 451 with the logged reason.
+/// Asked once the caller may read the repository (`size` is not a 401 or
+/// 403), also when `cairn gc` has deleted the bytes (`BLOB_UNKNOWN`).
+fn refuse_withheld(
+    ctx: &Ctx<'_>,
+    digest: &str,
+    size: &std::result::Result<u64, OciError>,
+) -> Result<()> {
+    let readable = match size {
+        Ok(_) => true,
+        Err(error) => error.code == OciCode::BlobUnknown,
+    };
+    if let (true, Ok(digest)) = (readable, parse_digest(digest)) {
+        let refused = ctx.state.registry.refuse_withheld(&digest);
+        ctx.err(refused.map_err(OciError::from))?;
+    }
+    Ok(())
+}
+
 /// `HEAD /v2/<ns>/<name>/blobs/<digest>`.
 pub(super) async fn head_blob(
     State(state): State<AppState>,
@@ -439,12 +515,12 @@ pub(super) async fn head_blob(
 ) -> Result {
     let ctx = Ctx { state: &state };
     let caller = ctx.caller(&headers).await?;
-    let size = ctx.err(
-        state
-            .registry
-            .oci_blob_size(caller.as_ref(), &repository(&ns, &name), &digest)
-            .await,
-    )?;
+    let size = state
+        .registry
+        .oci_blob_size(caller.as_ref(), &repository(&ns, &name), &digest)
+        .await;
+    refuse_withheld(&ctx, &digest, &size)?;
+    let size = ctx.err(size)?;
     Ok(with_headers(
         StatusCode::OK,
         vec![
@@ -466,12 +542,12 @@ pub(super) async fn get_blob(
     let ctx = Ctx { state: &state };
     let caller = ctx.caller(&headers).await?;
     let repository = repository(&ns, &name);
-    let size = ctx.err(
-        state
-            .registry
-            .oci_blob_size(caller.as_ref(), &repository, &digest)
-            .await,
-    )?;
+    let size = state
+        .registry
+        .oci_blob_size(caller.as_ref(), &repository, &digest)
+        .await;
+    refuse_withheld(&ctx, &digest, &size)?;
+    let size = ctx.err(size)?;
     let (status, offset, len) = match parse_range(headers.get(header::RANGE), size) {
         Range::Full => (StatusCode::OK, 0, size),
         Range::Part(start, end) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
@@ -690,7 +766,8 @@ pub(super) async fn cancel_upload(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `GET /v2/<ns>/<name>/referrers/<digest>[?artifactType=]`.
+/// `GET /v2/<ns>/<name>/referrers/<digest>[?artifactType=&n=&last=]`: a
+/// page of at most 1,000 referrers, with a `Link` to the next.
 pub(super) async fn referrers(
     State(state): State<AppState>,
     Path((ns, name, digest)): Path<(String, String, String)>,
@@ -701,25 +778,62 @@ pub(super) async fn referrers(
     let caller = ctx.caller(&headers).await?;
     let params = query(raw.as_deref());
     let artifact_type = param(&params, "artifactType").filter(|t| !t.is_empty());
-    let (index, filtered) = ctx.err(
+    let n = match param(&params, "n") {
+        None => None,
+        Some(n) => Some(n.parse::<usize>().map_err(|_| {
+            ctx.fail(
+                OciError::new(OciCode::Unsupported, "n must be a non-negative integer")
+                    .with_status(400),
+            )
+        })?),
+    };
+    let repository = repository(&ns, &name);
+    let page = ctx.err(
         state
             .registry
             .oci_referrers(
                 caller.as_ref(),
-                &repository(&ns, &name),
+                &repository,
                 &digest,
                 artifact_type,
+                n,
+                param(&params, "last"),
             )
             .await,
     )?;
     let mut out = vec![
         (header::CONTENT_TYPE, IMAGE_INDEX.to_owned()),
-        (header::CONTENT_LENGTH, index.len().to_string()),
+        (header::CONTENT_LENGTH, page.index.len().to_string()),
     ];
-    if filtered {
+    if page.filtered {
         out.push((FILTERS_APPLIED, "artifactType".into()));
     }
-    Ok(with_headers(StatusCode::OK, out, index))
+    if let Some(next) = page.next {
+        // SPEC: distribution-spec 1.1 — a paged referrers answer names the
+        // next page in a `Link` header with rel="next".
+        let mut link = format!("/v2/{repository}/referrers/{digest}?last={next}");
+        if let Some(n) = n {
+            link.push_str(&format!("&n={n}"));
+        }
+        if let Some(artifact_type) = artifact_type {
+            link.push_str(&format!("&artifactType={}", percent_encode(artifact_type)));
+        }
+        out.push((header::LINK, format!("<{link}>; rel=\"next\"")));
+    }
+    Ok(with_headers(StatusCode::OK, out, page.index))
+}
+
+/// Percent-encodes what is not unreserved (RFC 3986), for query values.
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A method an OCI endpoint does not have.

@@ -1,12 +1,31 @@
 //! Blobs: reads with `Range`, and uploads — monolithic, chunked, resumable,
 //! and cross-repository mounts. Bytes stream into the blob store and are
 //! hashed before a blob is linked to a repository; nothing half-uploaded is
-//! ever readable.
+//! ever readable, and a stored copy that fails its size or digest is never
+//! served (the blob store sets it aside and the blob reads as unknown until
+//! it is uploaded again).
+//!
+//! An upload session belongs to the identity that opened it (only it may
+//! continue it), and counts against that identity's limits: open sessions
+//! ([`crate::ServiceConfig::max_upload_sessions_per_caller`]) and the bytes
+//! they hold ([`crate::ServiceConfig::max_upload_bytes_per_caller`], charged
+//! as chunks stream in). Beyond either: `429 TOOMANYREQUESTS`, and nothing
+//! is stored. Each request on a session holds it from the check that it
+//! exists to its last write (and the blob store serialises the session's
+//! operations too), so a chunk that is still streaming (or fails) when the
+//! session is finished cannot change the published blob, and a chunk that
+//! comes after a finish finds no session.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use cairn_blob::ByteStream;
 use cairn_crypto::Sha256Digest;
+use cairn_store::UploadSession;
+use futures_util::StreamExt as _;
 use rand::RngCore as _;
 
+use super::access::too_many;
 use super::{OciCode, OciError, Repository, parse_digest};
 use crate::Registry;
 use crate::identity::Caller;
@@ -43,14 +62,25 @@ pub enum StartedUpload {
     },
 }
 
+/// A held upload session (see [`super::access::CallerLimits`]).
+type SessionGuard<'a> = crate::locks::KeyedGuard<'a, String>;
+
 fn new_upload_id() -> String {
     let mut bytes = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     hex::encode(bytes)
 }
 
+fn blob_unknown(digest: &Sha256Digest, repository: &str) -> OciError {
+    OciError::new(
+        OciCode::BlobUnknown,
+        format!("blob {digest} is not in {repository}"),
+    )
+}
+
 impl Registry {
-    /// The size of a blob readable in `repository`.
+    /// The size of a blob readable in `repository`: its recorded size, once
+    /// the blob store holds a copy of exactly that size.
     pub async fn oci_blob_size(
         &self,
         caller: Option<&Caller>,
@@ -60,19 +90,23 @@ impl Registry {
         let repository = Repository::parse(repository)?;
         self.oci_may_read(caller, &repository)?;
         let digest = parse_digest(digest)?;
-        self.inner
+        let size = self
+            .inner
             .store
             .repository_blob(&repository.name, &digest)
             .await?
-            .ok_or_else(|| {
-                OciError::new(
-                    OciCode::BlobUnknown,
-                    format!("blob {digest} is not in {}", repository.name),
-                )
-            })
+            .ok_or_else(|| blob_unknown(&digest, &repository.name))?;
+        if !self.inner.blobs.verify_size(&digest, size).await? {
+            // Lost or corrupted (and now set aside): unknown until pushed
+            // again, which stores a verified copy.
+            return Err(blob_unknown(&digest, &repository.name));
+        }
+        Ok(size)
     }
 
-    /// Reads `[offset, offset + len)` of a blob readable in `repository`.
+    /// Reads `[offset, offset + len)` of a blob readable in `repository`
+    /// (a read of the whole blob is verified against its digest as it
+    /// streams).
     pub async fn oci_read_blob(
         &self,
         repository: &str,
@@ -87,16 +121,15 @@ impl Registry {
             .repository_blob(repository, &digest)
             .await?
             .ok_or_else(|| OciError::new(OciCode::BlobUnknown, format!("blob {digest} is gone")))?;
+        if !self.inner.blobs.verify_size(&digest, size).await? {
+            return Err(blob_unknown(&digest, repository));
+        }
         let body = self
             .inner
             .blobs
             .read(&digest, offset, len)
             .await?
-            .ok_or_else(|| {
-                OciError::from(crate::ServiceError::Internal(format!(
-                    "blob {digest} is linked but missing from the blob store"
-                )))
-            })?;
+            .ok_or_else(|| blob_unknown(&digest, repository))?;
         Ok(ContentDownload { size, body })
     }
 
@@ -136,7 +169,7 @@ impl Registry {
                         .store
                         .repository_blob(&source.name, &digest)
                         .await?
-                    && self.inner.blobs.stat(&digest).await?.is_some()
+                    && self.inner.blobs.verify_size(&digest, size).await?
                 {
                     self.inner
                         .store
@@ -147,29 +180,113 @@ impl Registry {
             }
             UploadStart::Session => {}
         }
+        let max = self.inner.config.max_upload_sessions_per_caller;
+        let usage = self.inner.store.upload_usage(&caller.identity).await?;
+        if usage.sessions >= max {
+            return Err(too_many(format!(
+                "identity `{}` has {} upload sessions open, the limit; finish or cancel one \
+                 (DELETE /v2/<name>/blobs/uploads/<id>) first",
+                caller.identity, usage.sessions
+            )));
+        }
         let id = new_upload_id();
         self.inner.blobs.upload_start(&id).await?;
         self.inner
             .store
-            .insert_upload(&id, &repository.name, self.inner.clock.now_ms())
+            .insert_upload(
+                &id,
+                &repository.name,
+                &caller.identity,
+                self.inner.clock.now_ms(),
+            )
             .await?;
         Ok(StartedUpload::Session { id })
     }
 
-    async fn oci_session(
+    /// The session `id` of `repository`, if `caller` may push there and
+    /// opened it, held (against every other request on it) until the guard
+    /// is dropped.
+    async fn oci_session<'c>(
         &self,
-        caller: Option<&Caller>,
+        caller: Option<&'c Caller>,
         repository: &str,
         id: &str,
-    ) -> Result<Repository, OciError> {
+    ) -> Result<(Repository, &'c Caller, UploadSession, SessionGuard<'_>), OciError> {
         let repository = Repository::parse(repository)?;
-        self.oci_may_push(caller, &repository)?;
+        let caller = self.oci_may_push(caller, &repository)?;
+        let unknown = || OciError::new(OciCode::BlobUploadUnknown, "unknown upload session");
+        if !cairn_blob::is_valid_upload_id(id) {
+            return Err(unknown());
+        }
+        let guard = self.inner.oci_limits.sessions.lock(id.to_owned()).await;
         match self.inner.store.upload(id).await? {
-            Some(owner) if owner == repository.name => Ok(repository),
-            _ => Err(OciError::new(
-                OciCode::BlobUploadUnknown,
-                "unknown upload session",
-            )),
+            Some(session)
+                if session.repository == repository.name && session.identity == caller.identity =>
+            {
+                Ok((repository, caller, session, guard))
+            }
+            _ => Err(unknown()),
+        }
+    }
+
+    /// Appends a chunk to session `id` of `identity`, charging its bytes to
+    /// the identity's upload budget as they arrive, and records the
+    /// session's new size.
+    async fn oci_append(
+        &self,
+        identity: &str,
+        id: &str,
+        offset: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64, OciError> {
+        let limit = self.inner.config.max_upload_bytes_per_caller;
+        let recorded = self.inner.store.upload_usage(identity).await?.bytes;
+        // Held until the new size is on record, so that the next chunk's
+        // budget starts from it.
+        let hold = Arc::new(
+            self.inner
+                .oci_limits
+                .budgets
+                .hold(identity, recorded, limit),
+        );
+        let refused = Arc::new(AtomicBool::new(false));
+        let metered: ByteStream = {
+            let hold = hold.clone();
+            let refused = refused.clone();
+            Box::pin(body.map(move |chunk| {
+                let chunk = chunk?;
+                if hold.charge(chunk.len() as u64) {
+                    Ok(chunk)
+                } else {
+                    refused.store(true, Ordering::Relaxed);
+                    Err(std::io::Error::other("upload quota exceeded"))
+                }
+            }))
+        };
+        let appended = self
+            .inner
+            .blobs
+            .upload_append(id, offset, metered, self.inner.config.max_content_bytes)
+            .await;
+        match appended {
+            Ok(size) => {
+                self.inner
+                    .store
+                    .set_upload_size(id, size, self.inner.clock.now_ms())
+                    .await?;
+                Ok(size)
+            }
+            Err(error) => {
+                // The chunk left nothing behind.
+                hold.refund();
+                if refused.load(Ordering::Relaxed) {
+                    return Err(too_many(format!(
+                        "identity `{identity}`'s open uploads would exceed {limit} bytes, the limit; \
+                         finish or cancel an upload first"
+                    )));
+                }
+                Err(error.into())
+            }
         }
     }
 
@@ -180,7 +297,7 @@ impl Registry {
         repository: &str,
         id: &str,
     ) -> Result<u64, OciError> {
-        self.oci_session(caller, repository, id).await?;
+        let _held = self.oci_session(caller, repository, id).await?;
         Ok(self.inner.blobs.upload_size(id).await?)
     }
 
@@ -195,16 +312,8 @@ impl Registry {
         start: Option<u64>,
         body: ByteStream,
     ) -> Result<u64, OciError> {
-        self.oci_session(caller, repository, id).await?;
-        let offset = match start {
-            Some(start) => start,
-            None => self.inner.blobs.upload_size(id).await?,
-        };
-        Ok(self
-            .inner
-            .blobs
-            .upload_append(id, offset, body, self.inner.config.max_content_bytes)
-            .await?)
+        let (_, caller, _, _held) = self.oci_session(caller, repository, id).await?;
+        self.oci_append(&caller.identity, id, start, body).await
     }
 
     /// `PUT …/blobs/uploads/<id>?digest=`: appends a last chunk (if any)
@@ -218,17 +327,19 @@ impl Registry {
         digest: &str,
         body: Option<ByteStream>,
     ) -> Result<Sha256Digest, OciError> {
-        let repository = self.oci_session(caller, repository, id).await?;
+        let (repository, caller, session, _held) = self.oci_session(caller, repository, id).await?;
         let digest = parse_digest(digest)?;
+        let mut size = session.size;
         if let Some(body) = body {
-            let offset = self.inner.blobs.upload_size(id).await?;
-            self.inner
-                .blobs
-                .upload_append(id, offset, body, self.inner.config.max_content_bytes)
-                .await?;
+            size = size.max(self.oci_append(&caller.identity, id, None, body).await?);
         }
         let finished = self.inner.blobs.upload_finish(id, digest).await;
         self.inner.store.delete_upload(id).await?;
+        let size = finished.as_ref().map_or(size, |info| info.size);
+        self.inner
+            .oci_limits
+            .budgets
+            .release(&caller.identity, size);
         let info = finished?;
         self.inner
             .store
@@ -244,9 +355,13 @@ impl Registry {
         repository: &str,
         id: &str,
     ) -> Result<(), OciError> {
-        self.oci_session(caller, repository, id).await?;
+        let (_, caller, session, _held) = self.oci_session(caller, repository, id).await?;
         self.inner.blobs.upload_abort(id).await?;
         self.inner.store.delete_upload(id).await?;
+        self.inner
+            .oci_limits
+            .budgets
+            .release(&caller.identity, session.size);
         Ok(())
     }
 }

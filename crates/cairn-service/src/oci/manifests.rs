@@ -10,7 +10,7 @@
 //! transaction that sequences them. The push answers once a checkpoint
 //! covers them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use cairn_protocol::ext::meta::{
 };
 use cairn_protocol::ext::registry::PublishPolicy;
 use cairn_protocol::ext::{ExtEntry, meta_log_name};
+use cairn_protocol::oci::{Descriptor, parse_manifest, parse_wasm_config};
 use cairn_protocol::package::PackageState;
 use cairn_protocol::record::{
     PackageEntry, PackagePermission, PackageRecord, Record, RecordKind as _,
@@ -28,12 +29,11 @@ use cairn_protocol::record::{
 use cairn_protocol::{Envelope, LogId, PackageName, RecordId, Timestamp};
 use cairn_store::{NewPending, OciManifestRow, RecordStatus, StoreError};
 use semver::Version;
-use serde::Deserialize;
 
-use super::derive::{Derived, derive};
+use super::derive::derive;
 use super::{
-    IMAGE_INDEX, IMAGE_MANIFEST, LEGACY_WASM_CONFIGS, LEGACY_WASM_LAYERS, MAX_CONFIG_BYTES,
-    MAX_MANIFEST_BYTES, OciCode, OciError, Reference, Repository, WASM_CONFIG, WASM_LAYER,
+    IMAGE_MANIFEST, LEGACY_WASM_CONFIGS, LEGACY_WASM_LAYERS, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES,
+    OciCode, OciError, Reference, Repository, WASM_CONFIG, WASM_LAYER,
 };
 use crate::identity::Caller;
 use crate::{Registry, ServiceError};
@@ -72,61 +72,12 @@ pub struct TagPage {
     pub next: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Descriptor {
-    media_type: String,
-    digest: String,
-    size: u64,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ManifestJson {
-    schema_version: u32,
-    #[serde(default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    artifact_type: Option<String>,
-    #[serde(default)]
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Option<Vec<Descriptor>>,
-    #[serde(default)]
-    manifests: Option<Vec<Descriptor>>,
-    #[serde(default)]
-    subject: Option<Descriptor>,
-    #[serde(default)]
-    annotations: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ConfigJson {
-    #[serde(default, rename = "layerDigests")]
-    layer_digests: Option<Vec<String>>,
-    #[serde(default)]
-    component: Option<ComponentJson>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ComponentJson {
-    #[serde(default)]
-    exports: Vec<String>,
-    #[serde(default)]
-    imports: Vec<String>,
-}
-
 fn invalid(message: impl Into<String>) -> OciError {
     OciError::new(OciCode::ManifestInvalid, message)
 }
 
 fn denied(message: impl Into<String>) -> OciError {
     OciError::new(OciCode::Denied, message)
-}
-
-fn digest_of(descriptor: &Descriptor) -> Result<Sha256Digest, OciError> {
-    super::parse_digest(&descriptor.digest)
-        .map_err(|e| invalid(format!("descriptor digest: {}", e.message)))
 }
 
 pub(super) fn is_wasm_config(media_type: &str) -> bool {
@@ -268,7 +219,7 @@ impl Registry {
         config: &Descriptor,
         layer: &Descriptor,
     ) -> Result<Option<WasmFacts>, OciError> {
-        let layer_digest = digest_of(layer)?;
+        let layer_digest = layer.digest;
         let bytes = self
             .read_blob(&layer_digest, self.inner.config.max_content_bytes)
             .await?;
@@ -284,10 +235,8 @@ impl Registry {
         let facts = super::check_content(&policy, &repository.package, version, layer.size, info)
             .map_err(denied)?;
         // Never trust the client's config: it must say what the binary is.
-        let config_digest = digest_of(config)?;
-        let config: ConfigJson =
-            serde_json::from_slice(&self.read_blob(&config_digest, MAX_CONFIG_BYTES).await?)
-                .map_err(|e| invalid(format!("the config is not a wasm config: {e}")))?;
+        let config = parse_wasm_config(&self.read_blob(&config.digest, MAX_CONFIG_BYTES).await?)
+            .map_err(|e| invalid(e.message))?;
         if let Some(layers) = &config.layer_digests
             && !layers.iter().any(|d| *d == layer_digest.to_string())
         {
@@ -332,28 +281,9 @@ impl Registry {
             )
             .with_status(413));
         }
-        let manifest: ManifestJson =
-            serde_json::from_slice(&body).map_err(|e| invalid(format!("not a manifest: {e}")))?;
-        if manifest.schema_version != 2 {
-            return Err(invalid("schemaVersion must be 2"));
-        }
-        let content_type = content_type.map(|c| c.split(';').next().unwrap_or(c).trim());
-        let media_type = match (&manifest.media_type, content_type) {
-            (Some(declared), Some(header)) if declared != header => {
-                return Err(invalid(format!(
-                    "Content-Type {header} differs from the manifest's mediaType {declared}"
-                )));
-            }
-            (Some(declared), _) => declared.clone(),
-            (None, Some(header)) => header.to_owned(),
-            (None, None) => IMAGE_MANIFEST.to_owned(),
-        };
-        if media_type != IMAGE_MANIFEST && media_type != IMAGE_INDEX {
-            return Err(invalid(format!(
-                "unsupported manifest type {media_type}: use an OCI image manifest or index"
-            )));
-        }
-        let digest = Sha256Digest::of(&body);
+        let manifest = parse_manifest(&body, content_type).map_err(|e| invalid(e.message))?;
+        let media_type = manifest.media_type.clone();
+        let digest = manifest.digest;
         let tag = match &reference {
             Reference::Digest(expected) if *expected != digest => {
                 return Err(OciError::new(
@@ -367,17 +297,13 @@ impl Registry {
                 Some(tag.clone())
             }
         };
-        let subject = manifest.subject.as_ref().map(digest_of).transpose()?;
+        let subject = manifest.subject;
 
         // Every referenced blob (or manifest, for an index) is here.
         let mut blobs = Vec::new();
         if media_type == IMAGE_MANIFEST {
-            let config = manifest
-                .config
-                .as_ref()
-                .ok_or_else(|| invalid("an image manifest needs a config"))?;
-            for descriptor in std::iter::once(config).chain(manifest.layers.iter().flatten()) {
-                let blob = digest_of(descriptor)?;
+            for descriptor in manifest.config.iter().chain(&manifest.layers) {
+                let blob = descriptor.digest;
                 match self
                     .inner
                     .store
@@ -400,8 +326,8 @@ impl Registry {
                 }
             }
         } else {
-            for child in manifest.manifests.iter().flatten() {
-                let child = digest_of(child)?;
+            for child in &manifest.manifests {
+                let child = child.digest;
                 if !self
                     .inner
                     .store
@@ -419,8 +345,8 @@ impl Registry {
         }
 
         // What is it: a wasm artifact, a referrer, or neither.
-        let wasm_parts = match (&manifest.config, manifest.layers.as_deref()) {
-            (Some(config), Some([layer]))
+        let wasm_parts = match (&manifest.config, manifest.layers.as_slice()) {
+            (Some(config), [layer])
                 if media_type == IMAGE_MANIFEST
                     && is_wasm_config(&config.media_type)
                     && is_wasm_layer(&layer.media_type) =>
@@ -457,7 +383,7 @@ impl Registry {
             .blobs
             .put_bytes(Some(digest), body.clone(), MAX_MANIFEST_BYTES as u64)
             .await?;
-        let annotations = serde_json::to_string(&manifest.annotations.clone().unwrap_or_default())
+        let annotations = serde_json::to_string(&manifest.annotations)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         // Stored (invisible) with the push's records, in one transaction.
         let row = OciManifestRow {
@@ -467,7 +393,7 @@ impl Registry {
             artifact_type: manifest
                 .artifact_type
                 .clone()
-                .or_else(|| manifest.config.as_ref().map(|c| c.media_type.clone())),
+                .or_else(|| manifest.config_media_type.clone()),
             subject,
             size: body.len() as u64,
             annotations,
@@ -489,8 +415,7 @@ impl Registry {
             version,
             layer: wasm_parts
                 .as_ref()
-                .map(|(_, layer)| digest_of(layer).map(|d| (d, layer.size)))
-                .transpose()?,
+                .map(|(_, layer)| (layer.digest, layer.size)),
             facts,
         };
         self.submit_push(push).await?;
@@ -893,7 +818,10 @@ impl Registry {
 
     /// Whether the repository has anything at all (a package or metadata
     /// log, or tags).
-    async fn repository_exists(&self, repository: &Repository) -> Result<bool, OciError> {
+    pub(super) async fn repository_exists(
+        &self,
+        repository: &Repository,
+    ) -> Result<bool, OciError> {
         let (package, meta) = self.oci_states(&repository.package).await?;
         Ok(package.head().is_some() || meta.head().is_some())
     }
@@ -919,8 +847,11 @@ impl Registry {
         Ok(Some((*content, size, release.timestamp)))
     }
 
-    /// The manifest of a release published over warg, derived and stored
-    /// (content-addressed) on first use.
+    /// The manifest of a release published over warg: derived from the
+    /// logged release the first time it is asked for (one derivation at a
+    /// time per release, however many readers arrive together), stored
+    /// (content-addressed, and named in `oci_derived`), and served from the
+    /// store afterwards.
     pub(crate) async fn derived_manifest(
         &self,
         repository: &Repository,
@@ -928,7 +859,21 @@ impl Registry {
         content: Sha256Digest,
         size: u64,
         created: Timestamp,
-    ) -> Result<Derived, OciError> {
+    ) -> Result<ManifestBody, OciError> {
+        let store = &self.inner.store;
+        let version_text = version.to_string();
+        if let Some(body) = self.stored_derived(repository, &version_text).await? {
+            return Ok(body);
+        }
+        let _turn = self
+            .inner
+            .derivations
+            .lock((repository.name.clone(), version_text.clone()))
+            .await;
+        // Someone else may have derived it while this caller waited.
+        if let Some(body) = self.stored_derived(repository, &version_text).await? {
+            return Ok(body);
+        }
         let bytes = self
             .read_blob(&content, self.inner.config.max_content_bytes)
             .await?;
@@ -943,6 +888,7 @@ impl Registry {
             &created,
             info.as_ref(),
         );
+        self.inner.metrics.oci_derivations.add(1);
         for (digest, bytes) in [
             (derived.config_digest, &derived.config),
             (derived.manifest_digest, &derived.manifest),
@@ -956,7 +902,6 @@ impl Registry {
                 )
                 .await?;
         }
-        let store = &self.inner.store;
         store
             .link_blob(
                 &repository.name,
@@ -973,15 +918,35 @@ impl Registry {
                 artifact_type: Some(WASM_CONFIG.into()),
                 subject: None,
                 size: derived.manifest.len() as u64,
-                annotations:
-                    serde_json::json!({"org.opencontainers.image.version": version.to_string()})
-                        .to_string(),
+                annotations: serde_json::json!({"org.opencontainers.image.version": version_text})
+                    .to_string(),
                 // Derived from a logged release: visible at once.
                 visible: true,
                 created_at_ms: self.inner.clock.now_ms(),
             })
             .await?;
-        Ok(derived)
+        // Named last: a crash before this leaves only content-addressed
+        // rows, and the next reader derives the same bytes again.
+        store
+            .insert_derived(&repository.name, &version_text, &derived.manifest_digest)
+            .await?;
+        Ok(ManifestBody {
+            digest: derived.manifest_digest,
+            media_type: IMAGE_MANIFEST.into(),
+            bytes: Bytes::from(derived.manifest),
+        })
+    }
+
+    /// The stored derived manifest of a release, if any.
+    async fn stored_derived(
+        &self,
+        repository: &Repository,
+        version: &str,
+    ) -> Result<Option<ManifestBody>, OciError> {
+        match self.inner.store.derived(&repository.name, version).await? {
+            Some(digest) => self.stored_manifest(repository, &digest).await,
+            None => Ok(None),
+        }
     }
 
     async fn stored_manifest(
@@ -1004,37 +969,6 @@ impl Registry {
             media_type: row.media_type,
             bytes: Bytes::from(bytes),
         }))
-    }
-
-    /// Every version tag that names a live release, with `latest` if it is
-    /// set, plus the other tags of the repository.
-    async fn all_tags(&self, repository: &Repository) -> Result<Vec<String>, OciError> {
-        let (state, _) = self.oci_states(&repository.package).await?;
-        let mut tags: BTreeSet<String> = BTreeSet::new();
-        for release in state.releases() {
-            if !release.yanked() {
-                tags.insert(release.version.to_string());
-            }
-        }
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .inner
-                .store
-                .tags(&repository.name, after.as_deref(), 1000)
-                .await?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (tag, _) in page {
-                let yanked = version_tag(&tag)
-                    .and_then(|v| state.release(&v).map(|r| r.yanked()))
-                    .unwrap_or(false);
-                if !yanked {
-                    tags.insert(tag);
-                }
-            }
-        }
-        Ok(tags.into_iter().collect())
     }
 
     /// `GET|HEAD /v2/<name>/manifests/<reference>`.
@@ -1095,22 +1029,16 @@ impl Registry {
                                 .live_release(&repository.package, &state, version)
                                 .await?
                             {
-                                Some((content, size, created)) => {
-                                    let derived = self
-                                        .derived_manifest(
-                                            &repository,
-                                            version,
-                                            content,
-                                            size,
-                                            created,
-                                        )
-                                        .await?;
-                                    Some(ManifestBody {
-                                        digest: derived.manifest_digest,
-                                        media_type: IMAGE_MANIFEST.into(),
-                                        bytes: Bytes::from(derived.manifest),
-                                    })
-                                }
+                                Some((content, size, created)) => Some(
+                                    self.derived_manifest(
+                                        &repository,
+                                        version,
+                                        content,
+                                        size,
+                                        created,
+                                    )
+                                    .await?,
+                                ),
                                 None => None,
                             }
                         }
@@ -1120,100 +1048,24 @@ impl Registry {
             }
         };
         match found {
-            Some(body) => Ok(body),
+            Some(body) => {
+                // A release whose content is withheld is not pulled: its
+                // manifest answers 451 with the reason, like its blobs.
+                if let Ok(parsed) =
+                    cairn_protocol::oci::parse_manifest(&body.bytes, Some(&body.media_type))
+                {
+                    for layer in &parsed.layers {
+                        self.refuse_withheld(&layer.digest)?;
+                    }
+                }
+                Ok(body)
+            }
             None if !self.repository_exists(&repository).await? => Err(OciError::new(
                 OciCode::NameUnknown,
                 format!("repository {} is unknown", repository.name),
             )),
             None => Err(unknown(format!("manifest unknown in {}", repository.name))),
         }
-    }
-
-    /// `GET /v2/<name>/tags/list?n=&last=`.
-    pub async fn oci_tags(
-        &self,
-        caller: Option<&Caller>,
-        repository: &str,
-        n: Option<usize>,
-        last: Option<&str>,
-    ) -> Result<TagPage, OciError> {
-        let repository = Repository::parse(repository)?;
-        self.oci_may_read(caller, &repository)?;
-        if !self.repository_exists(&repository).await? {
-            // SPEC: wkg treats exactly this (404 NAME_UNKNOWN, alone) as
-            // "no versions yet".
-            return Err(OciError::new(
-                OciCode::NameUnknown,
-                format!("repository {} is unknown", repository.name),
-            ));
-        }
-        let all = self.all_tags(&repository).await?;
-        let rest: Vec<String> = all
-            .into_iter()
-            .filter(|t| last.is_none_or(|l| t.as_str() > l))
-            .collect();
-        let (tags, next) = match n {
-            Some(n) if rest.len() > n => {
-                let page: Vec<String> = rest.into_iter().take(n).collect();
-                let next = page.last().cloned();
-                (page, next)
-            }
-            _ => (rest, None),
-        };
-        Ok(TagPage {
-            name: repository.name,
-            tags,
-            next,
-        })
-    }
-
-    /// `GET /v2/<name>/referrers/<digest>?artifactType=`: an image index of
-    /// the manifests whose subject is `digest`. Returns the index and
-    /// whether the filter was applied.
-    pub async fn oci_referrers(
-        &self,
-        caller: Option<&Caller>,
-        repository: &str,
-        digest: &str,
-        artifact_type: Option<&str>,
-    ) -> Result<(Vec<u8>, bool), OciError> {
-        let repository = Repository::parse(repository)?;
-        self.oci_may_read(caller, &repository)?;
-        let subject = super::parse_digest(digest)?;
-        let rows = self
-            .inner
-            .store
-            .referrers(&repository.name, &subject)
-            .await?;
-        let manifests: Vec<serde_json::Value> = rows
-            .iter()
-            .filter(|row| artifact_type.is_none_or(|t| row.artifact_type.as_deref() == Some(t)))
-            .map(|row| {
-                let mut descriptor = serde_json::json!({
-                    "mediaType": row.media_type,
-                    "digest": row.digest.to_string(),
-                    "size": row.size,
-                });
-                if let Some(artifact_type) = &row.artifact_type {
-                    descriptor["artifactType"] = serde_json::Value::String(artifact_type.clone());
-                }
-                if let Ok(annotations) = serde_json::from_str::<serde_json::Value>(&row.annotations)
-                    && annotations.as_object().is_some_and(|a| !a.is_empty())
-                {
-                    descriptor["annotations"] = annotations;
-                }
-                descriptor
-            })
-            .collect();
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": IMAGE_INDEX,
-            "manifests": manifests,
-        });
-        Ok((
-            serde_json::to_vec(&index).map_err(|e| ServiceError::Internal(e.to_string()))?,
-            artifact_type.is_some(),
-        ))
     }
 }
 

@@ -19,11 +19,14 @@
 //! verified before they are linked to a repository; uploads are resumable
 //! sessions that survive restarts.
 
+pub mod access;
 mod blobs;
 pub mod derive;
+pub mod listing;
 mod manifests;
 pub mod mirror;
 mod policy;
+mod read_access;
 
 use cairn_crypto::Sha256Digest;
 use cairn_protocol::PackageName;
@@ -197,6 +200,7 @@ impl From<ServiceError> for OciError {
                     ClientError::Conflict => OciCode::Denied,
                     ClientError::TooLarge => OciCode::SizeInvalid,
                     ClientError::BadRequest | ClientError::Refused => OciCode::ManifestInvalid,
+                    ClientError::Withheld => OciCode::Denied,
                 };
                 Self::new(code, message).with_status(kind.status())
             }

@@ -23,6 +23,9 @@ use sqlx::{Any, AnyPool, Executor as _, Row as _, Transaction};
 use crate::types::*;
 use crate::{Store, StoreError, StoreResult};
 
+mod oci;
+mod uploads;
+
 /// Which database a [`SqlStore`] talks to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -886,6 +889,7 @@ impl Store for SqlStore {
         Self::reject_pending(&mut tx, &batch.rejected).await?;
         Self::publish_contents(&mut tx, &batch.published_contents).await?;
         Self::publish_oci(&mut tx, &batch.oci_visible, &batch.oci_tags).await?;
+        oci::link_released(&mut tx, &batch.blob_links).await?;
         self.check_fault("before_commit")?;
         tx.commit().await?;
         marks.push(("commit", t.elapsed()));
@@ -1504,46 +1508,6 @@ impl Store for SqlStore {
             })
         })
         .collect()
-    }
-
-    async fn insert_upload(&self, id: &str, repository: &str, at_ms: i64) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO oci_uploads (id, repository, size, created_at, updated_at) VALUES ($1, $2, 0, $3, $3)",
-        )
-        .bind(id.to_owned())
-        .bind(repository.to_owned())
-        .bind(at_ms)
-        .execute(&self.write)
-        .await?;
-        Ok(())
-    }
-
-    async fn upload(&self, id: &str) -> StoreResult<Option<String>> {
-        sqlx::query("SELECT repository FROM oci_uploads WHERE id = $1")
-            .bind(id.to_owned())
-            .fetch_optional(&self.read)
-            .await?
-            .map(|row| Ok(row.try_get(0)?))
-            .transpose()
-    }
-
-    async fn delete_upload(&self, id: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM oci_uploads WHERE id = $1")
-            .bind(id.to_owned())
-            .execute(&self.write)
-            .await?;
-        Ok(())
-    }
-
-    async fn stale_uploads(&self, before_ms: i64, limit: u32) -> StoreResult<Vec<String>> {
-        sqlx::query("SELECT id FROM oci_uploads WHERE created_at < $1 ORDER BY created_at LIMIT $2")
-            .bind(before_ms)
-            .bind(i64::from(limit))
-            .fetch_all(&self.read)
-            .await?
-            .iter()
-            .map(|row| Ok(row.try_get(0)?))
-            .collect()
     }
 
     async fn link_blob(

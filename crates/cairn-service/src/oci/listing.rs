@@ -1,0 +1,212 @@
+//! Listings of the OCI door — a repository's tags and a manifest's
+//! referrers — answered a page at a time, never by loading a whole listing.
+//!
+//! Tags are the merge of two sorted sources: the live releases of the
+//! package (already in memory as its validated log state) and the tag rows
+//! of the store, read in pages from the cursor. Referrers are read from the
+//! store a page at a time (filtered by artifact type in the query, so a
+//! page is full whenever more follow); the page after is named by the last
+//! digest of the one before.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use cairn_crypto::Sha256Digest;
+use cairn_protocol::ext::meta::version_tag;
+
+use super::manifests::TagPage;
+use super::{IMAGE_INDEX, OciCode, OciError, Repository};
+use crate::identity::Caller;
+use crate::{Registry, ServiceError};
+
+/// The most tags in one page (also when the client does not ask for `n`).
+pub const MAX_TAGS_PAGE: usize = 10_000;
+/// The most manifests in one referrers index.
+pub const MAX_REFERRERS_PAGE: usize = 1000;
+/// Tag rows read from the store at a time.
+const TAG_CHUNK: usize = 1000;
+
+/// A page of a referrers index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReferrersPage {
+    /// The image index (JSON).
+    pub index: Vec<u8>,
+    /// Whether the artifact type filter was applied.
+    pub filtered: bool,
+    /// The last digest of this page, when more follow.
+    pub next: Option<Sha256Digest>,
+}
+
+impl Registry {
+    /// The first `n` tags after `last` (exclusive, byte order): version tags
+    /// of live releases, and the tags pushed to the repository except
+    /// version tags of yanked releases. Returns them and whether more
+    /// follow.
+    async fn tag_page(
+        &self,
+        repository: &Repository,
+        n: usize,
+        last: Option<&str>,
+    ) -> Result<(Vec<String>, bool), OciError> {
+        let (state, _) = self.oci_states(&repository.package).await?;
+        let after = |tag: &str| last.is_none_or(|l| tag > l);
+        let mut releases: VecDeque<String> = state
+            .releases()
+            .filter(|r| !r.yanked())
+            .map(|r| r.version.to_string())
+            .filter(|t| after(t))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let yanked = |tag: &str| {
+            version_tag(tag)
+                .and_then(|v| state.release(&v).map(|r| r.yanked()))
+                .unwrap_or(false)
+        };
+        let chunk = (n + 1).clamp(1, TAG_CHUNK);
+        let mut stored: VecDeque<String> = VecDeque::new();
+        let mut cursor = last.map(str::to_owned);
+        let mut exhausted = false;
+        let mut out = Vec::new();
+        while out.len() <= n {
+            if stored.is_empty() && !exhausted {
+                let rows = self
+                    .inner
+                    .store
+                    .tags(
+                        &repository.name,
+                        cursor.as_deref(),
+                        u32::try_from(chunk).unwrap_or(u32::MAX),
+                    )
+                    .await?;
+                exhausted = rows.len() < chunk;
+                if let Some((tag, _)) = rows.last() {
+                    cursor = Some(tag.clone());
+                }
+                stored.extend(rows.into_iter().map(|(t, _)| t).filter(|t| !yanked(t)));
+                if stored.is_empty() && !exhausted {
+                    continue;
+                }
+            }
+            let next = match (stored.front(), releases.front()) {
+                (None, None) => break,
+                (Some(a), Some(b)) if a == b => {
+                    releases.pop_front();
+                    stored.pop_front()
+                }
+                (Some(a), Some(b)) if a < b => stored.pop_front(),
+                (Some(_), None) => stored.pop_front(),
+                (_, Some(_)) => releases.pop_front(),
+            };
+            out.extend(next);
+        }
+        let more = out.len() > n;
+        out.truncate(n);
+        Ok((out, more))
+    }
+
+    /// `GET /v2/<name>/tags/list?n=&last=`: at most `n` (and at most
+    /// [`MAX_TAGS_PAGE`]) tags after `last`, in byte order.
+    pub async fn oci_tags(
+        &self,
+        caller: Option<&Caller>,
+        repository: &str,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<TagPage, OciError> {
+        let repository = Repository::parse(repository)?;
+        self.oci_may_read(caller, &repository)?;
+        if !self.repository_exists(&repository).await? {
+            // SPEC: wkg treats exactly this (404 NAME_UNKNOWN, alone) as
+            // "no versions yet".
+            return Err(OciError::new(
+                OciCode::NameUnknown,
+                format!("repository {} is unknown", repository.name),
+            ));
+        }
+        let n = n.unwrap_or(MAX_TAGS_PAGE).min(MAX_TAGS_PAGE);
+        let (tags, more) = self.tag_page(&repository, n, last).await?;
+        let next = if more { tags.last().cloned() } else { None };
+        Ok(TagPage {
+            name: repository.name,
+            tags,
+            next,
+        })
+    }
+
+    /// `GET /v2/<name>/referrers/<digest>?artifactType=&n=&last=`: an image
+    /// index of the manifests whose subject is `digest`, at most `n` (and
+    /// at most [`MAX_REFERRERS_PAGE`]) of them, after the referrer `last`.
+    pub async fn oci_referrers(
+        &self,
+        caller: Option<&Caller>,
+        repository: &str,
+        digest: &str,
+        artifact_type: Option<&str>,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<ReferrersPage, OciError> {
+        let repository = Repository::parse(repository)?;
+        self.oci_may_read(caller, &repository)?;
+        let subject = super::parse_digest(digest)?;
+        let store = &self.inner.store;
+        let after = match last {
+            None => None,
+            Some(last) => {
+                let last = super::parse_digest(last)?;
+                // An unknown cursor starts nowhere: an empty page.
+                let created = store
+                    .manifest(&repository.name, &last)
+                    .await?
+                    .filter(|m| m.visible && m.subject == Some(subject))
+                    .map_or(i64::MAX, |m| m.created_at_ms);
+                Some((created, last))
+            }
+        };
+        let n = n.unwrap_or(MAX_REFERRERS_PAGE).clamp(1, MAX_REFERRERS_PAGE);
+        let mut rows = store
+            .referrers_page(
+                &repository.name,
+                &subject,
+                artifact_type,
+                after.as_ref().map(|(at, d)| (*at, d)),
+                u32::try_from(n + 1).unwrap_or(u32::MAX),
+            )
+            .await?;
+        let more = rows.len() > n;
+        rows.truncate(n);
+        let next = if more {
+            rows.last().map(|r| r.digest)
+        } else {
+            None
+        };
+        let manifests: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|row| {
+                let mut descriptor = serde_json::json!({
+                    "mediaType": row.media_type,
+                    "digest": row.digest.to_string(),
+                    "size": row.size,
+                });
+                if let Some(artifact_type) = &row.artifact_type {
+                    descriptor["artifactType"] = serde_json::Value::String(artifact_type.clone());
+                }
+                if let Ok(annotations) = serde_json::from_str::<serde_json::Value>(&row.annotations)
+                    && annotations.as_object().is_some_and(|a| !a.is_empty())
+                {
+                    descriptor["annotations"] = annotations;
+                }
+                descriptor
+            })
+            .collect();
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": IMAGE_INDEX,
+            "manifests": manifests,
+        });
+        Ok(ReferrersPage {
+            index: serde_json::to_vec(&index).map_err(|e| ServiceError::Internal(e.to_string()))?,
+            filtered: artifact_type.is_some(),
+            next,
+        })
+    }
+}

@@ -1,0 +1,255 @@
+//! [`OciStore`] on SQL.
+
+use async_trait::async_trait;
+use cairn_crypto::Sha256Digest;
+use sqlx::Row as _;
+
+use super::{MANIFEST_COLUMNS, SqlStore, digest, manifest_from_row, u64_from};
+use crate::{OciManifestRow, OciStore, StoreResult};
+
+#[async_trait]
+impl OciStore for SqlStore {
+    async fn derived(&self, repository: &str, version: &str) -> StoreResult<Option<Sha256Digest>> {
+        sqlx::query("SELECT digest FROM oci_derived WHERE repository = $1 AND version = $2")
+            .bind(repository.to_owned())
+            .bind(version.to_owned())
+            .fetch_optional(&self.read)
+            .await?
+            .map(|row| digest(&row.try_get::<Vec<u8>, _>(0)?, "derived manifest"))
+            .transpose()
+    }
+
+    async fn insert_derived(
+        &self,
+        repository: &str,
+        version: &str,
+        digest_value: &Sha256Digest,
+    ) -> StoreResult<Sha256Digest> {
+        sqlx::query(
+            "INSERT INTO oci_derived (repository, version, digest) VALUES ($1, $2, $3) \
+             ON CONFLICT (repository, version) DO NOTHING",
+        )
+        .bind(repository.to_owned())
+        .bind(version.to_owned())
+        .bind(digest_value.0.to_vec())
+        .execute(&self.write)
+        .await?;
+        // Read back from the writer: the first stored wins.
+        let row =
+            sqlx::query("SELECT digest FROM oci_derived WHERE repository = $1 AND version = $2")
+                .bind(repository.to_owned())
+                .bind(version.to_owned())
+                .fetch_one(&self.write)
+                .await?;
+        digest(&row.try_get::<Vec<u8>, _>(0)?, "derived manifest")
+    }
+
+    async fn blob_repositories(
+        &self,
+        digest_value: &Sha256Digest,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        sqlx::query(
+            "SELECT repository FROM oci_blobs WHERE digest = $1 ORDER BY repository LIMIT $2",
+        )
+        .bind(digest_value.0.to_vec())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|row| Ok(row.try_get(0)?))
+        .collect()
+    }
+
+    async fn all_tags(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, String, Sha256Digest)>> {
+        let (repository, tag) = after.unwrap_or(("", ""));
+        sqlx::query(
+            "SELECT repository, tag, digest FROM oci_tags \
+             WHERE repository > $1 OR (repository = $1 AND tag > $2) \
+             ORDER BY repository, tag LIMIT $3",
+        )
+        .bind(repository.to_owned())
+        .bind(tag.to_owned())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get(0)?,
+                row.try_get(1)?,
+                digest(&row.try_get::<Vec<u8>, _>(2)?, "tag")?,
+            ))
+        })
+        .collect()
+    }
+
+    async fn all_manifests(
+        &self,
+        after: Option<(&str, &Sha256Digest)>,
+        limit: u32,
+    ) -> StoreResult<Vec<OciManifestRow>> {
+        let (repository, last) = match after {
+            Some((repository, digest)) => (repository.to_owned(), digest.0.to_vec()),
+            None => (String::new(), Vec::new()),
+        };
+        sqlx::query(&format!(
+            "SELECT {MANIFEST_COLUMNS} FROM oci_manifests \
+             WHERE repository > $1 OR (repository = $1 AND digest > $2) \
+             ORDER BY repository, digest LIMIT $3"
+        ))
+        .bind(repository)
+        .bind(last)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(manifest_from_row)
+        .collect()
+    }
+
+    async fn all_blob_links(
+        &self,
+        after: Option<(&str, &Sha256Digest)>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, Sha256Digest, u64)>> {
+        let (repository, last) = match after {
+            Some((repository, digest)) => (repository.to_owned(), digest.0.to_vec()),
+            None => (String::new(), Vec::new()),
+        };
+        sqlx::query(
+            "SELECT repository, digest, size FROM oci_blobs \
+             WHERE repository > $1 OR (repository = $1 AND digest > $2) \
+             ORDER BY repository, digest LIMIT $3",
+        )
+        .bind(repository)
+        .bind(last)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get(0)?,
+                digest(&row.try_get::<Vec<u8>, _>(1)?, "blob")?,
+                u64_from(row.try_get(2)?, "blob size")?,
+            ))
+        })
+        .collect()
+    }
+
+    async fn all_derived(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, String, Sha256Digest)>> {
+        let (repository, version) = after.unwrap_or(("", ""));
+        sqlx::query(
+            "SELECT repository, version, digest FROM oci_derived \
+             WHERE repository > $1 OR (repository = $1 AND version > $2) \
+             ORDER BY repository, version LIMIT $3",
+        )
+        .bind(repository.to_owned())
+        .bind(version.to_owned())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get(0)?,
+                row.try_get(1)?,
+                digest(&row.try_get::<Vec<u8>, _>(2)?, "derived manifest")?,
+            ))
+        })
+        .collect()
+    }
+
+    async fn all_contents(
+        &self,
+        after: Option<&Sha256Digest>,
+        limit: u32,
+    ) -> StoreResult<Vec<crate::ContentRow>> {
+        let last = after.map(|d| d.0.to_vec()).unwrap_or_default();
+        sqlx::query(
+            "SELECT digest, size, published FROM contents WHERE digest > $1 \
+             ORDER BY digest LIMIT $2",
+        )
+        .bind(last)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(crate::ContentRow {
+                digest: digest(&row.try_get::<Vec<u8>, _>(0)?, "content")?,
+                size: u64_from(row.try_get(1)?, "content size")?,
+                published: row.try_get::<i64, _>(2)? != 0,
+            })
+        })
+        .collect()
+    }
+
+    async fn referrers_page(
+        &self,
+        repository: &str,
+        subject: &Sha256Digest,
+        artifact_type: Option<&str>,
+        after: Option<(i64, &Sha256Digest)>,
+        limit: u32,
+    ) -> StoreResult<Vec<OciManifestRow>> {
+        let (created_at, last) = match after {
+            Some((at, digest)) => (at, digest.0.to_vec()),
+            None => (i64::MIN, Vec::new()),
+        };
+        let filter = if artifact_type.is_some() {
+            "AND artifact_type = $6 "
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {MANIFEST_COLUMNS} FROM oci_manifests WHERE repository = $1 AND subject = $2 \
+             AND visible = 1 AND (created_at > $3 OR (created_at = $3 AND digest > $4)) {filter}\
+             ORDER BY created_at, digest LIMIT $5"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(repository.to_owned())
+            .bind(subject.0.to_vec())
+            .bind(created_at)
+            .bind(last)
+            .bind(i64::from(limit));
+        if let Some(artifact_type) = artifact_type {
+            query = query.bind(artifact_type.to_owned());
+        }
+        query
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(manifest_from_row)
+            .collect()
+    }
+}
+
+/// Links released content to the repositories of the packages releasing
+/// it (in a batch commit).
+pub(super) async fn link_released(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    links: &[(String, Sha256Digest)],
+) -> StoreResult<()> {
+    for (repository, digest_value) in links {
+        sqlx::query(
+            "INSERT INTO oci_blobs (repository, digest, size) \
+             SELECT $1, digest, size FROM contents WHERE digest = $2 \
+             ON CONFLICT (repository, digest) DO NOTHING",
+        )
+        .bind(repository.clone())
+        .bind(digest_value.0.to_vec())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
