@@ -19,8 +19,10 @@ CONCURRENCY="${CONCURRENCY:-16}"
 # to the same package are sequenced one after another).
 REPOS="${REPOS:-$CONCURRENCY}"
 
-cargo build --release --locked -q -p cairn-server -p cairn-loadgen
-BIN="$CARGO_TARGET_DIR/release"
+# BENCH_PROFILE=dev builds unoptimised binaries (the test suite's smoke run).
+PROFILE="${BENCH_PROFILE:-release}"
+cargo build --profile "$PROFILE" --locked -q -p cairn-server -p cairn-loadgen
+BIN="$CARGO_TARGET_DIR/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {

@@ -23,11 +23,13 @@ WARG_ROOT="${WARG_ROOT:-$HOME/.cache/cairn/warg-ref}"
 WORK="${BENCH_DIR:-$HOME/.cache/cairn/bench}"
 PORT=18090
 BASE="http://127.0.0.1:$PORT"
-BIN="$CARGO_TARGET_DIR/release"
+# BENCH_PROFILE=dev builds unoptimised binaries (the test suite's smoke run).
+PROFILE="${BENCH_PROFILE:-release}"
+BIN="$CARGO_TARGET_DIR/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
 mkdir -p "$WORK"
 
 build() {
-    cargo build --release --locked -p cairn-server -p cairn-loadgen
+    cargo build --profile "$PROFILE" --locked -q -p cairn-server -p cairn-loadgen
 }
 
 fresh_db() {

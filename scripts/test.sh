@@ -46,6 +46,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"
 cargo test --workspace --locked
 
+echo "== benchmark smoke runs"
+# Each benchmark script at a tiny size on unoptimised binaries (cairn's
+# side only), so that the scripts cannot rot unnoticed.
+BENCH_PROFILE=dev REGISTRIES=cairn SMALL_ITERATIONS=1 LARGE_ITERATIONS=1 \
+    MANIFESTS=20 CONCURRENCY=2 ./scripts/bench-oci.sh
+BENCH_PROFILE=dev BENCH_DIR="$(mktemp -d)" ./scripts/bench-server.sh publish cairn 20
+
 echo "== fuzzing"
 # The parsers of untrusted input (records, proof bundles, OCI manifests,
 # JWTs) under libFuzzer for a bounded time each. cargo-fuzz needs nightly

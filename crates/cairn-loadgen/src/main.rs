@@ -56,13 +56,30 @@ struct Job {
     content: Option<Vec<u8>>,
 }
 
+/// A valid WebAssembly module of about `size` bytes, distinct for each `i`:
+/// the module header and one custom section holding the filler (registries
+/// refuse content that claims to be WebAssembly and is not).
 fn content(i: usize, size: usize) -> Vec<u8> {
-    let mut bytes = b"\0asm\x01\0\0\0".to_vec();
-    bytes.extend(std::iter::repeat_n(
+    let mut payload = vec![1u8];
+    payload.extend_from_slice(b"x");
+    payload.extend(std::iter::repeat_n(
         u8::try_from(i % 251).unwrap_or(0),
-        size.saturating_sub(8 + 8),
+        size.saturating_sub(8 + 8 + 8),
     ));
-    bytes.extend_from_slice(&(i as u64).to_le_bytes());
+    payload.extend_from_slice(&(i as u64).to_le_bytes());
+    let mut bytes = b"\0asm\x01\0\0\0".to_vec();
+    bytes.push(0);
+    let mut length = payload.len();
+    loop {
+        let byte = u8::try_from(length & 0x7f).unwrap_or(0);
+        length >>= 7;
+        if length == 0 {
+            bytes.push(byte);
+            break;
+        }
+        bytes.push(byte | 0x80);
+    }
+    bytes.extend_from_slice(&payload);
     bytes
 }
 
