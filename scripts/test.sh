@@ -4,7 +4,9 @@
 #   PostgreSQL tests need it; with CI=true a missing database fails them);
 # - installs the moto KMS emulator from PyPI if it is missing;
 # - builds into a target directory outside the checkout, so repeated runs
-#   on one machine reuse the build (override with CARGO_TARGET_DIR).
+#   on one machine reuse the build (override with CARGO_TARGET_DIR);
+# - installs cargo-fuzz if it is missing (the fuzz targets run for
+#   FUZZ_SECONDS, 60 by default, each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,9 +45,6 @@ cargo fmt --all --check
 echo "== lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "== tests"
-cargo test --workspace --locked
-
 echo "== benchmark smoke runs"
 # Each benchmark script at a tiny size on unoptimised binaries (cairn's
 # side only), so that the scripts cannot rot unnoticed.
@@ -65,7 +64,17 @@ FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
     cd fuzz
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR%/}-fuzz"
     for target in records bundles oci_manifest jwt; do
-        RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- \
-            -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048
+        log="$(mktemp)"
+        if ! RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- \
+            -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 >"$log" 2>&1; then
+            tail -n 60 "$log"
+            echo "fuzz target $target failed (artifacts in fuzz/artifacts/$target)"
+            exit 1
+        fi
+        echo "fuzz target $target: $(grep -E '^Done [0-9]+ runs' "$log" || echo 'done')"
+        rm -f "$log"
     done
 )
+
+echo "== tests"
+cargo test --workspace --locked

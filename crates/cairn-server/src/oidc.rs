@@ -218,23 +218,22 @@ impl Verifier {
             reason,
             retry_after,
         };
-        match slot.lookup(refresh) {
-            Lookup::Keys(keys) => return Ok(keys),
+        // The cache's answer, if it has one (keys, or a recent failure).
+        let cached = || match slot.lookup(refresh) {
+            Lookup::Keys(keys) => Some(Ok(keys)),
             Lookup::Failed {
                 retry_after,
                 reason,
-            } => return Err(failed(retry_after, reason)),
-            Lookup::Fetch => {}
+            } => Some(Err(failed(retry_after, reason))),
+            Lookup::Fetch => None,
+        };
+        if let Some(answer) = cached() {
+            return answer;
         }
         let _fetching = slot.fetching.lock().await;
         // Whoever held the lock before may have just fetched (or failed).
-        match slot.lookup(refresh) {
-            Lookup::Keys(keys) => return Ok(keys),
-            Lookup::Failed {
-                retry_after,
-                reason,
-            } => return Err(failed(retry_after, reason)),
-            Lookup::Fetch => {}
+        if let Some(answer) = cached() {
+            return answer;
         }
         let fetched = self.fetch_keys(&slot.issuer).await;
         slot.store(&fetched).map_err(|reason| {

@@ -300,6 +300,20 @@ pub(super) async fn token(
     Ok(response)
 }
 
+/// The `n` query parameter of a paged list, if given.
+fn page_size(ctx: &Ctx<'_>, params: &[(String, String)]) -> Result<Option<usize>> {
+    param(params, "n")
+        .map(|n| {
+            n.parse::<usize>().map_err(|_| {
+                ctx.fail(
+                    OciError::new(OciCode::Unsupported, "n must be a non-negative integer")
+                        .with_status(400),
+                )
+            })
+        })
+        .transpose()
+}
+
 /// `GET /v2/<ns>/<name>/tags/list?n=&last=`.
 pub(super) async fn tags(
     State(state): State<AppState>,
@@ -310,15 +324,7 @@ pub(super) async fn tags(
     let ctx = Ctx { state: &state };
     let caller = ctx.caller(&headers).await?;
     let params = query(raw.as_deref());
-    let n = match param(&params, "n") {
-        None => None,
-        Some(n) => Some(n.parse::<usize>().map_err(|_| {
-            ctx.fail(
-                OciError::new(OciCode::Unsupported, "n must be a non-negative integer")
-                    .with_status(400),
-            )
-        })?),
-    };
+    let n = page_size(&ctx, &params)?;
     let repository = repository(&ns, &name);
     // Authorised before the mirror may ask its upstream anything.
     ctx.err(
@@ -778,15 +784,7 @@ pub(super) async fn referrers(
     let caller = ctx.caller(&headers).await?;
     let params = query(raw.as_deref());
     let artifact_type = param(&params, "artifactType").filter(|t| !t.is_empty());
-    let n = match param(&params, "n") {
-        None => None,
-        Some(n) => Some(n.parse::<usize>().map_err(|_| {
-            ctx.fail(
-                OciError::new(OciCode::Unsupported, "n must be a non-negative integer")
-                    .with_status(400),
-            )
-        })?),
-    };
+    let n = page_size(&ctx, &params)?;
     let repository = repository(&ns, &name);
     let page = ctx.err(
         state
