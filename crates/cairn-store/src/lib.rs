@@ -257,6 +257,16 @@ pub trait Store: OciStore + UploadStore + Send + Sync + std::fmt::Debug {
     /// Long-lived tokens (API and OIDC kinds), of one identity or of all.
     async fn tokens(&self, identity: Option<&str>) -> StoreResult<Vec<TokenRow>>;
 
+    /// A page of [`Store::tokens`]: in creation order, after the token
+    /// `after` (exclusive; an unknown id gives an empty page), at most
+    /// `limit`.
+    async fn tokens_page(
+        &self,
+        identity: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<TokenRow>>;
+
     /// Marks a token revoked at `at_ms`; returns whether it was live.
     async fn revoke_token(&self, id: &str, at_ms: i64) -> StoreResult<bool>;
 

@@ -444,23 +444,29 @@ pub(super) async fn tokens(
     let limit = page_limit(query.limit.as_deref())?;
     let signer = state.registry.operator_signer();
     let ctx = admin(&state, &headers, signer.as_ref()).await?;
-    let rows = ctx
+    if let Some(after) = query.after.as_deref()
+        && ctx
+            .store
+            .token(after)
+            .await
+            .map_err(ServiceError::from)?
+            .is_none()
+    {
+        return Err(super::error::bad_request(format!(
+            "`after` names no listed token: {}",
+            after.chars().take(64).collect::<String>()
+        )));
+    }
+    // One more than a page: whether another page follows.
+    let page = ctx
         .store
-        .tokens(query.identity.as_deref())
+        .tokens_page(
+            query.identity.as_deref(),
+            query.after.as_deref(),
+            u32::try_from(limit + 1).unwrap_or(u32::MAX),
+        )
         .await
         .map_err(ServiceError::from)?;
-    let start = match query.after.as_deref() {
-        None => 0,
-        Some(after) => {
-            rows.iter().position(|t| t.id == after).ok_or_else(|| {
-                super::error::bad_request(format!(
-                    "`after` names no listed token: {}",
-                    after.chars().take(64).collect::<String>()
-                ))
-            })? + 1
-        }
-    };
-    let page = rows.get(start..).unwrap_or_default();
     let next = if page.len() > limit {
         page.get(limit - 1).map(|t| t.id.clone())
     } else {

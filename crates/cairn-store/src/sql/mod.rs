@@ -1441,6 +1441,44 @@ impl Store for SqlStore {
         rows.iter().map(token_from_row).collect()
     }
 
+    async fn tokens_page(
+        &self,
+        identity: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<TokenRow>> {
+        // Keyset paging on (created_at, id): the page starts after the
+        // named token's position.
+        let (created, id) = match after {
+            Some(after) => {
+                let row = sqlx::query("SELECT created_at FROM tokens WHERE id = $1")
+                    .bind(after.to_owned())
+                    .fetch_optional(&self.read)
+                    .await?;
+                match row {
+                    Some(row) => (row.try_get::<i64, _>(0)?, after.to_owned()),
+                    None => return Ok(Vec::new()),
+                }
+            }
+            None => (i64::MIN, String::new()),
+        };
+        sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE kind <> 1 \
+             AND ($1 = '' OR identity = $1) \
+             AND (created_at > $2 OR (created_at = $2 AND id > $3)) \
+             ORDER BY created_at, id LIMIT $4"
+        ))
+        .bind(identity.unwrap_or("").to_owned())
+        .bind(created)
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(token_from_row)
+        .collect()
+    }
+
     async fn revoke_token(&self, id: &str, at_ms: i64) -> StoreResult<bool> {
         let done =
             sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
