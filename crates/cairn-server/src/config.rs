@@ -296,6 +296,10 @@ pub enum NamespaceCommand {
         /// `wasi:sockets/*`; repeatable).
         #[arg(long)]
         deny_import: Vec<String>,
+        /// Tags that may not move once set, besides versions (which never
+        /// do): patterns where `*` matches anything, e.g. `v*` (repeatable).
+        #[arg(long)]
+        immutable_tags: Vec<String>,
         /// Store options.
         #[command(flatten)]
         store: StoreArgs,

@@ -199,8 +199,17 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<ExitCode> {
             no_name_check,
             allow_import,
             deny_import,
+            immutable_tags,
             store,
         } => with_session!(&store, |s| {
+            if let Some(bad) = immutable_tags
+                .iter()
+                .find(|p| !cairn_protocol::ext::registry::is_valid_tag_pattern(p))
+            {
+                anyhow::bail!(
+                    "--immutable-tags `{bad}`: use tag characters (A-Z a-z 0-9 . _ -) and `*`"
+                );
+            }
             let policy = PublishPolicy {
                 max_bytes,
                 allow_modules,
@@ -208,6 +217,7 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<ExitCode> {
                 name_must_match: !no_name_check,
                 imports_allow: allow_import,
                 imports_deny: deny_import,
+                immutable_tags,
             };
             s.ctx()
                 .update_namespace(&namespace, false, |settings| {

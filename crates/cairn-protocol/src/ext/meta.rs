@@ -314,11 +314,22 @@ impl MetaState {
                 }
             }
             ExtEntry::Tag(tag) => {
-                if !self.manifests.contains_key(&tag.digest) {
+                let Some(manifest) = self.manifests.get_mut(&tag.digest) else {
                     return Err(rule(format!(
                         "tag `{}` names unknown manifest {}",
                         tag.tag, tag.digest
                     )));
+                };
+                // A manifest pushed earlier that now gets its version tag
+                // becomes that release: the release record is attributed
+                // like one pushed with its manifest.
+                if let Some(release) = &tag.release {
+                    if release.version.to_string() != tag.tag {
+                        return Err(rule("a release must be tagged with its version"));
+                    }
+                    manifest.release = Some(release.version.clone());
+                    self.attributions
+                        .insert(release.record, tag.by.identity.clone());
                 }
                 self.set_tag(&tag.tag, tag.digest)?;
             }

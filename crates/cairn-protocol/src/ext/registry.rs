@@ -124,10 +124,55 @@ pub struct PublishPolicy {
     /// No import may match one of these patterns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub imports_deny: Vec<String>,
+    /// Tags (besides versions, which are always immutable) that may not
+    /// move once set: patterns where `*` matches any run of characters
+    /// (`v*`, `release-*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub immutable_tags: Vec<String>,
 }
 
 fn yes() -> bool {
     true
+}
+
+impl PublishPolicy {
+    /// Whether `tag` matches one of the immutable-tag patterns.
+    pub fn tag_is_immutable(&self, tag: &str) -> bool {
+        self.immutable_tags.iter().any(|p| glob_matches(p, tag))
+    }
+}
+
+/// Whether `pattern` is a valid immutable-tag pattern: tag characters
+/// (`A-Za-z0-9._-`) and `*`, 1 to 128 of them.
+pub fn is_valid_tag_pattern(pattern: &str) -> bool {
+    !pattern.is_empty()
+        && pattern.len() <= 128
+        && pattern
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-*".contains(&b))
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        // No `*`: an exact match.
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 impl Default for PublishPolicy {
@@ -139,6 +184,7 @@ impl Default for PublishPolicy {
             name_must_match: true,
             imports_allow: Vec::new(),
             imports_deny: Vec::new(),
+            immutable_tags: Vec::new(),
         }
     }
 }
@@ -534,6 +580,39 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
+
+    #[test]
+    fn immutable_tag_patterns() {
+        let policy = PublishPolicy {
+            immutable_tags: vec!["v*".into(), "release-*-final".into(), "stable".into()],
+            ..PublishPolicy::default()
+        };
+        for yes in [
+            "v1",
+            "v1.0.0",
+            "v",
+            "release-2026-final",
+            "release--final",
+            "stable",
+        ] {
+            assert!(policy.tag_is_immutable(yes), "{yes}");
+        }
+        for no in [
+            "main",
+            "1v",
+            "release-final",
+            "release-2026",
+            "stable2",
+            "xstable",
+        ] {
+            assert!(!policy.tag_is_immutable(no), "{no}");
+        }
+        assert!(!PublishPolicy::default().tag_is_immutable("v1"));
+        assert!(is_valid_tag_pattern("v*") && is_valid_tag_pattern("*"));
+        for bad in ["", "a/b", "a:b", "a b", &"x".repeat(129)] {
+            assert!(!is_valid_tag_pattern(bad), "{bad}");
+        }
+    }
 
     fn by() -> Attribution {
         Attribution {

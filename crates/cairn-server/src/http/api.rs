@@ -532,6 +532,17 @@ pub(super) async fn set_namespace(
 ) -> Result {
     let signer = state.registry.operator_signer();
     let ctx = admin(&state, &headers, signer.as_ref()).await?;
+    if let Some(bad) = body
+        .policy
+        .iter()
+        .flat_map(|p| &p.immutable_tags)
+        .find(|p| !cairn_protocol::ext::registry::is_valid_tag_pattern(p))
+    {
+        return Err(ServiceError::bad_request(format!(
+            "invalid immutable-tag pattern `{bad}`: use tag characters (A-Z a-z 0-9 . _ -) and `*`"
+        ))
+        .into());
+    }
     for pattern in body
         .policy
         .iter()

@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_crypto::{KeyId, PublicKey, Sha256Digest, Signature};
 use cairn_protocol::ext::meta::{
-    ManifestEntry, MetaState, ReleaseLink, TagEntry, WasmFacts, is_valid_tag, version_tag,
+    ManifestEntry, MetaState, ReleaseLink, TagEntry, WasmFacts, version_tag,
 };
 use cairn_protocol::ext::registry::PublishPolicy;
 use cairn_protocol::ext::{ExtEntry, meta_log_name};
@@ -86,24 +86,6 @@ pub(super) fn is_wasm_config(media_type: &str) -> bool {
 
 pub(super) fn is_wasm_layer(media_type: &str) -> bool {
     media_type == WASM_LAYER || LEGACY_WASM_LAYERS.contains(&media_type)
-}
-
-/// Tags this registry accepts: versions, `latest`, and the referrers tag
-/// schema (`sha256-<hex>`).
-fn check_tag(tag: &str) -> Result<(), OciError> {
-    let referrers_tag = tag
-        .strip_prefix("sha256-")
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
-    if is_valid_tag(tag) && (version_tag(tag).is_some() || tag == "latest" || referrers_tag) {
-        return Ok(());
-    }
-    Err(OciError::new(
-        OciCode::TagInvalid,
-        format!(
-            "tag `{}`: tags are semantic versions, `latest`, or sha256-<digest> (referrers)",
-            tag.chars().take(130).collect::<String>()
-        ),
-    ))
 }
 
 impl Registry {
@@ -292,10 +274,9 @@ impl Registry {
                 ));
             }
             Reference::Digest(_) => None,
-            Reference::Tag(tag) => {
-                check_tag(tag)?;
-                Some(tag.clone())
-            }
+            // Any tag of the spec's grammar (checked by `Reference::parse`):
+            // a semantic version is a release, anything else a pointer.
+            Reference::Tag(tag) => Some(tag.clone()),
         };
         let subject = manifest.subject;
 
@@ -617,6 +598,16 @@ impl Registry {
             if push.version.is_some() {
                 return Err(denied(format!(
                     "version {tag} of {package} is {existing}; versions are immutable"
+                )));
+            }
+            if self
+                .namespace_policy(package.namespace())
+                .tag_is_immutable(tag)
+            {
+                return Err(denied(format!(
+                    "tag {tag} of {package} is {existing}, and the policy of namespace `{}` \
+                     makes it immutable",
+                    package.namespace()
                 )));
             }
         }
