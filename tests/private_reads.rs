@@ -366,3 +366,77 @@ async fn wkg_015_reads_a_private_registry_with_its_auth_token() {
     assert_eq!(get(Some(reader)).await.unwrap(), secret);
     assert!(get(None).await.is_err(), "wkg without auth_token");
 }
+
+/// The status of a content download with `token`.
+async fn content_status(url: &str, token: &str, hex: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{url}/content/sha256-{hex}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_released_before_the_upgrade_is_linked_at_start() {
+    for db in TestDatabase::all().await {
+        let mut server = TestServer::start_with(
+            db,
+            ServeArgs {
+                anonymous_read: Some(false),
+                ..ServeArgs::default()
+            },
+        )
+        .await;
+        let kind = server.kind();
+        let alice = identity_with_token(&server, "alice", &["acme"], &[Action::Publish]).await;
+        claim(&server, "acme", &["alice"], modules()).await;
+        let key = new_key();
+        bind(&server, "alice", &key).await;
+        // Released over warg: the content's only link to `acme` is the one
+        // made when the release is sequenced.
+        let dir = tempfile::tempdir().unwrap();
+        let warg = warg_client_with_token(dir.path(), &server.url, Some(&alice)).await;
+        let secret = wasm("released-before");
+        publish_release(&warg, &key, "acme:old", "1.0.0", secret.clone())
+            .await
+            .unwrap();
+        let reader = identity_with_token(&server, "rita", &["acme"], &[Action::Read]).await;
+        let hex = cairn_crypto::Sha256Digest::of(&secret).to_hex();
+        assert_eq!(
+            content_status(&server.url, &reader, &hex).await,
+            200,
+            "{kind}"
+        );
+
+        // As a registry from before the links: no link, no backfill yet.
+        server.stop().await;
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&server.db.url).await.unwrap();
+        sqlx::query("DELETE FROM oci_blobs")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM meta WHERE key = 'content_links_v1'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        server.restart().await;
+        let url = server.url.clone();
+        eventually(30, "the backfill to link the content", || {
+            let (url, reader, hex) = (url.clone(), reader.clone(), hex.clone());
+            async move { (content_status(&url, &reader, &hex).await == 200).then_some(()) }
+        })
+        .await;
+        // Other namespaces still cannot read it.
+        let other = identity_with_token(&server, "olga", &["other"], &[Action::Read]).await;
+        assert_eq!(
+            content_status(&server.url, &other, &hex).await,
+            404,
+            "{kind}"
+        );
+    }
+}

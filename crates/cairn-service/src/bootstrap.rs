@@ -279,6 +279,14 @@ impl Registry {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let task = tokio::spawn(sequencer.run(shutdown_rx));
         let handle = SequencerHandle { shutdown, task };
+        // Content released before released content was linked to its
+        // package's repository: linked once, in the background.
+        let backfill = registry.clone();
+        tokio::spawn(async move {
+            if let Err(error) = backfill.backfill_content_links().await {
+                tracing::warn!(%error, "linking earlier released content failed; retried at the next start");
+            }
+        });
         if published_length == 0 {
             // A new registry serves nothing until its first checkpoint exists.
             registry

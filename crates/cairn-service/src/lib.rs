@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod admin;
+mod backfill;
 mod bootstrap;
 mod c2sp;
 mod cache;

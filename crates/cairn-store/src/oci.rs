@@ -62,6 +62,11 @@ pub trait OciStore: Send + Sync {
         limit: u32,
     ) -> StoreResult<Vec<(String, Sha256Digest, u64)>>;
 
+    /// Links released content to the repositories of the packages that
+    /// release it, with its stored size (content not stored is skipped).
+    /// Idempotent.
+    async fn link_released_content(&self, links: &[(String, Sha256Digest)]) -> StoreResult<()>;
+
     /// Every derived manifest `(repository, version, manifest)`, in key
     /// order.
     async fn all_derived(

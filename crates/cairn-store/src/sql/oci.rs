@@ -142,6 +142,13 @@ impl OciStore for SqlStore {
         .collect()
     }
 
+    async fn link_released_content(&self, links: &[(String, Sha256Digest)]) -> StoreResult<()> {
+        let mut tx = self.write.begin().await?;
+        link_released(&mut tx, links).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn all_derived(
         &self,
         after: Option<(&str, &str)>,
