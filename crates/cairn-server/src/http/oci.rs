@@ -406,6 +406,19 @@ fn manifest_too_large() -> OciError {
     .with_status(413)
 }
 
+/// Reads and drops up to `limit` bytes of `body`.
+async fn discard(body: Body, limit: u64) {
+    use futures_util::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut read = 0u64;
+    while read < limit {
+        match stream.next().await {
+            Some(Ok(chunk)) => read += chunk.len() as u64,
+            _ => break,
+        }
+    }
+}
+
 /// `PUT /v2/<ns>/<name>/manifests/<reference>`. Push rights and a push slot
 /// of the caller come before the body is read, and the body has its own
 /// deadline: nobody can make the server wait for a manifest it would refuse,
@@ -434,6 +447,12 @@ pub(super) async fn put_manifest(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if announced.is_some_and(|n| n > MAX_MANIFEST_BYTES as u64) {
+        // Refused without keeping it. The bytes are still read, up to
+        // the limit and within the body's deadline, and discarded.
+        // Otherwise a client still writing the body meets a closed
+        // connection instead of this answer.
+        let _ =
+            tokio::time::timeout(deadline.0, discard(body, MAX_MANIFEST_BYTES as u64 + 1)).await;
         return Err(ctx.fail(manifest_too_large()));
     }
     let body: Bytes = match tokio::time::timeout(

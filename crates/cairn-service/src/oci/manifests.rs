@@ -1041,9 +1041,11 @@ impl Registry {
         match found {
             Some(body) => {
                 // A release whose content is withheld is not pulled: its
-                // manifest answers 451 with the reason, like its blobs.
-                if let Ok(parsed) =
-                    cairn_protocol::oci::parse_manifest(&body.bytes, Some(&body.media_type))
+                // manifest answers 451 with the reason, like its blobs
+                // (parsed only while anything is withheld at all).
+                if self.registry_log().withheld_all().next().is_some()
+                    && let Ok(parsed) =
+                        cairn_protocol::oci::parse_manifest(&body.bytes, Some(&body.media_type))
                 {
                     for layer in &parsed.layers {
                         self.refuse_withheld(&layer.digest)?;

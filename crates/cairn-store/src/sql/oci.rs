@@ -66,26 +66,8 @@ impl OciStore for SqlStore {
         after: Option<(&str, &str)>,
         limit: u32,
     ) -> StoreResult<Vec<(String, String, Sha256Digest)>> {
-        let (repository, tag) = after.unwrap_or(("", ""));
-        sqlx::query(
-            "SELECT repository, tag, digest FROM oci_tags \
-             WHERE repository > $1 OR (repository = $1 AND tag > $2) \
-             ORDER BY repository, tag LIMIT $3",
-        )
-        .bind(repository.to_owned())
-        .bind(tag.to_owned())
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok((
-                row.try_get(0)?,
-                row.try_get(1)?,
-                digest(&row.try_get::<Vec<u8>, _>(2)?, "tag")?,
-            ))
-        })
-        .collect()
+        self.named_digests_page("oci_tags", "tag", after, limit)
+            .await
     }
 
     async fn all_manifests(
@@ -154,26 +136,8 @@ impl OciStore for SqlStore {
         after: Option<(&str, &str)>,
         limit: u32,
     ) -> StoreResult<Vec<(String, String, Sha256Digest)>> {
-        let (repository, version) = after.unwrap_or(("", ""));
-        sqlx::query(
-            "SELECT repository, version, digest FROM oci_derived \
-             WHERE repository > $1 OR (repository = $1 AND version > $2) \
-             ORDER BY repository, version LIMIT $3",
-        )
-        .bind(repository.to_owned())
-        .bind(version.to_owned())
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok((
-                row.try_get(0)?,
-                row.try_get(1)?,
-                digest(&row.try_get::<Vec<u8>, _>(2)?, "derived manifest")?,
-            ))
-        })
-        .collect()
+        self.named_digests_page("oci_derived", "version", after, limit)
+            .await
     }
 
     async fn all_contents(
@@ -238,6 +202,39 @@ impl OciStore for SqlStore {
             .iter()
             .map(manifest_from_row)
             .collect()
+    }
+}
+
+impl SqlStore {
+    /// A key-ordered page of a `(repository, <name>) -> digest` table
+    /// (`oci_tags` by tag, `oci_derived` by version), after `after`.
+    async fn named_digests_page(
+        &self,
+        table: &'static str,
+        name: &'static str,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, String, Sha256Digest)>> {
+        let (repository, last) = after.unwrap_or(("", ""));
+        sqlx::query(&format!(
+            "SELECT repository, {name}, digest FROM {table} \
+             WHERE repository > $1 OR (repository = $1 AND {name} > $2) \
+             ORDER BY repository, {name} LIMIT $3"
+        ))
+        .bind(repository.to_owned())
+        .bind(last.to_owned())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get(0)?,
+                row.try_get(1)?,
+                digest(&row.try_get::<Vec<u8>, _>(2)?, table)?,
+            ))
+        })
+        .collect()
     }
 }
 
