@@ -1,0 +1,109 @@
+//! Content checks: a wasm layer or a warg release against the namespace's
+//! publish policy, and a client's config against the binary.
+
+use std::collections::BTreeSet;
+
+use cairn_crypto::Sha256Digest;
+use cairn_protocol::PackageName;
+use cairn_protocol::ext::meta::WasmFacts;
+use cairn_protocol::oci::{Descriptor, parse_wasm_config};
+use cairn_protocol::record::{PackageEntry, PackageRecord};
+use semver::Version;
+
+use super::*;
+use crate::oci::{MAX_CONFIG_BYTES, OciError, Repository};
+use crate::{Registry, ServiceError};
+
+impl Registry {
+    /// Checks content `digest` (`size` bytes, in the blob store) released
+    /// by a warg record of `package` against the namespace's policy.
+    pub(crate) async fn check_warg_content(
+        &self,
+        package: &PackageName,
+        record: &PackageRecord,
+        digest: &Sha256Digest,
+        size: u64,
+    ) -> Result<(), ServiceError> {
+        let versions: Vec<Version> = record
+            .entries
+            .iter()
+            .filter_map(|entry| match entry {
+                PackageEntry::Release { version, content } if content == digest => {
+                    Some(version.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        if versions.is_empty() {
+            return Ok(());
+        }
+        let policy = self.namespace_policy(package.namespace());
+        let bytes = self
+            .read_blob(digest, self.inner.config.max_content_bytes)
+            .await
+            .map_err(|e| ServiceError::Internal(e.message))?;
+        let info = tokio::task::spawn_blocking(move || cairn_wasm::inspect(&bytes))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("inspection task failed: {e}")))?;
+        for version in &versions {
+            crate::oci::check_content(&policy, package, Some(version), size, info.clone())
+                .map_err(|reason| {
+                    ServiceError::refused(format!("{package}@{version} is refused: {reason}"))
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Validates a wasm layer against the namespace's policy and the
+    /// client's config; returns what the registry computed.
+    pub(super) async fn check_wasm_layer(
+        &self,
+        repository: &Repository,
+        version: Option<&Version>,
+        config: &Descriptor,
+        layer: &Descriptor,
+    ) -> Result<Option<WasmFacts>, OciError> {
+        let layer_digest = layer.digest;
+        let bytes = self
+            .read_blob(&layer_digest, self.inner.config.max_content_bytes)
+            .await?;
+        let info = tokio::task::spawn_blocking(move || cairn_wasm::inspect(&bytes))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("inspection task failed: {e}")))?;
+        if let Err(error) = &info {
+            return Err(invalid(format!(
+                "the wasm layer is not valid WebAssembly: {error}"
+            )));
+        }
+        let policy = self.namespace_policy(repository.package.namespace());
+        let facts =
+            crate::oci::check_content(&policy, &repository.package, version, layer.size, info)
+                .map_err(denied)?;
+        // Never trust the client's config: it must say what the binary is.
+        let config = parse_wasm_config(&self.read_blob(&config.digest, MAX_CONFIG_BYTES).await?)
+            .map_err(|e| invalid(e.message))?;
+        if let Some(layers) = &config.layer_digests
+            && !layers.iter().any(|d| *d == layer_digest.to_string())
+        {
+            return Err(invalid(
+                "the config's layerDigests do not name the wasm layer",
+            ));
+        }
+        if let (Some(claimed), Some(facts)) = (&config.component, &facts) {
+            let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<_>>();
+            if set(&claimed.imports) != set(&facts.imports) {
+                return Err(invalid(format!(
+                    "the config claims imports {:?}, but the component imports {:?}",
+                    claimed.imports, facts.imports
+                )));
+            }
+            if set(&claimed.exports) != set(&facts.exports) {
+                return Err(invalid(format!(
+                    "the config claims exports {:?}, but the component exports {:?}",
+                    claimed.exports, facts.exports
+                )));
+            }
+        }
+        Ok(facts)
+    }
+}
