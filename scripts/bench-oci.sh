@@ -56,8 +56,11 @@ for registry in $REGISTRIES; do
     case "$registry" in
     cairn)
         data="$WORK/cairn"
+        # One identity pushes from every client: its limit of manifest pushes
+        # in progress is raised to the number of clients.
         CAIRN_LOG=warn "$BIN/cairn" serve --data-dir "$data" --listen 127.0.0.1:18080 \
-            --namespace bench --max-content-bytes 209715200 >/dev/null 2>&1 &
+            --namespace bench --max-content-bytes 209715200 \
+            --max-manifest-pushes "$((CONCURRENCY > 16 ? CONCURRENCY : 16))" >/dev/null 2>&1 &
         PIDS+=($!)
         wait_for http://127.0.0.1:18080/readyz
         CAIRN_LOG=warn "$BIN/cairn" identity create bench --robot --data-dir "$data" >/dev/null

@@ -39,6 +39,15 @@ if ! python3 -c 'import oras.provider' 2>/dev/null; then
     python3 -m pip install --quiet 'oras==0.2.43' || echo "oras could not be installed; the oras test will fail under CI=true"
 fi
 
+echo "== skopeo"
+# Another independent OCI client (skopeo, Debian's package) copies OCI
+# image layouts in and out in the skopeo tests; with CI=true a missing
+# skopeo fails them.
+if ! command -v skopeo >/dev/null; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo >/dev/null; } \
+        || echo "skopeo could not be installed; the skopeo tests will fail under CI=true"
+fi
+
 echo "== format"
 cargo fmt --all --check
 
@@ -51,6 +60,7 @@ echo "== benchmark smoke runs"
 BENCH_PROFILE=dev REGISTRIES=cairn SMALL_ITERATIONS=1 LARGE_ITERATIONS=1 \
     MANIFESTS=20 CONCURRENCY=2 ./scripts/bench-oci.sh
 BENCH_PROFILE=dev BENCH_DIR="$(mktemp -d)" ./scripts/bench-server.sh publish cairn 20
+BENCH_PROFILE=dev RUNS=1 ./scripts/bench-verify.sh 3
 
 echo "== fuzzing"
 # The parsers of untrusted input (records, proof bundles, OCI manifests,

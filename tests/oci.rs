@@ -691,7 +691,7 @@ async fn bad_input_gets_the_spec_error_and_nothing_becomes_visible() {
             .1,
             "UNSUPPORTED"
         );
-        // Repositories are <namespace>/<name>; digests are sha256.
+        // Repositories are <namespace>/<name>; digests are sha256 or sha512.
         let response = http
             .get(format!("{}/v2/a/b/c/manifests/1.0.0", server.url))
             .send()
@@ -708,7 +708,8 @@ async fn bad_input_gets_the_spec_error_and_nothing_becomes_visible() {
             (
                 400,
                 "DIGEST_INVALID".into(),
-                "invalid digest `md5:abc`: only sha256:<64 lowercase hex> is supported".into()
+                "invalid digest `md5:abc`: use sha256:<64 lowercase hex> or sha512:<128 lowercase hex>"
+                    .into()
             )
         );
         // Unknown repository: tags list is NAME_UNKNOWN alone (what wkg

@@ -1,5 +1,6 @@
 //! `cairn audit follow`: move a trusted checkpoint forward, one verified,
-//! consistent checkpoint at a time.
+//! consistent checkpoint at a time; with `--oci`, after each step, check
+//! what the OCI door serves against the replayed logs ([`crate::oci`]).
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use cairn_log::proof::{consistency_plan, consistency_proof, verify_consistency};
 
+use crate::oci::{Door, OciReport};
 use crate::remote::Remote;
 use crate::state::StateDir;
 use crate::{AuditError, Evidence, Trust, Verified};
@@ -20,6 +22,8 @@ pub struct Step {
     pub current: u64,
     /// Witnesses whose cosignatures verified on the current checkpoint.
     pub cosigned_by: Vec<String>,
+    /// What the OCI door check covered, when asked for.
+    pub oci: Option<OciReport>,
 }
 
 /// The consistency proof from `old` to `new` (sizes), computed from the
@@ -137,6 +141,7 @@ pub async fn step(remote: &Remote, trust: &Trust, state: &StateDir) -> Result<St
             previous: None,
             current: new.checkpoint.size,
             cosigned_by: new.cosigned_by,
+            oci: None,
         });
     };
     // The stored checkpoint was verified when it was trusted; the log key
@@ -171,19 +176,34 @@ pub async fn step(remote: &Remote, trust: &Trust, state: &StateDir) -> Result<St
         previous: Some(previous),
         current: new.checkpoint.size,
         cosigned_by: new.cosigned_by,
+        oci: None,
     })
 }
 
 /// Steps every `interval` until an error; once if `interval` is `None`.
+/// With `door`, each step also checks the OCI door against the replayed
+/// logs, and keeps any evidence in the state directory.
 pub async fn follow(
     remote: &Remote,
     trust: &Trust,
     state: &StateDir,
     interval: Option<Duration>,
+    door: Option<&Door>,
     mut report: impl FnMut(&Step),
 ) -> Result<(), AuditError> {
     loop {
-        let step = step(remote, trust, state).await?;
+        let mut step = step(remote, trust, state).await?;
+        if let Some(door) = door {
+            let checked = crate::oci::check(remote, door, trust, |p| {
+                tracing::info!(progress = p, "oci check");
+            })
+            .await;
+            if let Err(AuditError::Evidence(evidence)) = &checked {
+                let kept = state.keep_evidence(evidence)?;
+                tracing::error!(path = %kept.display(), "evidence kept");
+            }
+            step.oci = Some(checked?);
+        }
         report(&step);
         let Some(interval) = interval else {
             return Ok(());

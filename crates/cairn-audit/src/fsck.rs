@@ -87,8 +87,36 @@ fn hex(hash: &Hash) -> String {
 pub async fn fsck(
     remote: &Remote,
     trust: &Trust,
-    mut progress: impl FnMut(&str),
+    progress: impl FnMut(&str),
 ) -> Result<FsckSummary, AuditError> {
+    replay_all(remote, trust, progress)
+        .await
+        .map(|audited| audited.summary)
+}
+
+/// What a clean audit verified and replayed, for checks built on it
+/// (`cairn audit follow --oci`).
+#[derive(Debug)]
+pub struct Audited {
+    /// What it covered.
+    pub summary: FsckSummary,
+    /// The verified C2SP checkpoint.
+    pub checkpoint: Verified,
+    /// Every log replayed through the validators.
+    pub replay: Replay,
+    /// Every log's listed name, checked against its log id.
+    pub names: BTreeMap<LogId, String>,
+    /// Every record, by registry index: its log, its id, and the record
+    /// as served.
+    pub records: Vec<(LogId, RecordId, PublishedRecord)>,
+}
+
+/// [`fsck`], keeping what it verified and replayed.
+pub async fn replay_all(
+    remote: &Remote,
+    trust: &Trust,
+    mut progress: impl FnMut(&str),
+) -> Result<Audited, AuditError> {
     let c2sp = trust.verify(&remote.checkpoint().await?)?;
     let warg = remote.warg_checkpoint().await?;
     let audit = Audit { remote, c2sp, warg };
@@ -280,7 +308,18 @@ pub async fn fsck(
         ));
     }
     summary.packages = replay.packages().len() as u64;
-    Ok(summary)
+    let records = records
+        .into_iter()
+        .zip(&entries)
+        .filter_map(|(record, (_, id))| record.map(|(log, r)| (log, RecordId(*id), r)))
+        .collect();
+    Ok(Audited {
+        summary,
+        checkpoint: audit.c2sp,
+        replay,
+        names,
+        records,
+    })
 }
 
 /// Fetches every record below `size`, placed at its registry index with

@@ -10,6 +10,10 @@
 //! * [`package`]: prove one package's full history against a trusted
 //!   checkpoint.
 //! * [`receipt`]: verify a `c2sp.org/tlog-proof` receipt offline.
+//! * [`oci`]: check what the OCI door serves for every tag and manifest
+//!   against the replayed metadata and package logs.
+//! * [`verify`]: prove that what a consumer fetched (a `wkg.lock`, a file,
+//!   an OCI manifest) is what the log says was released.
 //! * [`witness_server`] and [`witness_client`]: both sides of
 //!   `c2sp.org/tlog-witness`.
 //!
@@ -19,10 +23,12 @@
 
 pub mod follow;
 pub mod fsck;
+pub mod oci;
 pub mod package;
 pub mod receipt;
 pub mod remote;
 pub mod state;
+pub mod verify;
 pub mod witness_client;
 pub mod witness_server;
 

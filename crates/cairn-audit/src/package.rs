@@ -19,7 +19,7 @@ use cairn_log::tree::NodeId;
 use cairn_protocol::operator::OperatorState;
 use cairn_protocol::package::PackageState;
 use cairn_protocol::record::{OperatorPermission, OperatorRecord, PackageRecord};
-use cairn_protocol::wire::{FetchLogsRequest, PublishedRecord};
+use cairn_protocol::wire::{FetchLogsRequest, PublishedRecord, SignedCheckpoint};
 use cairn_protocol::{Envelope, LogId, PackageName, RecordId};
 
 use crate::follow::inconsistency;
@@ -41,17 +41,6 @@ pub struct PackageReport {
     pub releases: Vec<(String, bool)>,
 }
 
-fn decode(record: &PublishedRecord) -> Result<Vec<u8>, AuditError> {
-    STANDARD
-        .decode(&record.envelope.content_bytes)
-        .map_err(|_| {
-            AuditError::Inconsistent(format!(
-                "record {}: contentBytes is not base64",
-                record.registry_index
-            ))
-        })
-}
-
 /// Fetches the operator log and the package log below `length`.
 async fn fetch(
     remote: &Remote,
@@ -63,14 +52,18 @@ async fn fetch(
     let mut operator_token = None;
     let mut package_token = None;
     loop {
-        let response = remote
-            .fetch_logs(&FetchLogsRequest {
+        let Some(response) = remote
+            .fetch_logs_if_known(&FetchLogsRequest {
                 log_length: length,
                 limit: Some(1000),
                 operator: operator_token.clone(),
                 packages: BTreeMap::from([(log_id, package_token.clone())]),
             })
-            .await?;
+            .await?
+        else {
+            // The registry says the log does not exist: no records.
+            return Ok((operator, Vec::new()));
+        };
         let before = operator.len() + package.len();
         for record in response.operator {
             operator_token = Some(record.fetch_token.clone());
@@ -92,30 +85,73 @@ async fn fetch(
     Ok((operator, package))
 }
 
-/// Proves the history of `name` against `trusted` (a verified C2SP
-/// checkpoint of the same registry).
-pub async fn verify_package(
+/// A log proven against a trusted checkpoint: the warg checkpoint it was
+/// proven at, the operator log's state there, and the log's records, each
+/// validated by the caller, proven included at its index, the last one
+/// proven to be the log's head in the signed map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvenLog {
+    /// The warg checkpoint the records are proven at.
+    pub warg: SignedCheckpoint,
+    /// The operator log's state at that checkpoint.
+    pub operator: OperatorState,
+    /// The log's records, in order.
+    pub records: Vec<PublishedRecord>,
+}
+
+impl ProvenLog {
+    /// Evidence against the log: `summary` with `details`, the trusted
+    /// C2SP checkpoint and the warg checkpoint the records are proven at.
+    pub fn evidence(
+        &self,
+        remote: &Remote,
+        trusted: &Verified,
+        summary: String,
+        details: Vec<String>,
+    ) -> AuditError {
+        evidence(remote, trusted, &self.warg, summary, details)
+    }
+}
+
+fn evidence(
     remote: &Remote,
     trusted: &Verified,
-    name: &PackageName,
-) -> Result<PackageReport, AuditError> {
+    warg: &SignedCheckpoint,
+    summary: String,
+    details: Vec<String>,
+) -> AuditError {
+    let json = serde_json::to_vec_pretty(warg).unwrap_or_default();
+    AuditError::Evidence(Box::new(Evidence {
+        summary,
+        checkpoints: vec![
+            ("trusted C2SP checkpoint".into(), trusted.note.clone()),
+            (
+                format!("warg, {}/v1/fetch/checkpoint", remote.url()),
+                [json, b"\n".to_vec()].concat(),
+            ),
+        ],
+        details,
+    }))
+}
+
+/// Proves the log `log_id` (named `name` in messages) against `trusted` (a
+/// verified C2SP checkpoint of the same registry): the warg checkpoint is
+/// tied to it, the operator log replayed, each record passed in order to
+/// `validate` (which checks it against the operator state and returns its
+/// record id), proven included, and the head proven in the signed map.
+/// Refuses a log with no records.
+pub async fn prove_log(
+    remote: &Remote,
+    trusted: &Verified,
+    log_id: LogId,
+    name: &str,
+    mut validate: impl FnMut(&OperatorState, &PublishedRecord) -> Result<RecordId, AuditError>,
+) -> Result<ProvenLog, AuditError> {
     let warg = remote.warg_checkpoint().await?;
     let length = warg.contents.checkpoint.log_length;
     let log_root = warg.contents.checkpoint.log_root;
-    let evidence = |summary: String, details: Vec<String>| {
-        let json = serde_json::to_vec_pretty(&warg).unwrap_or_default();
-        AuditError::Evidence(Box::new(Evidence {
-            summary,
-            checkpoints: vec![
-                ("trusted C2SP checkpoint".into(), trusted.note.clone()),
-                (
-                    format!("warg, {}/v1/fetch/checkpoint", remote.url()),
-                    [json, b"\n".to_vec()].concat(),
-                ),
-            ],
-            details,
-        }))
-    };
+    let evidence =
+        |summary: String, details: Vec<String>| evidence(remote, trusted, &warg, summary, details);
     if let Some((proof, why)) = inconsistency(
         remote,
         (trusted.checkpoint.size, trusted.checkpoint.root),
@@ -131,7 +167,6 @@ pub async fn verify_package(
         ));
     }
 
-    let log_id = LogId::package(name);
     let (operator_records, package_records) = fetch(remote, length, log_id).await?;
     if package_records.is_empty() {
         return Err(AuditError::Refused(format!(
@@ -173,27 +208,15 @@ pub async fn verify_package(
         )));
     }
 
-    // The package log.
-    let mut state = PackageState::new();
+    // The log itself.
     let mut last_index = None;
     for record in &package_records {
         if last_index.is_some_and(|last| record.registry_index <= last) {
             return Err(AuditError::Inconsistent("records out of order".into()));
         }
         last_index = Some(record.registry_index);
-        let envelope = Envelope::<PackageRecord>::from_parts(
-            decode(record)?,
-            KeyId::new(record.envelope.key_id.clone()),
-            &record.envelope.signature,
-        )
-        .map_err(|e| AuditError::Inconsistent(format!("record: {e}")))?;
-        state = state.validate(&envelope).map_err(|e| {
-            AuditError::Inconsistent(format!(
-                "record at {} of {name} does not validate: {e}",
-                record.registry_index
-            ))
-        })?;
-        included.push((record.registry_index, log_id, envelope.record_id()));
+        let record_id = validate(&operator, record)?;
+        included.push((record.registry_index, log_id, record_id));
     }
 
     // Every record is in the log at its index.
@@ -223,7 +246,7 @@ pub async fn verify_package(
         }
     }
 
-    // The head is the package's value in the signed map.
+    // The head is the log's value in the signed map.
     let (head_index, _, head_record) = included
         .last()
         .copied()
@@ -253,14 +276,76 @@ pub async fn verify_package(
         ));
     }
 
+    Ok(ProvenLog {
+        warg,
+        operator,
+        records: package_records,
+    })
+}
+
+/// Proves the package log of `name` against `trusted`, validating every
+/// record; returns its validated state with the proven log.
+pub async fn prove_package(
+    remote: &Remote,
+    trusted: &Verified,
+    name: &PackageName,
+) -> Result<(PackageState, ProvenLog), AuditError> {
+    let mut state = PackageState::new();
+    let proven = prove_log(
+        remote,
+        trusted,
+        LogId::package(name),
+        name.as_str(),
+        |_, record| {
+            let envelope = Envelope::<PackageRecord>::from_parts(
+                decode(record)?,
+                KeyId::new(record.envelope.key_id.clone()),
+                &record.envelope.signature,
+            )
+            .map_err(|e| AuditError::Inconsistent(format!("record: {e}")))?;
+            state = std::mem::take(&mut state)
+                .validate(&envelope)
+                .map_err(|e| {
+                    AuditError::Inconsistent(format!(
+                        "record at {} of {name} does not validate: {e}",
+                        record.registry_index
+                    ))
+                })?;
+            Ok(envelope.record_id())
+        },
+    )
+    .await?;
+    Ok((state, proven))
+}
+
+/// Proves the history of `name` against `trusted` (a verified C2SP
+/// checkpoint of the same registry).
+pub async fn verify_package(
+    remote: &Remote,
+    trusted: &Verified,
+    name: &PackageName,
+) -> Result<PackageReport, AuditError> {
+    let (state, proven) = prove_package(remote, trusted, name).await?;
     Ok(PackageReport {
         name: name.clone(),
-        log_length: length,
+        log_length: proven.warg.contents.checkpoint.log_length,
         trusted_size: trusted.checkpoint.size,
-        records: package_records.len() as u64,
+        records: proven.records.len() as u64,
         releases: state
             .releases()
             .map(|r| (r.version.to_string(), r.yanked()))
             .collect(),
     })
+}
+
+/// The bytes of a record's `contentBytes`.
+pub fn decode(record: &PublishedRecord) -> Result<Vec<u8>, AuditError> {
+    STANDARD
+        .decode(&record.envelope.content_bytes)
+        .map_err(|_| {
+            AuditError::Inconsistent(format!(
+                "record {}: contentBytes is not base64",
+                record.registry_index
+            ))
+        })
 }

@@ -35,7 +35,21 @@ pub struct Remote {
 impl Remote {
     /// A reader of the registry at `url` (`https://registry.example.com`).
     pub fn new(url: &str) -> Result<Self, AuditError> {
+        Self::with_token(url, None)
+    }
+
+    /// A reader that sends `token` (`Authorization: Bearer`) with every
+    /// request, for a registry that does not serve anonymous readers.
+    pub fn with_token(url: &str, token: Option<&str>) -> Result<Self, AuditError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| AuditError::Local("the token is not a valid header value".into()))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(Duration::from_secs(60))
             .user_agent(concat!("cairn-audit/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -178,6 +192,38 @@ impl Remote {
         request: &FetchLogsRequest,
     ) -> Result<FetchLogsResponse, AuditError> {
         self.post("v1/fetch/logs", request).await
+    }
+
+    /// `POST v1/fetch/logs` for logs that may not exist: `None` when the
+    /// registry answers that one does not (warg's 404 of type `log`).
+    pub async fn fetch_logs_if_known(
+        &self,
+        request: &FetchLogsRequest,
+    ) -> Result<Option<FetchLogsResponse>, AuditError> {
+        let url = format!("{}/v1/fetch/logs", self.base);
+        let response = self
+            .http
+            .post(&url)
+            .json(request)
+            .send()
+            .await
+            .map_err(|e| AuditError::Network(format!("POST {url}: {e}")))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            let bytes = response.bytes().await.unwrap_or_default();
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            if body["type"] == "log" {
+                return Ok(None);
+            }
+            let text: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
+            return Err(AuditError::Network(format!(
+                "POST {url}: HTTP 404: {}",
+                text.trim()
+            )));
+        }
+        let bytes = self.read(response, &format!("POST {url}")).await?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| AuditError::Network(format!("POST {url}: unreadable answer: {e}")))
     }
 
     /// `POST v1/fetch/names`.

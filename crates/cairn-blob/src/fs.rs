@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use cairn_crypto::Sha256Digest;
+use cairn_crypto::{Sha256Digest, Sha512Digest};
 use futures_util::StreamExt as _;
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest as _, Sha256, Sha512};
 use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
 use tokio_util::io::ReaderStream;
 
@@ -120,11 +120,24 @@ impl FsBlobStore {
     async fn write_temp(
         &self,
         temp: &Path,
-        mut body: ByteStream,
+        body: ByteStream,
         limit: u64,
     ) -> Result<BlobInfo, BlobError> {
+        Ok(self.write_temp_with(temp, body, limit, false).await?.0)
+    }
+
+    /// Writes `body` to `temp` (synced), hashing it with SHA-256 and, if
+    /// `sha512`, with SHA-512 too.
+    async fn write_temp_with(
+        &self,
+        temp: &Path,
+        mut body: ByteStream,
+        limit: u64,
+        sha512: bool,
+    ) -> Result<(BlobInfo, Option<Sha512Digest>), BlobError> {
         let mut file = tokio::fs::File::create(temp).await?;
         let mut hasher = Sha256::new();
+        let mut hasher512 = sha512.then(Sha512::new);
         let mut size: u64 = 0;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
@@ -133,14 +146,18 @@ impl FsBlobStore {
                 return Err(BlobError::TooLarge { limit });
             }
             hasher.update(&chunk);
+            if let Some(hasher512) = &mut hasher512 {
+                hasher512.update(&chunk);
+            }
             file.write_all(&chunk).await?;
         }
         file.flush().await?;
         file.sync_all().await?;
-        Ok(BlobInfo {
+        let info = BlobInfo {
             digest: Sha256Digest(hasher.finalize().into()),
             size,
-        })
+        };
+        Ok((info, hasher512.map(|h| Sha512Digest(h.finalize().into()))))
     }
 
     /// Appends under the session's lock (held by the caller).
@@ -270,8 +287,22 @@ async fn sync_dir(path: &Path) -> std::io::Result<()> {
     tokio::fs::File::open(path).await?.sync_all().await
 }
 
+/// A SHA-512 that was asked for and not computed: a bug, never the
+/// client's fault.
+fn not_hashed() -> BlobError {
+    BlobError::Io(std::io::Error::other("the SHA-512 was not computed"))
+}
+
 /// The digest and size of the file at `path`, or `None` if there is none.
 async fn hash_file(path: PathBuf) -> std::io::Result<Option<BlobInfo>> {
+    Ok(hash_file_with(path, false).await?.map(|(info, _)| info))
+}
+
+/// Like [`hash_file`], with the SHA-512 of the file too if `sha512`.
+async fn hash_file_with(
+    path: PathBuf,
+    sha512: bool,
+) -> std::io::Result<Option<(BlobInfo, Option<Sha512Digest>)>> {
     tokio::task::spawn_blocking(move || {
         use std::io::Read as _;
         let mut file = match std::fs::File::open(&path) {
@@ -280,6 +311,7 @@ async fn hash_file(path: PathBuf) -> std::io::Result<Option<BlobInfo>> {
             Err(e) => return Err(e),
         };
         let mut hasher = Sha256::new();
+        let mut hasher512 = sha512.then(Sha512::new);
         let mut buf = vec![0u8; READ_CHUNK];
         let mut size = 0u64;
         loop {
@@ -290,12 +322,19 @@ async fn hash_file(path: PathBuf) -> std::io::Result<Option<BlobInfo>> {
                 Err(e) => return Err(e),
             };
             hasher.update(&buf[..n]);
+            if let Some(hasher512) = &mut hasher512 {
+                hasher512.update(&buf[..n]);
+            }
             size += n as u64;
         }
-        Ok(Some(BlobInfo {
+        let info = BlobInfo {
             digest: Sha256Digest(hasher.finalize().into()),
             size,
-        }))
+        };
+        Ok(Some((
+            info,
+            hasher512.map(|h| Sha512Digest(h.finalize().into())),
+        )))
     })
     .await
     .map_err(io_join)?
@@ -383,6 +422,30 @@ impl BlobStore for FsBlobStore {
                 return Err(BlobError::DigestMismatch {
                     expected,
                     found: info.digest,
+                });
+            }
+            self.shared.publish(&temp, &info).await?;
+            Ok(info)
+        }
+        .await;
+        let _ = tokio::fs::remove_file(&temp).await;
+        result
+    }
+
+    async fn put_sha512(
+        &self,
+        expected: Sha512Digest,
+        body: ByteStream,
+        limit: u64,
+    ) -> Result<BlobInfo, BlobError> {
+        let temp = self.shared.temp_path();
+        let result = async {
+            let (info, found) = self.write_temp_with(&temp, body, limit, true).await?;
+            let found = found.ok_or_else(not_hashed)?;
+            if found != expected {
+                return Err(BlobError::Sha512Mismatch {
+                    expected: Box::new(expected),
+                    found: Box::new(found),
                 });
             }
             self.shared.publish(&temp, &info).await?;
@@ -583,6 +646,30 @@ impl BlobStore for FsBlobStore {
         Ok(info)
     }
 
+    async fn upload_finish_sha512(
+        &self,
+        id: &str,
+        expected: Sha512Digest,
+    ) -> Result<BlobInfo, BlobError> {
+        let path = self.upload_path(id)?;
+        let _held = self.shared.locks.lock(session_key(id)).await;
+        // As `upload_finish`: hashed (both ways) after the last write and
+        // published before the lock is released.
+        let Some((info, found)) = hash_file_with(path.clone(), true).await? else {
+            return Err(BlobError::UnknownUpload);
+        };
+        let found = found.ok_or_else(not_hashed)?;
+        if found != expected {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(BlobError::Sha512Mismatch {
+                expected: Box::new(expected),
+                found: Box::new(found),
+            });
+        }
+        self.shared.publish(&path, &info).await?;
+        Ok(info)
+    }
+
     async fn upload_abort(&self, id: &str) -> Result<(), BlobError> {
         let path = self.upload_path(id)?;
         let _held = self.shared.locks.lock(session_key(id)).await;
@@ -653,6 +740,67 @@ mod tests {
             std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
             0
         );
+    }
+
+    #[tokio::test]
+    async fn sha512_names_are_checked_and_stored_under_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).await.unwrap();
+        let sha256 = Sha256Digest::of(b"hello world");
+        let sha512 = Sha512Digest::of(b"hello world");
+        // Monolithic: a wrong SHA-512 stores nothing.
+        assert!(matches!(
+            store
+                .put_sha512(Sha512Digest::of(b"other"), body(vec![b"hello world"]), 100)
+                .await,
+            Err(BlobError::Sha512Mismatch { found, .. }) if *found == sha512
+        ));
+        assert_eq!(store.stat(&sha256).await.unwrap(), None);
+        let info = store
+            .put_sha512(sha512, body(vec![b"hello ", b"world"]), 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            info,
+            BlobInfo {
+                digest: sha256,
+                size: 11
+            }
+        );
+        assert_eq!(read_all(&store, &sha256, 0, 11).await, b"hello world");
+        // Chunked: the session is hashed both ways when it is finished.
+        let other = Sha256Digest::of(b"chunked");
+        store.upload_start("s512").await.unwrap();
+        store
+            .upload_append("s512", None, body(vec![b"chun", b"ked"]), 100)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.upload_finish_sha512("s512", sha512).await,
+            Err(BlobError::Sha512Mismatch { .. })
+        ));
+        assert_eq!(store.stat(&other).await.unwrap(), None);
+        assert!(matches!(
+            store.upload_size("s512").await,
+            Err(BlobError::UnknownUpload)
+        ));
+        store.upload_start("s512b").await.unwrap();
+        store
+            .upload_append("s512b", Some(0), body(vec![b"chunked"]), 100)
+            .await
+            .unwrap();
+        let info = store
+            .upload_finish_sha512("s512b", Sha512Digest::of(b"chunked"))
+            .await
+            .unwrap();
+        assert_eq!(
+            info,
+            BlobInfo {
+                digest: other,
+                size: 7
+            }
+        );
+        assert_eq!(store.stat(&other).await.unwrap(), Some(7));
     }
 
     #[tokio::test]

@@ -9,6 +9,13 @@
 //! before new content is deduplicated onto it, and a copy that fails its
 //! digest is never served (it is set aside and reads as absent until the
 //! content is uploaded again).
+//!
+//! A blob may also be checked against its SHA-512 (the OCI spec's second
+//! algorithm) as it is stored: [`BlobStore::put_sha512`] and
+//! [`BlobStore::upload_finish_sha512`] hash the bytes both ways and store
+//! them under their SHA-256 only when the SHA-512 matches. The store has
+//! one layout whatever the algorithm a client names: bytes live once, under
+//! their SHA-256; what a SHA-512 names is recorded above storage.
 
 mod fs;
 mod locks;
@@ -17,7 +24,7 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cairn_crypto::Sha256Digest;
+use cairn_crypto::{Sha256Digest, Sha512Digest};
 use futures_util::Stream;
 use thiserror::Error;
 
@@ -43,6 +50,16 @@ pub enum BlobError {
         expected: Sha256Digest,
         /// The digest of the bytes received.
         found: Sha256Digest,
+    },
+    /// The content does not hash to the expected SHA-512. Nothing was
+    /// stored.
+    #[error("content digest {found} does not match the expected {expected}")]
+    Sha512Mismatch {
+        /// The SHA-512 the caller announced (boxed: 64 bytes would make
+        /// every result carry them).
+        expected: Box<Sha512Digest>,
+        /// The SHA-512 of the bytes received.
+        found: Box<Sha512Digest>,
     },
     /// Reading the incoming body failed (client disconnect, timeout).
     #[error("reading the content failed: {0}")]
@@ -103,6 +120,17 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     async fn put(
         &self,
         expected: Option<Sha256Digest>,
+        body: ByteStream,
+        limit: u64,
+    ) -> Result<BlobInfo, BlobError>;
+
+    /// Streams `body` into the store like [`BlobStore::put`] without an
+    /// expected SHA-256, but the content MUST hash to `expected` under
+    /// SHA-512 ([`BlobError::Sha512Mismatch`] otherwise, and nothing new is
+    /// visible). Stored under its SHA-256 (returned), like any blob.
+    async fn put_sha512(
+        &self,
+        expected: Sha512Digest,
         body: ByteStream,
         limit: u64,
     ) -> Result<BlobInfo, BlobError>;
@@ -193,6 +221,17 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// (atomically, durably). The session is gone afterwards, also on a
     /// digest mismatch.
     async fn upload_finish(&self, id: &str, expected: Sha256Digest) -> Result<BlobInfo, BlobError>;
+
+    /// Finishes session `id` like [`BlobStore::upload_finish`], but its
+    /// bytes MUST hash to `expected` under SHA-512
+    /// ([`BlobError::Sha512Mismatch`] otherwise, nothing stored); they
+    /// become the blob named by their SHA-256 (returned). The session is
+    /// gone afterwards, also on a mismatch.
+    async fn upload_finish_sha512(
+        &self,
+        id: &str,
+        expected: Sha512Digest,
+    ) -> Result<BlobInfo, BlobError>;
 
     /// Discards session `id` (idempotent).
     async fn upload_abort(&self, id: &str) -> Result<(), BlobError>;

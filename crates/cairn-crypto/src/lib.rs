@@ -21,12 +21,14 @@ pub mod encoding;
 mod error;
 pub mod jwt;
 pub mod note;
+pub mod sha512;
 pub mod signer;
 
 pub use digest::Sha256Digest;
 pub use ecdsa::{EcdsaPrivateKey, EcdsaPublicKey, EcdsaSignature, KeyId};
 pub use ed25519::{Ed25519PrivateKey, Ed25519PublicKey};
 pub use error::Error;
+pub use sha512::Sha512Digest;
 pub use signer::{
     LocalSigner, PublicKey, Signature, SignatureAlgorithm, Signer, SignerError, cosign_note,
     sign_note,

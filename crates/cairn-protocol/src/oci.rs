@@ -10,9 +10,9 @@
 //! whether a namespace accepts it are decided by the service. Nothing here
 //! panics on any input (a fuzz target, `oci_manifest`, holds it to that).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use cairn_crypto::Sha256Digest;
+use cairn_crypto::{Sha256Digest, Sha512Digest};
 use serde::Deserialize;
 
 /// OCI image manifest media type.
@@ -37,13 +37,59 @@ impl ManifestError {
     }
 }
 
+/// A digest as the OCI door accepts it: SHA-256, the name cairn gives all
+/// content, or SHA-512, the spec's other registered algorithm, which the
+/// registry resolves to the SHA-256 of the same bytes (an alias recorded
+/// once the bytes were hashed both ways).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OciDigest {
+    /// `sha256:<64 lowercase hex>`.
+    Sha256(Sha256Digest),
+    /// `sha512:<128 lowercase hex>`.
+    Sha512(Sha512Digest),
+}
+
+impl OciDigest {
+    /// The SHA-256, when that is the algorithm.
+    pub fn sha256(&self) -> Option<Sha256Digest> {
+        match self {
+            Self::Sha256(digest) => Some(*digest),
+            Self::Sha512(_) => None,
+        }
+    }
+}
+
+impl From<Sha256Digest> for OciDigest {
+    fn from(digest: Sha256Digest) -> Self {
+        Self::Sha256(digest)
+    }
+}
+
+impl std::fmt::Display for OciDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sha256(digest) => digest.fmt(f),
+            Self::Sha512(digest) => digest.fmt(f),
+        }
+    }
+}
+
+impl std::str::FromStr for OciDigest {
+    type Err = ManifestError;
+
+    fn from_str(digest: &str) -> Result<Self, Self::Err> {
+        parse_oci_digest(digest)
+    }
+}
+
 /// A descriptor whose digest has been checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Descriptor {
     /// The media type of what it points at.
     pub media_type: String,
-    /// The digest of what it points at.
-    pub digest: Sha256Digest,
+    /// The digest of what it points at (SHA-512 digests are resolved by the
+    /// registry).
+    pub digest: OciDigest,
     /// The size it claims.
     pub size: u64,
 }
@@ -66,7 +112,7 @@ pub struct ParsedManifest {
     /// An index's manifests (empty for an image manifest).
     pub manifests: Vec<Descriptor>,
     /// The manifest this one refers to.
-    pub subject: Option<Sha256Digest>,
+    pub subject: Option<OciDigest>,
     /// The annotations (empty when absent).
     pub annotations: BTreeMap<String, String>,
 }
@@ -76,6 +122,99 @@ impl ParsedManifest {
     pub fn is_image_manifest(&self) -> bool {
         self.media_type == IMAGE_MANIFEST
     }
+
+    /// The SHA-512 digests it names (descriptors and subject): the aliases
+    /// [`ParsedManifest::resolve`] needs, for the caller to look up.
+    pub fn sha512_names(&self) -> BTreeSet<Sha512Digest> {
+        self.config
+            .iter()
+            .chain(&self.layers)
+            .chain(&self.manifests)
+            .map(|d| d.digest)
+            .chain(self.subject)
+            .filter_map(|d| match d {
+                OciDigest::Sha512(digest) => Some(digest),
+                OciDigest::Sha256(_) => None,
+            })
+            .collect()
+    }
+
+    /// The same manifest with every descriptor naming its content by
+    /// SHA-256, through `aliases` (SHA-512 → SHA-256 of the same bytes).
+    /// A descriptor named by a SHA-512 without an alias is an error (its
+    /// content is unknown); a subject without one is kept by its SHA-512
+    /// only (a subject need not exist).
+    pub fn resolve(
+        self,
+        aliases: &BTreeMap<Sha512Digest, Sha256Digest>,
+    ) -> Result<ResolvedManifest, Sha512Digest> {
+        let sha256 = |digest: &OciDigest| match digest {
+            OciDigest::Sha256(digest) => Ok(*digest),
+            OciDigest::Sha512(name) => aliases.get(name).copied().ok_or(*name),
+        };
+        let resolve = |d: Descriptor| {
+            Ok(ResolvedDescriptor {
+                digest: sha256(&d.digest)?,
+                name: d.digest,
+                media_type: d.media_type,
+                size: d.size,
+            })
+        };
+        let all = |ds: Vec<Descriptor>| ds.into_iter().map(resolve).collect::<Result<Vec<_>, _>>();
+        Ok(ResolvedManifest {
+            digest: self.digest,
+            media_type: self.media_type,
+            artifact_type: self.artifact_type,
+            config_media_type: self.config_media_type,
+            config: self.config.map(resolve).transpose()?,
+            layers: all(self.layers)?,
+            manifests: all(self.manifests)?,
+            subject: self.subject.as_ref().and_then(|s| sha256(s).ok()),
+            subject_name: self.subject,
+            annotations: self.annotations,
+        })
+    }
+}
+
+/// A descriptor of a [`ResolvedManifest`]: the SHA-256 of what it points
+/// at, whichever digest the manifest names it by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedDescriptor {
+    /// The media type of what it points at.
+    pub media_type: String,
+    /// The SHA-256 of what it points at.
+    pub digest: Sha256Digest,
+    /// The digest the manifest names it by (`digest` itself, or a SHA-512).
+    pub name: OciDigest,
+    /// The size it claims.
+    pub size: u64,
+}
+
+/// A [`ParsedManifest`] whose descriptors name content by SHA-256
+/// ([`ParsedManifest::resolve`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedManifest {
+    /// The SHA-256 of the exact bytes.
+    pub digest: Sha256Digest,
+    /// [`IMAGE_MANIFEST`] or [`IMAGE_INDEX`].
+    pub media_type: String,
+    /// The declared `artifactType`.
+    pub artifact_type: Option<String>,
+    /// The config's media type, as written (also in an index, unchecked).
+    pub config_media_type: Option<String>,
+    /// An image manifest's config (always present for one).
+    pub config: Option<ResolvedDescriptor>,
+    /// An image manifest's layers (empty for an index).
+    pub layers: Vec<ResolvedDescriptor>,
+    /// An index's manifests (empty for an image manifest).
+    pub manifests: Vec<ResolvedDescriptor>,
+    /// The SHA-256 of the manifest this one refers to, when it is known
+    /// (named by SHA-256, or by a SHA-512 with an alias).
+    pub subject: Option<Sha256Digest>,
+    /// The subject as the manifest names it.
+    pub subject_name: Option<OciDigest>,
+    /// The annotations (empty when absent).
+    pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -84,6 +223,9 @@ struct DescriptorJson {
     media_type: String,
     digest: String,
     size: u64,
+    /// The content itself, base64-encoded (image-spec 1.1).
+    #[serde(default)]
+    data: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -117,14 +259,72 @@ pub fn parse_digest(digest: &str) -> Result<Sha256Digest, ManifestError> {
     })
 }
 
+/// Parses an OCI digest of either supported algorithm
+/// (`sha256:<64 lowercase hex>` or `sha512:<128 lowercase hex>`); anything
+/// else, another algorithm included, is refused with the message the OCI
+/// door answers.
+// SPEC: OCI image-spec descriptor.md — registered algorithms are sha256
+// and sha512; an implementation that meets an unsupported algorithm MUST
+// treat the digest as invalid.
+pub fn parse_oci_digest(digest: &str) -> Result<OciDigest, ManifestError> {
+    let parsed = match digest.split_once(':') {
+        Some(("sha512", _)) => digest.parse().ok().map(OciDigest::Sha512),
+        _ => digest.parse().ok().map(OciDigest::Sha256),
+    };
+    parsed.ok_or_else(|| {
+        ManifestError::new(format!(
+            "invalid digest `{}`: use sha256:<64 lowercase hex> or sha512:<128 lowercase hex>",
+            digest.chars().take(80).collect::<String>()
+        ))
+    })
+}
+
 fn descriptor(json: &DescriptorJson) -> Result<Descriptor, ManifestError> {
-    let digest = parse_digest(&json.digest)
+    let digest = parse_oci_digest(&json.digest)
         .map_err(|e| ManifestError::new(format!("descriptor digest: {}", e.message)))?;
+    if let Some(data) = &json.data {
+        check_embedded_data(json, data)?;
+    }
     Ok(Descriptor {
         media_type: json.media_type.clone(),
         digest,
         size: json.size,
     })
+}
+
+/// Checks a descriptor's `data`: base64 of exactly the content that its
+/// digest and size name.
+// SPEC: OCI image-spec descriptor.md — `data` "MUST conform to the Base 64
+// encoding" and "The decoded data MUST be identical to the referenced
+// content".
+fn check_embedded_data(json: &DescriptorJson, data: &str) -> Result<(), ManifestError> {
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|_| ManifestError::new("descriptor data is not base64"))?;
+    let hashed = if json.digest.starts_with("sha512:") {
+        Sha512Digest::of(&decoded).to_string()
+    } else {
+        Sha256Digest::of(&decoded).to_string()
+    };
+    if decoded.len() as u64 != json.size || hashed != json.digest {
+        return Err(ManifestError::new(format!(
+            "descriptor data of {} is not the content it describes",
+            json.digest.chars().take(80).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `media_type` is a non-distributable layer of the image spec
+/// (`application/vnd.oci.image.layer.nondistributable.v1.tar`, `+gzip`,
+/// `+zstd`): its bytes are fetched from the descriptor's `urls`, and a
+/// registry need not hold them.
+pub fn is_nondistributable_layer(media_type: &str) -> bool {
+    const NONDISTRIBUTABLE: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar";
+    media_type
+        .strip_prefix(NONDISTRIBUTABLE)
+        .is_some_and(|rest| ["", "+gzip", "+zstd"].contains(&rest))
 }
 
 /// Parses and checks a pushed manifest: JSON with `schemaVersion` 2; a
@@ -298,6 +498,42 @@ mod tests {
     }
 
     #[test]
+    fn sha512_names_resolve_through_aliases() {
+        let sha512 = Sha512Digest::of(b"layer");
+        let sha256 = Sha256Digest::of(b"layer");
+        let subject = Sha512Digest::of(b"subject");
+        let body = manifest(&format!(
+            r#","subject":{{"mediaType":"{IMAGE_MANIFEST}","digest":"{subject}","size":1}}"#
+        ))
+        .replacen(
+            &format!("\"{D}\",\"size\":8"),
+            &format!("\"{sha512}\",\"size\":8"),
+            1,
+        );
+        let parsed = parse_manifest(body.as_bytes(), None).unwrap();
+        assert_eq!(parsed.layers[0].digest, OciDigest::Sha512(sha512));
+        assert_eq!(parsed.subject, Some(OciDigest::Sha512(subject)));
+        assert_eq!(
+            parsed.sha512_names(),
+            [sha512, subject].into_iter().collect::<BTreeSet<_>>()
+        );
+        assert_eq!(parsed.clone().resolve(&BTreeMap::new()), Err(sha512));
+        let resolved = parsed
+            .resolve(&[(sha512, sha256)].into_iter().collect())
+            .unwrap();
+        assert_eq!(resolved.layers[0].digest, sha256);
+        assert_eq!(resolved.layers[0].name, OciDigest::Sha512(sha512));
+        assert_eq!(resolved.config.unwrap().digest, D.parse().unwrap());
+        // An unknown subject is kept by its name.
+        assert_eq!(resolved.subject, None);
+        assert_eq!(resolved.subject_name, Some(OciDigest::Sha512(subject)));
+        for bad in ["md5:00", "sha384:00", "sha512:AB", "sha512:00"] {
+            let error = parse_oci_digest(bad).unwrap_err();
+            assert!(error.message.contains("invalid digest"), "{bad}");
+        }
+    }
+
+    #[test]
     fn indexes_check_their_manifests_only() {
         let body = format!(
             r#"{{"schemaVersion":2,"mediaType":"{IMAGE_INDEX}","manifests":[{{"mediaType":"{IMAGE_MANIFEST}","digest":"{D}","size":3}}],"layers":[{{"mediaType":"x","digest":"bad","size":1}}]}}"#
@@ -307,6 +543,49 @@ mod tests {
         assert!(parsed.layers.is_empty() && parsed.config.is_none());
         let bad = body.replacen(D, "sha256:zz", 1);
         assert!(parse_manifest(bad.as_bytes(), None).is_err());
+    }
+
+    #[test]
+    fn embedded_data_must_be_the_content() {
+        use base64::Engine as _;
+        let content = b"{}";
+        let digest = Sha256Digest::of(content);
+        let with = |data: &str, digest: &str, size: usize| {
+            format!(
+                r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{digest}","size":{size},"data":"{data}"}},"layers":[],"x-custom":{{"kept":true}}}}"#
+            )
+        };
+        let good = base64::engine::general_purpose::STANDARD.encode(content);
+        let body = with(&good, &digest.to_string(), 2);
+        let parsed = parse_manifest(body.as_bytes(), None).unwrap();
+        assert_eq!(parsed.config.unwrap().size, 2);
+        for (data, digest, size) in [
+            ("e30", digest.to_string(), 2),
+            ("!!", digest.to_string(), 2),
+            (good.as_str(), digest.to_string(), 3),
+            (good.as_str(), Sha256Digest::of(b"[]").to_string(), 2),
+        ] {
+            let body = with(data, &digest, size);
+            assert!(parse_manifest(body.as_bytes(), None).is_err(), "{body}");
+        }
+    }
+
+    #[test]
+    fn nondistributable_layers() {
+        for media_type in [
+            "application/vnd.oci.image.layer.nondistributable.v1.tar",
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+        ] {
+            assert!(is_nondistributable_layer(media_type), "{media_type}");
+        }
+        for media_type in [
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+bzip",
+            "application/wasm",
+        ] {
+            assert!(!is_nondistributable_layer(media_type), "{media_type}");
+        }
     }
 
     #[test]

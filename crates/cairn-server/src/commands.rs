@@ -18,7 +18,7 @@ use cairn_protocol::PackageName;
 use crate::config::{AuditCommand, TrustArgs, WitnessArgs};
 use crate::signers::{self, KeyUri};
 
-fn trust(args: &TrustArgs) -> anyhow::Result<Trust> {
+pub(crate) fn trust(args: &TrustArgs) -> anyhow::Result<Trust> {
     let vkey: VerifierKey = args
         .vkey
         .parse()
@@ -47,6 +47,35 @@ fn failed(error: &AuditError) -> ExitCode {
     ExitCode::from(error.exit_code())
 }
 
+/// Prints what one `follow` step did.
+fn print_step(trust: &Trust, step: &cairn_audit::follow::Step) {
+    match step.previous {
+        None => println!(
+            "trusting {} checkpoint {} (first use)",
+            trust.origin(),
+            step.current
+        ),
+        Some(previous) if previous == step.current => {
+            println!("checkpoint {} unchanged", step.current)
+        }
+        Some(previous) => println!(
+            "checkpoint {previous} -> {}: consistent{}",
+            step.current,
+            if step.cosigned_by.is_empty() {
+                String::new()
+            } else {
+                format!(", cosigned by {}", step.cosigned_by.join(", "))
+            }
+        ),
+    }
+    if let Some(oci) = &step.oci {
+        println!(
+            "OCI door: {} references of {} repositories serve what the logs at checkpoint {} say",
+            oci.references, oci.repositories, oci.size
+        );
+    }
+}
+
 /// Runs an audit command.
 pub async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -55,34 +84,24 @@ pub async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             trust: args,
             state,
             interval,
+            oci,
+            token,
         } => {
             let trust = trust(&args)?;
             let remote = Remote::new(&url)?;
             let state = StateDir::open(&state)?;
+            let door = if oci {
+                Some(cairn_audit::oci::Door::new(&url, token.as_deref())?)
+            } else {
+                None
+            };
             let result = cairn_audit::follow::follow(
                 &remote,
                 &trust,
                 &state,
                 interval.map(Duration::from_secs),
-                |step| match step.previous {
-                    None => println!(
-                        "trusting {} checkpoint {} (first use)",
-                        trust.origin(),
-                        step.current
-                    ),
-                    Some(previous) if previous == step.current => {
-                        println!("checkpoint {} unchanged", step.current)
-                    }
-                    Some(previous) => println!(
-                        "checkpoint {previous} -> {}: consistent{}",
-                        step.current,
-                        if step.cosigned_by.is_empty() {
-                            String::new()
-                        } else {
-                            format!(", cosigned by {}", step.cosigned_by.join(", "))
-                        }
-                    ),
-                },
+                door.as_ref(),
+                |step| print_step(&trust, step),
             )
             .await;
             Ok(match result {

@@ -91,6 +91,14 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Verify what you fetched (a `wkg.lock`, a file, an OCI manifest)
+    /// against the registry's log. Exit codes: 0 verified, 1 not verified,
+    /// 2 evidence of misbehaviour (printed), 3 refused, 4 local problem.
+    Verify {
+        /// The verify command.
+        #[command(subcommand)]
+        command: crate::verify::VerifyCommand,
+    },
     /// Run a tlog-witness (`c2sp.org/tlog-witness`) for the logs given.
     Witness(WitnessArgs),
     /// Withhold content from every door (a legal takedown, a secret leaked
@@ -101,8 +109,9 @@ pub enum Command {
         #[command(subcommand)]
         command: ContentCommand,
     },
-    /// Delete the stored bytes of withheld content. Without `--apply`, only
-    /// lists what it would delete.
+    /// Delete the stored bytes of withheld content, and blobs and upload
+    /// leftovers nothing references (older than `--grace`). Without
+    /// `--apply`, only lists what it would delete.
     Gc(GcArgs),
 }
 
@@ -135,6 +144,20 @@ pub enum AuditCommand {
         /// Check again every this many seconds; without it, check once.
         #[arg(long)]
         interval: Option<u64>,
+        /// After each step, replay the whole log and check that the OCI
+        /// door serves, for every tag and every logged manifest, what the
+        /// metadata and package logs say (exit 2 with the contradicting
+        /// signed record if not).
+        #[arg(long)]
+        oci: bool,
+        /// A token (`Authorization: Bearer`) for the OCI door's reads.
+        #[arg(
+            long,
+            env = "CAIRN_AUDIT_TOKEN",
+            hide_env_values = true,
+            requires = "oci"
+        )]
+        token: Option<String>,
     },
     /// Download every tile and entry, recompute every hash and the map root,
     /// and re-validate every operator and package log.
@@ -390,7 +413,7 @@ pub enum TokenCommand {
         /// A namespace it may act in, or `*` (repeatable).
         #[arg(long = "namespace", required = true)]
         namespaces: Vec<String>,
-        /// Comma-separated actions: read, publish, yank, admin.
+        /// Comma-separated actions: read, publish, sign, yank, admin.
         #[arg(long, default_value = "publish")]
         actions: String,
         /// Days until it expires (none: until revoked).
@@ -880,6 +903,10 @@ pub struct GcArgs {
     /// Delete; without it, only list what would be deleted.
     #[arg(long)]
     pub apply: bool,
+    /// Unreferenced blobs and upload sessions younger than this are kept
+    /// (`90s`, `30m`, `24h`, `7d`; at least the upload timeout).
+    #[arg(long, default_value = "24h", value_parser = crate::gc::unreferenced::parse_duration)]
+    pub grace: std::time::Duration,
 }
 
 #[cfg(test)]

@@ -1,17 +1,24 @@
-//! `cairn gc`: deletes the stored bytes of withheld content.
+//! `cairn gc`: deletes stored bytes the registry no longer needs.
 //!
-//! Withholding (`cairn content withhold`) stops every door from serving
-//! content but keeps its bytes, so that a mistaken withholding can be
-//! undone. When the bytes must really go (a court order, a leaked secret),
-//! `cairn gc` lists the withheld content still stored and, with `--apply`,
-//! deletes it from the blob store. Nothing else is collected: content that
-//! is not withheld is never touched, and nothing in the log or the
-//! database changes — the records naming the content keep verifying.
+//! Two kinds, both listed by a dry run and deleted with `--apply`:
 //!
-//! The registry log is read again right before each deletion, so content
-//! restored meanwhile is kept. Content restored *after* its bytes were
-//! deleted stays unavailable until the same bytes are pushed again.
-//! Running beside a server is safe: it only reads the database.
+//! * **Withheld content.** Withholding (`cairn content withhold`) stops
+//!   every door from serving content but keeps its bytes, so that a
+//!   mistaken withholding can be undone. When the bytes must really go (a
+//!   court order, a leaked secret), `cairn gc` deletes them. The registry
+//!   log is read again right before each deletion, so content restored
+//!   meanwhile is kept. Content restored *after* its bytes were deleted
+//!   stays unavailable until the same bytes are pushed again.
+//! * **Unreferenced blobs and upload leftovers** older than the grace
+//!   period (`--grace`, default 24 hours): the bytes of deleted manifests,
+//!   blobs only they used, blobs uploaded and never referenced, abandoned
+//!   upload sessions ([`unreferenced`], which says how a push racing the
+//!   collection is kept safe).
+//!
+//! Nothing in the log changes: the records naming deleted manifests or
+//! withheld content keep verifying. Running beside a server is safe.
+
+pub mod unreferenced;
 
 use std::process::ExitCode;
 
@@ -96,11 +103,18 @@ pub async fn gc(settings: &Settings, apply: bool) -> anyhow::Result<GcReport> {
     Ok(report)
 }
 
-/// `cairn gc [--apply]`.
+/// `cairn gc [--apply] [--grace <duration>]`.
 pub async fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
     let mut settings = config::resolve_store(&args.store)?;
     if let Some(dir) = args.blob_dir {
         settings.blob_dir = dir;
+    }
+    if args.grace < settings.upload_timeout {
+        anyhow::bail!(
+            "--grace must be at least the upload timeout ({} s): an upload may take that long \
+             before anything can reference it",
+            settings.upload_timeout.as_secs()
+        );
     }
     let report = gc(&settings, args.apply).await?;
     for item in &report.collected {
@@ -128,6 +142,57 @@ pub async fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
             "{} of {} withheld contents are stored ({bytes} bytes); run with --apply to delete them",
             report.collected.len(),
             report.withheld
+        );
+    }
+
+    let options = unreferenced::Options {
+        apply: args.apply,
+        grace: args.grace,
+        // The longest a push may take: one that checked a blob's link
+        // before collection removed it has stored its manifest by then.
+        settle: settings.request_timeout + crate::http::OCI_PUSH_WAIT,
+    };
+    if args.apply && !options.settle.is_zero() {
+        println!(
+            "unreferenced blobs are unlinked, then deleted after {} s (pushes in flight finish)",
+            options.settle.as_secs()
+        );
+    }
+    let found = unreferenced::collect(&settings, &options).await?;
+    for blob in &found.blobs {
+        let verb = match (args.apply, blob.deleted) {
+            (false, _) => "would delete",
+            (true, true) => "deleted",
+            (true, false) => "kept (referenced again)",
+        };
+        println!("{verb}\tblob\t{}\t{} bytes", blob.digest, blob.size);
+    }
+    for upload in &found.uploads {
+        let verb = if upload.deleted {
+            "deleted"
+        } else {
+            "would delete"
+        };
+        println!("{verb}\tupload\t{}\t{} bytes", upload.id, upload.size);
+    }
+    let deleted_blobs = found.blobs.iter().filter(|b| b.deleted).count();
+    if args.apply {
+        println!(
+            "{deleted_blobs} unreferenced blobs and {} upload leftovers deleted ({} bytes); \
+             {} unreferenced blobs younger than {} s kept",
+            found.uploads.len(),
+            found.bytes(true),
+            found.young,
+            args.grace.as_secs()
+        );
+    } else {
+        println!(
+            "{} unreferenced blobs and {} upload leftovers older than {} s ({} bytes); \
+             run with --apply to delete them",
+            found.blobs.len(),
+            found.uploads.len(),
+            args.grace.as_secs(),
+            found.bytes(false)
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -11,6 +11,7 @@ pub mod manage;
 pub mod oidc;
 pub mod signers;
 pub mod upstream;
+pub mod verify;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

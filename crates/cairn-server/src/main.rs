@@ -165,6 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command } => cairn_server::commands::audit(command).await,
+        Command::Verify { command } => cairn_server::verify::run(command).await,
         Command::Content { command } => cairn_server::manage::content(command).await,
         Command::Gc(args) => cairn_server::gc::run(args).await,
         Command::Witness(args) => {

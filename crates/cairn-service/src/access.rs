@@ -96,8 +96,8 @@ impl Registry {
     }
 
     /// What `caller` may read. Anonymous callers of a private registry are
-    /// asked for credentials (401); a token that allows neither `read` nor
-    /// `publish` is refused (403).
+    /// asked for credentials (401); a token that allows none of `read`,
+    /// `publish` and `sign` is refused (403).
     pub fn read_scope(&self, caller: Option<&Caller>) -> Result<ReadScope, ServiceError> {
         if self.inner.config.anonymous_read {
             return Ok(ReadScope::All);
@@ -106,7 +106,7 @@ impl Registry {
         if !caller
             .actions
             .iter()
-            .any(|a| matches!(a, Action::Read | Action::Publish))
+            .any(|a| matches!(a, Action::Read | Action::Publish | Action::Sign))
         {
             return Err(not_readable(&caller.token_id));
         }

@@ -743,7 +743,7 @@ pub fn parse_actions(list: &str) -> Result<Vec<Action>, ServiceError> {
         .map(|a| {
             Action::parse(a).ok_or_else(|| {
                 ServiceError::bad_request(format!(
-                    "unknown action `{a}`: use read, publish, yank, admin"
+                    "unknown action `{a}`: use read, publish, sign, yank, admin"
                 ))
             })
         })

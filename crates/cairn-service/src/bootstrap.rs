@@ -263,6 +263,7 @@ impl Registry {
             commit_gate: tokio::sync::RwLock::new(()),
             oci_limits: Default::default(),
             derivations: Default::default(),
+            push_group: Default::default(),
             content_url_key: tokio::sync::OnceCell::new(),
         });
         let registry = Registry { inner };

@@ -21,6 +21,7 @@ use cairn_blob::BlobStore;
 use cairn_log::Hash;
 use cairn_log::tree::NodeId;
 use cairn_protocol::LogId;
+use cairn_protocol::ext::meta::MetaState;
 use cairn_protocol::ext::{ExtRecord, meta_log_package};
 use cairn_protocol::operator::OperatorState;
 use cairn_protocol::package::PackageState;
@@ -333,7 +334,9 @@ async fn compare_logs(
             } else if *id == LogId::registry() {
                 replay.registry().map(|log| replayed(log, &row.state))
             } else if let Some(log) = replay.metas().get(id) {
-                Some(replayed(log, &row.state))
+                let same = serde_json::from_str::<MetaState>(&row.state)
+                    .is_ok_and(|stored| stored.matches_replay(&log.state));
+                Some((log.head_index, log.record_count, log.head_record, same))
             } else {
                 replay
                     .packages()

@@ -38,8 +38,13 @@ pub const SESSION_TTL: Duration = Duration::from_secs(15 * 60);
 pub enum Action {
     /// Pull over OCI when anonymous reads are off.
     Read,
-    /// Publish releases, push manifests and tags.
+    /// Publish releases, push manifests and tags. Implies [`Action::Sign`].
     Publish,
+    /// Attach signatures and attestations over OCI: referrers (manifests
+    /// with a subject), cosign's `sha256-<hex>.<suffix>` tags and the
+    /// referrers tag schema's `sha256-<hex>` indexes, and their blobs;
+    /// never releases or other tags. Reads like [`Action::Read`].
+    Sign,
     /// Yank releases.
     Yank,
     /// Administer identities, tokens and namespaces.
@@ -48,13 +53,20 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Self; 4] = [Self::Read, Self::Publish, Self::Yank, Self::Admin];
+    pub const ALL: [Self; 5] = [
+        Self::Read,
+        Self::Publish,
+        Self::Sign,
+        Self::Yank,
+        Self::Admin,
+    ];
 
     /// Its name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Read => "read",
             Self::Publish => "publish",
+            Self::Sign => "sign",
             Self::Yank => "yank",
             Self::Admin => "admin",
         }
@@ -98,9 +110,10 @@ impl std::fmt::Debug for Caller {
 
 impl Caller {
     /// Whether the token allows `action` in `namespace` (`None`: not tied
-    /// to a namespace, e.g. administration).
+    /// to a namespace, e.g. administration). `publish` implies `sign`.
     pub fn allows(&self, action: Action, namespace: Option<&str>) -> bool {
-        self.actions.contains(&action)
+        (self.actions.contains(&action)
+            || (action == Action::Sign && self.actions.contains(&Action::Publish)))
             && match namespace {
                 Some(ns) => self.namespaces.iter().any(|n| n == "*" || n == ns),
                 None => self.namespaces.iter().any(|n| n == "*"),
@@ -299,8 +312,8 @@ impl Registry {
     }
 
     /// Requires `caller` to hold `action` in `namespace`; for publishing,
-    /// also that its identity may publish there (owner or publisher of a
-    /// claimed namespace, or an open one).
+    /// signing and yanking, also that its identity may publish there (owner
+    /// or publisher of a claimed namespace, or an open one).
     pub fn require(
         &self,
         caller: &Caller,
@@ -315,7 +328,7 @@ impl Registry {
                 namespace.map_or_else(String::new, |ns| format!(" in `{ns}`"))
             )));
         }
-        if let (Action::Publish | Action::Yank, Some(ns)) = (action, namespace) {
+        if let (Action::Publish | Action::Sign | Action::Yank, Some(ns)) = (action, namespace) {
             let registry = self.registry_log();
             let access = registry.access(ns, Some(&caller.identity));
             let allowed = match access {
@@ -407,5 +420,16 @@ mod tests {
         assert!(!caller.allows(Action::Publish, Some("other")));
         assert!(!caller.allows(Action::Yank, Some("my-org")));
         assert!(!caller.allows(Action::Admin, None));
+        assert!(
+            caller.allows(Action::Sign, Some("my-org")),
+            "publish implies sign"
+        );
+        let signer = Caller {
+            actions: vec![Action::Sign],
+            ..caller
+        };
+        assert!(signer.allows(Action::Sign, Some("my-org")));
+        assert!(!signer.allows(Action::Publish, Some("my-org")));
+        assert_eq!(Action::parse("sign"), Some(Action::Sign));
     }
 }

@@ -256,6 +256,8 @@ pub(crate) struct Inner {
     /// One derivation at a time per (repository, version): concurrent
     /// reads of a release published over warg wait for the first one.
     pub(crate) derivations: locks::KeyedLocks<(String, String)>,
+    /// OCI pushes waiting to be stored together in one commit.
+    pub(crate) push_group: oci::manifests::group::PushGroup,
     /// The key that signs content URLs of a private registry (loaded from
     /// the store on first use).
     pub(crate) content_url_key: tokio::sync::OnceCell<ring::hmac::Key>,

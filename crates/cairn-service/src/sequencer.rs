@@ -62,6 +62,9 @@ enum Accepted {
 struct OciProjection {
     visible: Vec<(String, cairn_crypto::Sha256Digest)>,
     tags: Vec<(String, String, cairn_crypto::Sha256Digest)>,
+    /// Tags and manifests deleted: their rows go in the same commit.
+    untagged: Vec<(String, String)>,
+    deleted: Vec<(String, cairn_crypto::Sha256Digest)>,
 }
 
 impl OciProjection {
@@ -88,6 +91,12 @@ impl OciProjection {
                     projection
                         .tags
                         .push((repository.clone(), m.version.to_string(), m.digest));
+                }
+                ExtEntry::Untag(u) => projection
+                    .untagged
+                    .push((repository.clone(), u.tag.clone())),
+                ExtEntry::ManifestDeleted(d) => {
+                    projection.deleted.push((repository.clone(), d.digest))
                 }
                 _ => {}
             }
@@ -491,6 +500,11 @@ impl Sequencer {
                     );
                     batch.oci_visible.extend(projection.visible);
                     batch.oci_tags.extend(projection.tags);
+                    // Removed before the batch's additions are applied: a
+                    // log has one record in a batch (one live pending record
+                    // per log), and a deleting record sets nothing.
+                    batch.oci_untagged.extend(projection.untagged);
+                    batch.oci_deleted.extend(projection.deleted);
                     batch.published_contents.extend(contents);
                 }
             }
@@ -549,17 +563,39 @@ impl Sequencer {
             }
         }
 
+        // The checkpoint of the new tree is signed before the commit and
+        // stored with the batch: one durable write covers both. Not when the
+        // batch changes the operator log (a key rotation takes effect for
+        // the checkpoint after it is committed), nor when a signer fails
+        // (the batch is committed without, and `ensure_checkpoint` reports
+        // the failure and signs later).
+        if let Some(head) = &batch.head
+            && operator == self.operator
+        {
+            match self
+                .sign_checkpoint(head.size, head.log_root, head.map_root)
+                .await
+            {
+                Ok(stored) => batch.checkpoint = Some(stored),
+                Err(error) => {
+                    tracing::debug!(%error, "the checkpoint is signed after the commit");
+                }
+            }
+        }
+
         // CRASH POINT 1 — before the commit: nothing of this batch is stored.
         // Its records stay queued and are sequenced again, from the same
-        // stored tree, after a restart or on the next step.
+        // stored tree, after a restart or on the next step. A signed
+        // checkpoint of the batch was never served and is simply lost.
         let prepared = started.elapsed();
         let registry = self.registry.clone();
         let gate = registry.inner.commit_gate.write().await;
         self.registry.inner.store.commit_batch(&batch).await?;
-        // CRASH POINT 2 — committed, no checkpoint yet: the stored tree is
-        // ahead of the latest checkpoint. `ensure_checkpoint` (run on every
-        // step and at start-up) signs one for the stored tree, whose roots
-        // were fixed by this commit.
+        // CRASH POINT 2 — committed: with its checkpoint (start-up reads it
+        // from the store), or without one (signing failed): then the stored
+        // tree is ahead of the latest checkpoint and `ensure_checkpoint`
+        // (run on every step and at start-up) signs one for the stored tree,
+        // whose roots were fixed by this commit.
 
         self.writer = writer;
         self.map_root = new_map_root;
@@ -598,6 +634,9 @@ impl Sequencer {
             }
         }
         drop(gate);
+        if let Some(stored) = batch.checkpoint.take() {
+            self.announce(stored);
+        }
         let metrics = &self.registry.inner.metrics;
         metrics.batches.add(1);
         metrics
@@ -636,8 +675,9 @@ impl Sequencer {
     /// never an unsigned or half-signed checkpoint.
     pub(crate) async fn ensure_checkpoint(&mut self) -> Result<(), ServiceError> {
         let size = self.writer.size();
-        let latest = self.registry.latest_checkpoint();
-        let latest_length = latest
+        let latest_length = self
+            .registry
+            .latest_checkpoint()
             .as_ref()
             .map_or(0, |c| c.checkpoint.checkpoint.log_length);
         if size == latest_length {
@@ -648,27 +688,46 @@ impl Sequencer {
                 "sequenced tree ({size}) is behind the latest checkpoint ({latest_length})"
             )));
         }
+        let stored = self
+            .sign_checkpoint(size, self.writer.root(), self.map_root)
+            .await?;
+        // CRASH POINT 3 — signed, not stored: the signatures were never
+        // served and are simply lost; new ones are made for the same roots.
+        self.registry.inner.store.store_checkpoint(&stored).await?;
+        // CRASH POINT 4 — stored, not yet announced: start-up reads the
+        // latest checkpoint from the store.
+        self.announce(stored);
+        Ok(())
+    }
+
+    /// Signs both views of the tree of `size` leaves with roots `log_root`
+    /// and `map_root`: the warg checkpoint with the operator key and the
+    /// C2SP note with the note key. Stores nothing.
+    async fn sign_checkpoint(
+        &self,
+        size: u64,
+        log_root: Hash,
+        map_root: Hash,
+    ) -> Result<StoredCheckpoint, ServiceError> {
         // A rotation sequenced in this tree takes effect for its checkpoint.
         self.registry.follow_rotation(&self.operator).await?;
-        let inner = &self.registry.inner;
+        let latest = self.registry.latest_checkpoint();
         let keys = self.registry.keys();
-        let timestamp = inner
+        let timestamp = self
+            .registry
+            .inner
             .clock
             .now_secs()
             .max(latest.as_ref().map_or(0, |c| c.checkpoint.timestamp));
         let checkpoint = TimestampedCheckpoint {
             checkpoint: Checkpoint {
-                log_root: self.writer.root(),
+                log_root,
                 log_length: size,
-                map_root: self.map_root,
+                map_root,
             },
             timestamp,
         };
-        let body = c2sp_body(
-            keys.note_verifier.name(),
-            size,
-            &checkpoint.checkpoint.log_root,
-        );
+        let body = c2sp_body(keys.note_verifier.name(), size, &log_root);
         let message = checkpoint.signing_message();
         let (signature, note_signature) = tokio::try_join!(
             self.registry.sign_operator(&keys.operator, &message),
@@ -676,23 +735,23 @@ impl Sequencer {
         )?;
         let mut note = Note::new(body).map_err(|e| ServiceError::Internal(e.to_string()))?;
         note.add_signature(note_signature);
-        // CRASH POINT 3 — signed, not stored: the signatures were never
-        // served and are simply lost; new ones are made for the same roots.
-        let stored = StoredCheckpoint {
+        Ok(StoredCheckpoint {
             checkpoint,
             key_id: keys.operator_key_id.to_string(),
             signature: signature.to_string(),
             note: Some(String::from_utf8_lossy(&note.to_bytes()).into_owned()),
-        };
-        inner.store.store_checkpoint(&stored).await?;
-        // CRASH POINT 4 — stored, not yet announced: start-up reads the
-        // latest checkpoint from the store.
+        })
+    }
+
+    /// Serves a stored checkpoint and wakes the requests waiting for it.
+    fn announce(&self, stored: StoredCheckpoint) {
+        let inner = &self.registry.inner;
+        let size = stored.checkpoint.checkpoint.log_length;
         inner.metrics.checkpoints.add(1);
         if let Ok(mut latest) = inner.latest.write() {
             *latest = Some(Arc::new(stored));
         }
         inner.published.send_replace(size);
-        Ok(())
     }
 }
 

@@ -9,16 +9,20 @@
 //! signatures or decides who may publish. It stores what it is given,
 //! atomically, and answers reads.
 
+mod aliases;
 mod error;
 mod oci;
+mod pushes;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod types;
 mod uploads;
 
+pub use aliases::DigestAliases;
 pub use error::StoreError;
 pub use oci::OciStore;
+pub use pushes::{NewPush, PushStore};
 pub use sql::{Backend, SqlStore, WriterLock};
 pub use types::*;
 pub use uploads::{UploadSession, UploadStore, UploadUsage};
@@ -52,7 +56,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 ///   [`StoreError::Corrupt`] means stored data breaks an invariant (stop and
 ///   run `cairn fsck`).
 #[async_trait]
-pub trait Store: OciStore + UploadStore + Send + Sync + std::fmt::Debug {
+pub trait Store:
+    OciStore + DigestAliases + PushStore + UploadStore + Send + Sync + std::fmt::Debug
+{
     // ----- tree -----
 
     /// The sequenced tree, or `None` before the first batch.
@@ -158,16 +164,6 @@ pub trait Store: OciStore + UploadStore + Send + Sync + std::fmt::Debug {
     /// transaction, in this order (the sequencer takes them in this order):
     /// all or none. Fails like [`Store::insert_pending`] if any conflicts.
     async fn insert_pending_many(&self, records: &[NewPending]) -> StoreResult<Vec<PendingRecord>>;
-
-    /// An OCI push in one transaction: its manifest (not yet visible), the
-    /// content its wasm layer releases (if any), and its records as in
-    /// [`Store::insert_pending_many`]. All or none.
-    async fn insert_push(
-        &self,
-        manifest: &OciManifestRow,
-        content: Option<(Sha256Digest, u64)>,
-        records: &[NewPending],
-    ) -> StoreResult<Vec<PendingRecord>>;
 
     /// Where a record stands, in one consistent read: pending (sourcing,
     /// queued or rejected) or sequenced (with its registry index).

@@ -1,6 +1,7 @@
 //! [`OciStore`]: what the OCI front door keeps beside the log — manifests
-//! derived from warg releases, which repositories hold a blob, and full
-//! listings of the OCI tables for `cairn fsck`.
+//! derived from warg releases, which repositories hold a blob, full
+//! listings of the OCI tables for `cairn fsck`, and unlinking blobs for
+//! `cairn gc`.
 //!
 //! Nothing here is a fact of the registry: tags, manifests and their
 //! visibility are projections of the metadata logs, derived manifests are
@@ -82,6 +83,23 @@ pub trait OciStore: Send + Sync {
         after: Option<&Sha256Digest>,
         limit: u32,
     ) -> StoreResult<Vec<crate::ContentRow>>;
+
+    /// The versions of `repository` whose derived manifest is `digest`
+    /// (a manifest derived from a release), in order.
+    async fn derived_versions(
+        &self,
+        repository: &str,
+        digest: &Sha256Digest,
+    ) -> StoreResult<Vec<String>>;
+
+    /// Removes every repository link of blob `digest` and returns the
+    /// links removed `(repository, size)` — or `None`, removing nothing,
+    /// when a `contents` row records it (content that warg records may
+    /// name is never unlinked). One transaction: the check and the removal
+    /// see the same rows. Afterwards no push can reference the blob until
+    /// it is uploaded (linked) again. Used by `cairn gc`, which links the
+    /// blob again if a manifest turns out to reference it.
+    async fn unlink_blob(&self, digest: &Sha256Digest) -> StoreResult<Option<Vec<(String, u64)>>>;
 
     /// A page of the visible manifests of `repository` whose subject is
     /// `subject` (of `artifact_type` only, if given), in the order of

@@ -243,6 +243,15 @@ pub struct Batch {
     /// the releasing package (`namespace/name`) so that reads of it are
     /// checked against that namespace.
     pub blob_links: Vec<(String, Sha256Digest)>,
+    /// OCI tags (repository, tag) deleted by sequenced records.
+    pub oci_untagged: Vec<(String, String)>,
+    /// OCI manifests (repository, digest) deleted by sequenced records:
+    /// their rows are removed.
+    pub oci_deleted: Vec<(String, Sha256Digest)>,
+    /// The signed checkpoint of the tree after the batch, stored in the same
+    /// transaction (so a batch's records and the checkpoint that covers them
+    /// cost one durable commit). `None` when it is signed afterwards.
+    pub checkpoint: Option<StoredCheckpoint>,
 }
 
 /// What an API token may do.

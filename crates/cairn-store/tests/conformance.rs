@@ -492,3 +492,86 @@ fn migrations_are_in_lockstep() {
         "migrations/sqlite and migrations/postgres must match"
     );
 }
+
+fn manifest_row(repository: &str, n: u8) -> OciManifestRow {
+    OciManifestRow {
+        repository: repository.into(),
+        digest: Sha256Digest::of(&[n, 0x6d]),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        artifact_type: None,
+        subject: None,
+        size: 100,
+        annotations: "{}".into(),
+        visible: false,
+        created_at_ms: 1000,
+    }
+}
+
+#[tokio::test]
+async fn grouped_pushes_fail_alone() {
+    for db in TestDatabase::all().await {
+        let store = open(&db).await;
+        let log = LogId(Sha256Digest::of(b"log"));
+        let other = LogId(Sha256Digest::of(b"other"));
+        let push = |n: u8, log: &LogId| NewPush {
+            manifest: manifest_row("ns/pkg", n),
+            content: Some((Sha256Digest::of(&[n]), 7)),
+            records: vec![pending(n, log, vec![])],
+        };
+        // The second push of `log` breaks the one-live-record-per-log rule:
+        // it is rolled back alone, the pushes around it are stored.
+        let results = store
+            .insert_pushes(&[push(1, &log), push(2, &log), push(3, &other)])
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 3, "{}", db.kind);
+        assert!(results[0].is_ok(), "{}: {:?}", db.kind, results[0]);
+        assert!(
+            matches!(results[1], Err(StoreError::Conflict(_))),
+            "{}: {:?}",
+            db.kind,
+            results[1]
+        );
+        assert!(results[2].is_ok(), "{}: {:?}", db.kind, results[2]);
+        for (n, stored) in [(1, true), (2, false), (3, true)] {
+            let row = manifest_row("ns/pkg", n);
+            assert_eq!(
+                store
+                    .manifest("ns/pkg", &row.digest)
+                    .await
+                    .unwrap()
+                    .is_some(),
+                stored,
+                "{}: manifest of push {n}",
+                db.kind
+            );
+        }
+        let queued: Vec<RecordId> = store
+            .queued(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.record.record_id)
+            .collect();
+        assert_eq!(
+            queued,
+            vec![
+                RecordId(Sha256Digest::of(&[1, 0xaa])),
+                RecordId(Sha256Digest::of(&[3, 0xaa]))
+            ],
+            "{}",
+            db.kind
+        );
+        // One push alone keeps its all-or-nothing answer.
+        assert!(matches!(
+            store
+                .insert_push(
+                    &manifest_row("ns/pkg", 4),
+                    None,
+                    &[pending(4, &log, vec![])]
+                )
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
+}

@@ -1,8 +1,14 @@
 //! A package's metadata log: the OCI manifests pushed for it (with who
 //! pushed them and which warg release they became), its tags, why versions
-//! were yanked, and releases mirrored from an upstream registry.
+//! were yanked, releases mirrored from an upstream registry, and the
+//! mutable tags and manifests deleted over OCI.
+//!
+//! Deleting is itself a record: the log stays append-only, so the entries
+//! that pushed a deleted manifest keep verifying, and the deletion says who
+//! made it. Releases are never deleted — a version tag, or a manifest that
+//! became a release, is refused by the rules here, whoever signs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_crypto::Sha256Digest;
 use semver::Version;
@@ -126,6 +132,32 @@ pub struct MirrorEntry {
     pub blobs: Vec<Sha256Digest>,
 }
 
+/// `untag` entry: a mutable tag is deleted. Version tags name releases and
+/// are never deleted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UntagEntry {
+    /// The tag.
+    pub tag: String,
+    /// The manifest it named until now.
+    pub digest: Sha256Digest,
+    /// Who deleted it.
+    pub by: Attribution,
+}
+
+/// `manifestDeleted` entry: a manifest that is not a release is no longer
+/// served. No tag may still name it (the same record deletes them first,
+/// with [`UntagEntry`]s); the entries that recorded it stay in the log, and
+/// pushing it again records it again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManifestDeletedEntry {
+    /// The manifest's digest.
+    pub digest: Sha256Digest,
+    /// Who deleted it.
+    pub by: Attribution,
+}
+
 /// A manifest as replayed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestState {
@@ -149,6 +181,15 @@ pub struct MetaState {
     /// warg records the registry signed on someone's behalf → who.
     #[serde(default)]
     attributions: BTreeMap<RecordId, String>,
+    /// The record that logged each manifest (receipts name it).
+    #[serde(default)]
+    manifest_records: BTreeMap<Sha256Digest, RecordId>,
+    /// The record that last set each tag (receipts name it).
+    #[serde(default)]
+    tag_records: BTreeMap<String, RecordId>,
+    /// Manifests deleted (and not pushed again since).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    deleted: BTreeSet<Sha256Digest>,
 }
 
 /// Whether `tag` is a valid OCI tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
@@ -233,9 +274,42 @@ impl MetaState {
         self.tags.get(tag)
     }
 
+    /// Every manifest recorded, in digest order.
+    pub fn manifests(&self) -> impl Iterator<Item = (&Sha256Digest, &ManifestState)> {
+        self.manifests.iter()
+    }
+
+    /// The record of this log that recorded manifest `digest` (its
+    /// `manifest` or `mirrored` entry). `None` for a state stored before
+    /// records were remembered.
+    pub fn manifest_record(&self, digest: &Sha256Digest) -> Option<&RecordId> {
+        self.manifests.get(digest)?;
+        self.manifest_records.get(digest)
+    }
+
+    /// The record of this log that last set `tag`, while the tag is set.
+    pub fn tag_record(&self, tag: &str) -> Option<&RecordId> {
+        self.tags.get(tag)?;
+        self.tag_records.get(tag)
+    }
+
     /// Every tag, in order.
     pub fn tags(&self) -> impl Iterator<Item = (&str, &Sha256Digest)> {
         self.tags.iter().map(|(t, d)| (t.as_str(), d))
+    }
+
+    /// Whether manifest `digest` was recorded, then deleted (and not pushed
+    /// again since).
+    pub fn is_deleted(&self, digest: &Sha256Digest) -> bool {
+        self.deleted.contains(digest)
+    }
+
+    /// The tags naming manifest `digest`, in order.
+    pub fn tags_of<'a>(&'a self, digest: &'a Sha256Digest) -> impl Iterator<Item = &'a str> {
+        self.tags
+            .iter()
+            .filter(move |(_, d)| *d == digest)
+            .map(|(t, _)| t.as_str())
     }
 
     /// The recorded reason for a yank.
@@ -258,9 +332,53 @@ impl MetaState {
         let head = check_common(self.head.as_ref(), envelope, operator)?;
         for entry in &envelope.record().entries {
             self.apply(entry)?;
+            self.remember(entry, head.record_id);
         }
         self.head = Some(head);
         Ok(self)
+    }
+
+    /// Notes which record recorded a manifest or set a tag.
+    /// Whether this (stored) state is what replaying the log gives
+    /// (`replayed`). A state stored before the records of manifests and tags
+    /// were remembered has neither map; it matches a replay that differs
+    /// only by them (they are filled again by the log's next record).
+    pub fn matches_replay(&self, replayed: &Self) -> bool {
+        if self == replayed {
+            return true;
+        }
+        if !(self.manifest_records.is_empty() && self.tag_records.is_empty()) {
+            return false;
+        }
+        let mut without = replayed.clone();
+        without.manifest_records.clear();
+        without.tag_records.clear();
+        *self == without
+    }
+
+    fn remember(&mut self, entry: &ExtEntry, record: RecordId) {
+        match entry {
+            ExtEntry::Manifest(manifest) => {
+                self.manifest_records.insert(manifest.digest, record);
+                for tag in &manifest.tags {
+                    self.tag_records.insert(tag.clone(), record);
+                }
+            }
+            ExtEntry::Tag(tag) => {
+                self.tag_records.insert(tag.tag.clone(), record);
+            }
+            ExtEntry::Mirrored(mirror) => {
+                self.manifest_records.entry(mirror.digest).or_insert(record);
+                self.tag_records.insert(mirror.version.to_string(), record);
+            }
+            ExtEntry::Untag(untag) => {
+                self.tag_records.remove(&untag.tag);
+            }
+            ExtEntry::ManifestDeleted(deleted) => {
+                self.manifest_records.remove(&deleted.digest);
+            }
+            _ => {}
+        }
     }
 
     fn set_tag(&mut self, tag: &str, digest: Sha256Digest) -> Result<(), ValidationError> {
@@ -300,6 +418,8 @@ impl MetaState {
                     self.attributions
                         .insert(release.record, manifest.by.identity.clone());
                 }
+                // Pushed again after a deletion: recorded again.
+                self.deleted.remove(&manifest.digest);
                 self.manifests.insert(
                     manifest.digest,
                     ManifestState {
@@ -332,6 +452,48 @@ impl MetaState {
                         .insert(release.record, tag.by.identity.clone());
                 }
                 self.set_tag(&tag.tag, tag.digest)?;
+            }
+            ExtEntry::Untag(untag) => {
+                if version_tag(&untag.tag).is_some() {
+                    return Err(rule(format!(
+                        "version tag `{}` names a release; releases are never deleted (yank it)",
+                        untag.tag
+                    )));
+                }
+                match self.tags.get(&untag.tag) {
+                    Some(existing) if *existing == untag.digest => {
+                        self.tags.remove(&untag.tag);
+                    }
+                    Some(existing) => {
+                        return Err(rule(format!(
+                            "tag `{}` names {existing}, not {}",
+                            untag.tag, untag.digest
+                        )));
+                    }
+                    None => return Err(rule(format!("tag `{}` is not set", untag.tag))),
+                }
+            }
+            ExtEntry::ManifestDeleted(deleted) => {
+                let Some(manifest) = self.manifests.get(&deleted.digest) else {
+                    return Err(rule(format!(
+                        "manifest {} is not recorded (or already deleted)",
+                        deleted.digest
+                    )));
+                };
+                if let Some(version) = &manifest.release {
+                    return Err(rule(format!(
+                        "manifest {} is release {version}; releases are never deleted (yank it)",
+                        deleted.digest
+                    )));
+                }
+                if let Some(tag) = self.tags_of(&deleted.digest).next() {
+                    return Err(rule(format!(
+                        "tag `{tag}` still names manifest {}; delete the tag first",
+                        deleted.digest
+                    )));
+                }
+                self.manifests.remove(&deleted.digest);
+                self.deleted.insert(deleted.digest);
             }
             ExtEntry::YankReason(yank) => {
                 if yank.reason.trim().is_empty() || yank.reason.len() > MAX_REASON {
@@ -373,7 +535,30 @@ impl MetaState {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
     use super::*;
+
+    #[test]
+    fn states_stored_before_receipts_match_their_replay() {
+        let record = |b: &[u8]| RecordId(Sha256Digest::of(b));
+        let mut replayed = MetaState::default();
+        replayed
+            .tags
+            .insert("latest".into(), Sha256Digest::of(b"m"));
+        replayed.tag_records.insert("latest".into(), record(b"r"));
+        let mut stored = replayed.clone();
+        stored.tag_records.clear();
+        assert!(stored.matches_replay(&replayed));
+        assert!(replayed.matches_replay(&replayed));
+        // Anything else that differs still differs.
+        let mut moved = stored.clone();
+        moved.tags.insert("latest".into(), Sha256Digest::of(b"n"));
+        assert!(!moved.matches_replay(&replayed));
+        let mut wrong = replayed.clone();
+        wrong.tag_records.insert("latest".into(), record(b"x"));
+        assert!(!wrong.matches_replay(&replayed));
+    }
 
     #[test]
     fn import_patterns() {
@@ -402,6 +587,96 @@ mod tests {
         for bad in ["", "wasi:*/x", "a b", "*:*", "wasi:so*", "*"] {
             assert!(!is_valid_import_pattern(bad), "{bad}");
         }
+    }
+
+    fn by() -> Attribution {
+        Attribution {
+            identity: "alice".into(),
+            via: "token".into(),
+            token: None,
+            claims: BTreeMap::new(),
+        }
+    }
+
+    fn pushed(digest: Sha256Digest, tags: &[&str], release: Option<&str>) -> ExtEntry {
+        ExtEntry::Manifest(ManifestEntry {
+            digest,
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            artifact_type: None,
+            subject: None,
+            size: 10,
+            blobs: Vec::new(),
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            release: release.map(|v| ReleaseLink {
+                version: v.parse().unwrap(),
+                record: RecordId(Sha256Digest([9; 32])),
+                content: Sha256Digest([8; 32]),
+            }),
+            wasm: None,
+            by: by(),
+        })
+    }
+
+    fn untag(tag: &str, digest: Sha256Digest) -> ExtEntry {
+        ExtEntry::Untag(UntagEntry {
+            tag: tag.into(),
+            digest,
+            by: by(),
+        })
+    }
+
+    fn delete(digest: Sha256Digest) -> ExtEntry {
+        ExtEntry::ManifestDeleted(ManifestDeletedEntry { digest, by: by() })
+    }
+
+    #[test]
+    fn mutable_tags_and_manifests_are_deleted_releases_never() {
+        let (a, b) = (Sha256Digest([1; 32]), Sha256Digest([2; 32]));
+        let mut state = MetaState::new();
+        state.apply(&pushed(a, &["latest", "dev"], None)).unwrap();
+        state.apply(&pushed(b, &["1.0.0"], Some("1.0.0"))).unwrap();
+
+        // A version tag and a release are refused, whoever signs.
+        assert!(state.clone().apply(&untag("1.0.0", b)).is_err());
+        assert!(state.clone().apply(&delete(b)).is_err());
+        // The previous digest must be the tag's; unknown tags are refused.
+        assert!(state.clone().apply(&untag("latest", b)).is_err());
+        assert!(state.clone().apply(&untag("nope", a)).is_err());
+        // A manifest still tagged is refused: its tags go first.
+        assert!(state.clone().apply(&delete(a)).is_err());
+
+        state.apply(&untag("dev", a)).unwrap();
+        assert_eq!(state.tag("dev"), None);
+        assert_eq!(state.tag("latest"), Some(&a));
+        state.apply(&untag("latest", a)).unwrap();
+        state.apply(&delete(a)).unwrap();
+        assert!(state.manifest(&a).is_none());
+        assert!(state.is_deleted(&a));
+        // Deleted twice, or tagged while deleted: refused.
+        assert!(state.clone().apply(&delete(a)).is_err());
+        let retag = ExtEntry::Tag(TagEntry {
+            tag: "latest".into(),
+            digest: a,
+            release: None,
+            by: by(),
+        });
+        assert!(state.clone().apply(&retag).is_err());
+        // Pushed again: recorded again.
+        state.apply(&pushed(a, &["latest"], None)).unwrap();
+        assert!(!state.is_deleted(&a));
+        assert_eq!(state.tags_of(&a).collect::<Vec<_>>(), vec!["latest"]);
+    }
+
+    #[test]
+    fn deletion_entries_round_trip_as_json() {
+        let entry = untag("latest", Sha256Digest([1; 32]));
+        let json = serde_json::to_value(&entry).unwrap();
+        assert_eq!(json["type"], "untag");
+        assert_eq!(serde_json::from_value::<ExtEntry>(json).unwrap(), entry);
+        let entry = delete(Sha256Digest([1; 32]));
+        let json = serde_json::to_value(&entry).unwrap();
+        assert_eq!(json["type"], "manifestDeleted");
+        assert_eq!(serde_json::from_value::<ExtEntry>(json).unwrap(), entry);
     }
 
     #[test]

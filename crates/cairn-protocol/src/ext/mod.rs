@@ -102,6 +102,10 @@ pub enum ExtEntry {
     YankReason(meta::YankEntry),
     /// Metadata log: a release mirrored from the namespace's upstream.
     Mirrored(meta::MirrorEntry),
+    /// Metadata log: a mutable tag is deleted.
+    Untag(meta::UntagEntry),
+    /// Metadata log: a manifest that is not a release is deleted.
+    ManifestDeleted(meta::ManifestDeletedEntry),
 }
 
 #[derive(Serialize, Deserialize)]

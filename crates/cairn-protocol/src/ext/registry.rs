@@ -517,7 +517,9 @@ impl RegistryState {
             ExtEntry::Manifest(_)
             | ExtEntry::Tag(_)
             | ExtEntry::YankReason(_)
-            | ExtEntry::Mirrored(_) => {
+            | ExtEntry::Mirrored(_)
+            | ExtEntry::Untag(_)
+            | ExtEntry::ManifestDeleted(_) => {
                 return Err(rule("package metadata does not belong in the registry log"));
             }
         }

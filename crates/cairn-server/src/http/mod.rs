@@ -59,7 +59,7 @@ impl AppState {
 
 /// How long an OCI manifest push may wait for its records to be published
 /// (the service's wait), on top of the request timeout.
-const OCI_PUSH_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const OCI_PUSH_WAIT: Duration = Duration::from_secs(30);
 
 /// HTTP limits.
 #[derive(Clone, Debug)]
@@ -237,7 +237,9 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
     let oci_blobs = Router::new()
         .route(
             "/v2/{ns}/{name}/blobs/{digest}",
-            get(oci::get_blob).head(oci::head_blob).delete(oci::delete),
+            get(oci::get_blob)
+                .head(oci::head_blob)
+                .delete(oci::delete_blob),
         )
         .route("/v2/{ns}/{name}/blobs/uploads/", post(oci::start_upload))
         .route("/v2/{ns}/{name}/blobs/uploads", post(oci::start_upload))
@@ -263,7 +265,7 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
             "/v2/{ns}/{name}/manifests/{reference}",
             get(oci::get_manifest)
                 .put(oci::put_manifest)
-                .delete(oci::delete),
+                .delete(oci::delete_manifest),
         )
         .method_not_allowed_fallback(oci::method_not_allowed)
         .layer(axum::Extension(oci::ManifestBodyDeadline(

@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use cairn_blob::ByteStream;
 use cairn_service::identity::Caller;
 use cairn_service::oci::{
-    ANONYMOUS_TOKEN, IMAGE_INDEX, IssuedToken, MAX_MANIFEST_BYTES, OciCode, OciError,
-    StartedUpload, UploadStart, parse_digest,
+    ANONYMOUS_TOKEN, IMAGE_INDEX, IssuedToken, MAX_MANIFEST_BYTES, OciCode, OciError, Reference,
+    StartedUpload, UploadStart, parse_oci_digest,
 };
 use futures_util::TryStreamExt as _;
 
@@ -29,6 +29,8 @@ const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-diges
 const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 const FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+/// `<logId>/<recordId>` of the record a manifest answer comes from.
+const CAIRN_RECORD: HeaderName = HeaderName::from_static("cairn-record");
 /// The largest page of tags (a `Link` header points at the rest).
 const MAX_TAGS_PAGE: usize = 10_000;
 
@@ -380,17 +382,24 @@ pub(super) async fn get_manifest(
             .oci_get_manifest(caller.as_ref(), &repository(&ns, &name), &reference)
             .await,
     )?;
-    let digest = manifest.digest.to_string();
-    Ok(with_headers(
-        StatusCode::OK,
-        vec![
-            (header::CONTENT_TYPE, manifest.media_type),
-            (header::CONTENT_LENGTH, manifest.bytes.len().to_string()),
-            (header::ETAG, format!("\"{digest}\"")),
-            (CONTENT_DIGEST, digest),
-        ],
-        manifest.bytes,
-    ))
+    let digest = answered_digest(&reference, &manifest.digest);
+    let mut out = vec![
+        (header::CONTENT_TYPE, manifest.media_type),
+        (header::CONTENT_LENGTH, manifest.bytes.len().to_string()),
+        (header::ETAG, format!("\"{digest}\"")),
+        (CONTENT_DIGEST, digest),
+    ];
+    // The log record that made the manifest visible under this reference,
+    // and where its inclusion receipt is (docs/oci.md, "Receipts").
+    if let Some(record) = manifest.record {
+        let (log, id) = (record.log_id, record.record_id);
+        out.push((CAIRN_RECORD, format!("{log}/{id}")));
+        out.push((
+            header::LINK,
+            format!("</receipt/{log}/{id}>; rel=\"receipt\""),
+        ));
+    }
+    Ok(with_headers(StatusCode::OK, out, manifest.bytes))
 }
 
 /// How long a manifest body may take to arrive (the ordinary request
@@ -485,7 +494,7 @@ pub(super) async fn put_manifest(
             .oci_put_manifest(caller.as_ref(), &repository, &reference, content_type, body)
             .await,
     )?;
-    let digest = pushed.digest.to_string();
+    let digest = answered_digest(&reference, &pushed.digest);
     let mut out = vec![
         (
             header::LOCATION,
@@ -502,21 +511,65 @@ pub(super) async fn put_manifest(
     Ok(with_headers(StatusCode::CREATED, out, Body::empty()))
 }
 
-/// `DELETE` of manifests and blobs: the log is append-only.
-pub(super) async fn delete(State(state): State<AppState>) -> Response {
-    Ctx { state: &state }
-        .fail(OciError::new(
-            OciCode::Unsupported,
-            "nothing is deleted from a transparency log; yank a release instead \
-             (POST /api/v1/packages/<package>/yank)",
-        ))
-        .into_response()
+/// `DELETE /v2/<ns>/<name>/manifests/<reference>`: a mutable tag, or a
+/// manifest that is not a release (releases are never deleted: 405). `202`
+/// once the record logging the deletion is covered by a checkpoint.
+pub(super) async fn delete_manifest(
+    State(state): State<AppState>,
+    Path((ns, name, reference)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result {
+    let ctx = Ctx { state: &state };
+    let caller = ctx.caller(&headers).await?;
+    ctx.err(
+        state
+            .registry
+            .oci_delete_manifest(caller.as_ref(), &repository(&ns, &name), &reference)
+            .await,
+    )?;
+    Ok(with_headers(
+        StatusCode::ACCEPTED,
+        vec![(header::CONTENT_LENGTH, "0".into())],
+        Body::empty(),
+    ))
+}
+
+/// `DELETE /v2/<ns>/<name>/blobs/<digest>`: never over HTTP (once push
+/// rights are checked, 405). Blobs nothing references are removed by
+/// `cairn gc`.
+pub(super) async fn delete_blob(
+    State(state): State<AppState>,
+    Path((ns, name, _digest)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result {
+    let ctx = Ctx { state: &state };
+    let caller = ctx.caller(&headers).await?;
+    ctx.err(
+        state
+            .registry
+            .oci_authorize_push(caller.as_ref(), &repository(&ns, &name)),
+    )?;
+    Err(ctx.fail(OciError::new(
+        OciCode::Unsupported,
+        "blobs are not deleted over the API: delete the manifests that reference them; \
+         the operator's `cairn gc` removes blobs that nothing references",
+    )))
+}
+
+/// The digest a manifest answer names: the SHA-512 the request named it
+/// by, else its SHA-256.
+fn answered_digest(reference: &str, digest: &cairn_crypto::Sha256Digest) -> String {
+    match Reference::parse(reference) {
+        Ok(Reference::Sha512(name)) => name.to_string(),
+        _ => digest.to_string(),
+    }
 }
 
 /// Withheld content (`cairn content withhold`): 451 with the logged reason.
 /// Asked once the caller may read the repository (`size` is not a 401 or
-/// 403), also when `cairn gc` has deleted the bytes (`BLOB_UNKNOWN`).
-fn refuse_withheld(
+/// 403), also when `cairn gc` has deleted the bytes (`BLOB_UNKNOWN`). A
+/// blob named by SHA-512 is checked by the SHA-256 it is an alias of.
+async fn refuse_withheld(
     ctx: &Ctx<'_>,
     digest: &str,
     size: &std::result::Result<u64, OciError>,
@@ -525,7 +578,7 @@ fn refuse_withheld(
         Ok(_) => true,
         Err(error) => error.code == OciCode::BlobUnknown,
     };
-    if let (true, Ok(digest)) = (readable, parse_digest(digest)) {
+    if readable && let Some(digest) = ctx.err(ctx.state.registry.oci_blob_sha256(digest).await)? {
         let refused = ctx.state.registry.refuse_withheld(&digest);
         ctx.err(refused.map_err(OciError::from))?;
     }
@@ -544,7 +597,7 @@ pub(super) async fn head_blob(
         .registry
         .oci_blob_size(caller.as_ref(), &repository(&ns, &name), &digest)
         .await;
-    refuse_withheld(&ctx, &digest, &size)?;
+    refuse_withheld(&ctx, &digest, &size).await?;
     let size = ctx.err(size)?;
     Ok(with_headers(
         StatusCode::OK,
@@ -571,9 +624,16 @@ pub(super) async fn get_blob(
         .registry
         .oci_blob_size(caller.as_ref(), &repository, &digest)
         .await;
-    refuse_withheld(&ctx, &digest, &size)?;
+    refuse_withheld(&ctx, &digest, &size).await?;
     let size = ctx.err(size)?;
-    let (status, offset, len) = match parse_range(headers.get(header::RANGE), size) {
+    let range = match parse_range(headers.get(header::RANGE), size) {
+        // SPEC: RFC 9110 §14.1.1 — a range whose last position is before
+        // its first is invalid: refused with a 416, as the OCI conformance
+        // suite expects, rather than ignored.
+        Range::Full if inverted_range(headers.get(header::RANGE)) => Range::Unsatisfiable,
+        range => range,
+    };
+    let (status, offset, len) = match range {
         Range::Full => (StatusCode::OK, 0, size),
         Range::Part(start, end) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
         Range::Unsatisfiable => {
@@ -610,6 +670,16 @@ pub(super) async fn get_blob(
     Ok(with_headers(status, out, Body::from_stream(download.body)))
 }
 
+/// Whether `Range` is one `bytes=<first>-<last>` with `last` < `first`.
+fn inverted_range(value: Option<&HeaderValue>) -> bool {
+    value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.trim().split_once('-'))
+        .and_then(|(first, last)| Some((first.parse::<u64>().ok()?, last.parse::<u64>().ok()?)))
+        .is_some_and(|(first, last)| last < first)
+}
+
 /// `POST /v2/<ns>/<name>/blobs/uploads/[?digest=|?mount=&from=]`.
 pub(super) async fn start_upload(
     State(state): State<AppState>,
@@ -623,11 +693,11 @@ pub(super) async fn start_upload(
     let params = query(raw.as_deref());
     let start = if let Some(mount) = param(&params, "mount") {
         UploadStart::Mount {
-            digest: ctx.err(parse_digest(mount))?,
+            digest: ctx.err(parse_oci_digest(mount))?,
             from: param(&params, "from").map(str::to_owned),
         }
     } else if let Some(digest) = param(&params, "digest") {
-        UploadStart::Monolithic(ctx.err(parse_digest(digest))?)
+        UploadStart::Monolithic(ctx.err(parse_oci_digest(digest))?)
     } else {
         UploadStart::Session
     };
@@ -706,26 +776,41 @@ pub(super) async fn upload_chunk(
     let caller = ctx.caller(&headers).await?;
     let repository = repository(&ns, &name);
     let start = ctx.err(content_range_start(&headers))?;
-    match state
-        .registry
-        .oci_upload_chunk(caller.as_ref(), &repository, &id, start, body_stream(body))
+    let size = append_chunk(&ctx, caller.as_ref(), &repository, &id, start, body).await?;
+    Ok(with_headers(
+        StatusCode::ACCEPTED,
+        upload_headers(&repository, &id, size),
+        Body::empty(),
+    ))
+}
+
+/// Appends a chunk starting at `start` (at the end when `None`) to upload
+/// `id`; returns the upload's new size.
+async fn append_chunk(
+    ctx: &Ctx<'_>,
+    caller: Option<&Caller>,
+    repository: &str,
+    id: &str,
+    start: Option<u64>,
+    body: Body,
+) -> Result<u64> {
+    let registry = &ctx.state.registry;
+    match registry
+        .oci_upload_chunk(caller, repository, id, start, body_stream(body))
         .await
     {
-        Ok(size) => Ok(with_headers(
-            StatusCode::ACCEPTED,
-            upload_headers(&repository, &id, size),
-            Body::empty(),
-        )),
+        Ok(size) => Ok(size),
         Err(error) if error.status == 416 => {
-            // SPEC: distribution-spec — an out-of-order chunk is a 416 with
-            // the upload's Location and current Range.
-            let size = state
-                .registry
-                .oci_upload_size(caller.as_ref(), &repository, &id)
+            // SPEC: distribution-spec — "If a chunk is uploaded out of
+            // order, the registry MUST respond with a `416 Requested Range
+            // Not Satisfiable` code"; with the upload's Location and current
+            // Range, and the upload goes on.
+            let size = registry
+                .oci_upload_size(caller, repository, id)
                 .await
                 .unwrap_or(0);
             let mut response = ctx.fail(error);
-            response.headers = upload_headers(&repository, &id, size);
+            response.headers = upload_headers(repository, id, size);
             response
                 .headers
                 .retain(|(name, _)| name != header::CONTENT_LENGTH);
@@ -750,7 +835,7 @@ pub(super) async fn finish_upload(
     let Some(digest) = param(&params, "digest") else {
         return Err(ctx.fail(OciError::new(
             OciCode::DigestInvalid,
-            "finishing an upload needs ?digest=sha256:<hex>",
+            "finishing an upload needs ?digest=sha256:<hex> (or sha512:<hex>)",
         )));
     };
     let has_body = headers
@@ -759,6 +844,14 @@ pub(super) async fn finish_upload(
         .is_some_and(|v| v.trim() != "0")
         || headers.contains_key(header::TRANSFER_ENCODING);
     let repository = repository(&ns, &name);
+    let mut last_chunk = has_body.then_some(body);
+    if let Some(start) = ctx.err(content_range_start(&headers))?
+        && let Some(chunk) = last_chunk.take()
+    {
+        // A last chunk with its range is appended like a PATCH first: out
+        // of order it is a 416, and the upload is still open.
+        append_chunk(&ctx, caller.as_ref(), &repository, &id, Some(start), chunk).await?;
+    }
     let digest = ctx.err(
         state
             .registry
@@ -767,7 +860,7 @@ pub(super) async fn finish_upload(
                 &repository,
                 &id,
                 digest,
-                has_body.then(|| body_stream(body)),
+                last_chunk.map(body_stream),
             )
             .await,
     )?;
@@ -927,6 +1020,22 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn inverted_ranges() {
+        let h = |v: &str| HeaderValue::from_str(v).unwrap();
+        assert!(inverted_range(Some(&h("bytes=500-0"))));
+        for fine in [
+            "bytes=0-500",
+            "bytes=500-",
+            "bytes=-500",
+            "bytes=5-5",
+            "x=5-1",
+        ] {
+            assert!(!inverted_range(Some(&h(fine))), "{fine}");
+        }
+        assert!(!inverted_range(None));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //!
 //! Every tag, every visible manifest and the blobs a manifest references
 //! are projections of a package's metadata log (the sequencer writes them
-//! in the batch that sequences the record); the manifests of releases
+//! in the batch that sequences the record, and removes the rows of deleted
+//! tags and manifests the same way: a deleted manifest still served is a
+//! problem, its blobs are no longer required); the manifests of releases
 //! published over warg are derived from the package log, and the yank
 //! referrers from the logged yank reasons. [`OciLogs`] is what the logs
 //! say, folded from validated records and replayed states; its `check_*`
@@ -102,6 +104,10 @@ struct RepositoryLogs {
     manifests: BTreeMap<Sha256Digest, bool>,
     /// Blobs recorded manifests reference, and whether a link was seen.
     blobs: BTreeMap<Sha256Digest, bool>,
+    /// The blobs each recorded image manifest references.
+    manifest_blobs: BTreeMap<Sha256Digest, Vec<Sha256Digest>>,
+    /// Manifests deleted (and not recorded again since).
+    deleted: BTreeSet<Sha256Digest>,
     /// Releases of the package log (`None` once yanked).
     releases: BTreeMap<Version, Option<LiveRelease>>,
     /// Logged yank reasons: version → (reason, who).
@@ -139,15 +145,29 @@ impl OciLogs {
             match entry {
                 ExtEntry::Manifest(m) => {
                     logs.manifests.insert(m.digest, false);
+                    logs.deleted.remove(&m.digest);
                     // An index lists manifests (checked as manifests), an
                     // image manifest the blobs linked to the repository.
                     if m.media_type == IMAGE_MANIFEST {
                         logs.blobs.extend(m.blobs.iter().map(|b| (*b, false)));
+                        logs.manifest_blobs.insert(m.digest, m.blobs.clone());
                     }
                 }
                 ExtEntry::Mirrored(m) => {
                     logs.manifests.insert(m.digest, false);
                     logs.blobs.extend(m.blobs.iter().map(|b| (*b, false)));
+                    logs.manifest_blobs.insert(m.digest, m.blobs.clone());
+                }
+                ExtEntry::ManifestDeleted(d) => {
+                    logs.manifests.remove(&d.digest);
+                    logs.deleted.insert(d.digest);
+                    // Its blobs stay required only if a live manifest
+                    // references them too (`cairn gc` may unlink the rest).
+                    for blob in logs.manifest_blobs.remove(&d.digest).unwrap_or_default() {
+                        if !logs.manifest_blobs.values().any(|b| b.contains(&blob)) {
+                            logs.blobs.remove(&blob);
+                        }
+                    }
                 }
                 ExtEntry::YankReason(y) => {
                     logs.yanks
@@ -302,6 +322,12 @@ impl OciLogs {
             return None;
         }
         let logs = self.repositories.get(repository);
+        if logs.is_some_and(|logs| logs.deleted.contains(&digest)) {
+            return Some(OciProblem::new(
+                repository,
+                format!("manifest {digest} of {repository} is deleted in its log but still served"),
+            ));
+        }
         if logs.is_some_and(|logs| logs.derived.contains(&digest)) {
             return None;
         }
@@ -501,6 +527,63 @@ mod tests {
         let missing = logs.finish();
         assert_eq!(missing.len(), 1, "{missing:?}");
         assert!(missing[0].message.contains("not linked"));
+    }
+
+    #[test]
+    fn deleted_manifests_must_be_gone() {
+        use cairn_protocol::ext::Attribution;
+        use cairn_protocol::ext::meta::{ManifestDeletedEntry, ManifestEntry};
+        let package: PackageName = "acme:app".parse().unwrap();
+        let by = Attribution {
+            identity: "alice".into(),
+            via: "token".into(),
+            token: None,
+            claims: BTreeMap::new(),
+        };
+        let pushed = |digest: Sha256Digest, blobs: Vec<Sha256Digest>| {
+            ExtEntry::Manifest(ManifestEntry {
+                digest,
+                media_type: IMAGE_MANIFEST.into(),
+                artifact_type: None,
+                subject: None,
+                size: 1,
+                blobs,
+                tags: Vec::new(),
+                release: None,
+                wasm: None,
+                by: by.clone(),
+            })
+        };
+        let deleted = ExtEntry::ManifestDeleted(ManifestDeletedEntry {
+            digest: digest(1),
+            by: by.clone(),
+        });
+        let mut logs = OciLogs::new();
+        logs.record_meta(&package, &[pushed(digest(1), vec![digest(2), digest(3)])]);
+        logs.record_meta(&package, &[pushed(digest(4), vec![digest(3)])]);
+        logs.record_meta(&package, &[deleted]);
+        // Gone, with its own blob unlinked: clean. The shared blob is still
+        // required by the live manifest.
+        assert_eq!(logs.check_manifest(&row(digest(4), true), None), None);
+        logs.check_blob_link("acme/app", &digest(3));
+        assert_eq!(logs.finish(), vec![]);
+
+        let mut logs = OciLogs::new();
+        logs.record_meta(&package, &[pushed(digest(1), vec![digest(2)])]);
+        logs.record_meta(
+            &package,
+            &[ExtEntry::ManifestDeleted(ManifestDeletedEntry {
+                digest: digest(1),
+                by: by.clone(),
+            })],
+        );
+        // Still served: reported; being pushed again (invisible): fine.
+        let served = logs.check_manifest(&row(digest(1), true), None).unwrap();
+        assert!(served.message.contains("deleted"), "{served}");
+        assert_eq!(logs.check_manifest(&row(digest(1), false), None), None);
+        // Pushed again: a live manifest once more.
+        logs.record_meta(&package, &[pushed(digest(1), vec![])]);
+        assert_eq!(logs.check_manifest(&row(digest(1), true), None), None);
     }
 
     #[test]

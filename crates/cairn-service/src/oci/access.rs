@@ -1,7 +1,19 @@
-//! What one caller may hold at once on the OCI door, decided before any
-//! body is read: push rights ([`Registry::oci_authorize_push`]), manifest
-//! pushes in flight ([`Registry::oci_manifest_push_slot`]), and the bytes
-//! its open upload sessions hold ([`UploadBudgets`]).
+//! What one caller may do and hold at once on the OCI door: push rights,
+//! decided before any body is read ([`Registry::oci_authorize_push`]), then
+//! per manifest once it is parsed ([`Registry::oci_may_push_manifest`]);
+//! manifest pushes in flight ([`Registry::oci_manifest_push_slot`]); and
+//! the bytes its open upload sessions hold ([`UploadBudgets`]).
+//!
+//! Push rights come in two strengths. `publish` pushes anything the
+//! namespace's policy accepts. `sign` (implied by `publish`) pushes only
+//! attachments — referrers, cosign's `sha256-<hex>.<suffix>` tags and the
+//! referrers tag schema's `sha256-<hex>` indexes — and the blobs they need.
+//! Either way the identity must be an owner or publisher of the namespace
+//! (per the registry log). And for a package managed with the warg CLI
+//! (its package log exists and the registry's publisher key does not hold
+//! `release` on it), moving a mutable tag or attaching also needs one of
+//! the identity's bound keys to hold `release` in the package log: the
+//! package log, not the namespace, says who speaks for that package.
 //!
 //! Limits are per identity (not per token: minting tokens does not raise
 //! them), answered `429 TOOMANYREQUESTS` with what was exceeded. The state
@@ -14,9 +26,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use cairn_crypto::Sha256Digest;
+use cairn_protocol::operator::NamespaceState;
+use cairn_protocol::package::PackageState;
+use cairn_protocol::record::PackagePermission;
+
 use super::{OciCode, OciError, Repository};
 use crate::Registry;
-use crate::identity::Caller;
+use crate::identity::{Action, Caller};
 
 /// Per-identity state of requests in flight.
 #[derive(Debug, Default)]
@@ -56,17 +73,199 @@ pub(crate) fn too_many(message: String) -> OciError {
     OciError::new(OciCode::TooManyRequests, message)
 }
 
+/// A tag that attaches what it names to another manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AttachmentTag {
+    /// `sha256-<hex>.<suffix>`: cosign's signature (`.sig`), attestation
+    /// (`.att`), SBOM (`.sbom`) or any other attachment of `sha256:<hex>`.
+    Cosign(Sha256Digest),
+    /// `sha256-<hex>`: the referrers tag schema's index of the referrers of
+    /// `sha256:<hex>`.
+    Referrers(Sha256Digest),
+}
+
+impl AttachmentTag {
+    /// Reads `tag` as an attachment tag, if it is one.
+    // SPEC: cosign specs/SIGNATURE_SPEC.md — `sha256-<hex>.sig`; OCI
+    // distribution-spec 1.1 "Referrers Tag Schema" — `<alg>-<ref>`, the
+    // digest with `:` replaced by `-`.
+    pub(crate) fn parse(tag: &str) -> Option<Self> {
+        let rest = tag.strip_prefix("sha256-")?;
+        let (hex, suffix) = match rest.split_once('.') {
+            Some((hex, suffix)) => (hex, Some(suffix)),
+            None => (rest, None),
+        };
+        if hex.len() != 64 {
+            return None;
+        }
+        let digest = Sha256Digest::from_hex(hex).ok()?;
+        match suffix {
+            None => Some(Self::Referrers(digest)),
+            Some(suffix) if !suffix.is_empty() => Some(Self::Cosign(digest)),
+            Some(_) => None,
+        }
+    }
+}
+
+/// What a manifest push does, as far as push rights are concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PushKind {
+    /// A signature, attestation or other attachment: a referrer (a manifest
+    /// with a subject, untagged), a manifest tagged `sha256-<hex>.<suffix>`
+    /// (cosign's tag scheme) or an index tagged `sha256-<hex>` (the
+    /// referrers tag schema).
+    Attachment,
+    /// A manifest pushed by digest only, without a subject.
+    Untagged,
+    /// A version tag: a release.
+    Release,
+    /// Any other tag (`latest`): a mutable pointer.
+    MutableTag,
+}
+
+impl PushKind {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Attachment => "attach to a manifest",
+            Self::Untagged => "push a manifest without a subject",
+            Self::Release => "publish a release",
+            Self::MutableTag => "move a tag",
+        }
+    }
+}
+
 impl Registry {
-    /// May `caller` push to `repository`? The same answer a push gets (401
-    /// for anonymous callers, 403 without rights), asked before its body is
-    /// read so that nobody without rights can make the server wait for one.
+    /// May `caller` push to `repository` at all (`sign` at least)? The
+    /// same answer a push gets (401 for anonymous callers, 403 without
+    /// rights), asked before its body is read so that nobody without rights
+    /// can make the server wait for one. What the manifest may be is
+    /// decided once it is parsed ([`Registry::oci_may_push_manifest`]).
     pub fn oci_authorize_push(
         &self,
         caller: Option<&Caller>,
         repository: &str,
     ) -> Result<(), OciError> {
         let repository = Repository::parse(repository)?;
-        self.oci_may_push(caller, &repository).map(|_| ())
+        self.oci_may_upload(caller, &repository).map(|_| ())
+    }
+
+    /// May `caller` push blobs (and attachments) to `repository`: a token
+    /// that allows `sign` (or `publish`) there, held by an owner or
+    /// publisher of the namespace.
+    pub(crate) fn oci_may_upload<'c>(
+        &self,
+        caller: Option<&'c Caller>,
+        repository: &Repository,
+    ) -> Result<&'c Caller, OciError> {
+        self.oci_push_rights(caller, repository, Action::Sign)
+    }
+
+    /// Whether `caller` may push to `repository` with `action` (`publish`
+    /// or `sign`): 401 for anonymous callers; 403 for an imported or
+    /// undefined namespace, a token without `action` there, or an identity
+    /// that may not publish there.
+    pub(crate) fn oci_push_rights<'c>(
+        &self,
+        caller: Option<&'c Caller>,
+        repository: &Repository,
+        action: Action,
+    ) -> Result<&'c Caller, OciError> {
+        let Some(caller) = caller else {
+            return Err(OciError::unauthorized(repository.scope("pull,push")));
+        };
+        let namespace = repository.package.namespace();
+        match self.operator_state().namespace(namespace) {
+            Some(NamespaceState::Defined) => {}
+            Some(NamespaceState::Imported { .. }) => {
+                return Err(OciError::new(
+                    OciCode::Denied,
+                    format!(
+                        "namespace `{namespace}` is imported (read-only); nothing can be pushed into it"
+                    ),
+                ));
+            }
+            None => {
+                return Err(OciError::new(
+                    OciCode::Denied,
+                    format!("namespace `{namespace}` is not defined on this registry"),
+                ));
+            }
+        }
+        self.require(caller, action, Some(namespace))
+            .map_err(OciError::from)?;
+        Ok(caller)
+    }
+
+    /// May `caller` (already allowed to upload) push a manifest that is a
+    /// `kind` to `repository`, whose package log is `package`? A `sign`
+    /// token pushes attachments only; on a package managed with the warg
+    /// CLI, attachments and tag moves need a key of the caller's identity
+    /// that holds `release` in the package log. Refusals are 403 `DENIED`,
+    /// before anything is written.
+    pub(crate) fn oci_may_push_manifest(
+        &self,
+        caller: &Caller,
+        repository: &Repository,
+        package: &PackageState,
+        kind: PushKind,
+    ) -> Result<(), OciError> {
+        let namespace = repository.package.namespace();
+        if kind != PushKind::Attachment && !caller.allows(Action::Publish, Some(namespace)) {
+            return Err(OciError::new(
+                OciCode::Denied,
+                format!(
+                    "token {} allows `sign` but not `publish` in `{namespace}`: it may push \
+                     signatures and attestations (a manifest with a subject, or tagged \
+                     sha256-<hex>.<suffix>) but not {}",
+                    caller.token_id,
+                    kind.describe()
+                ),
+            ));
+        }
+        if kind != PushKind::Attachment {
+            self.oci_may_push(Some(caller), repository)?;
+        }
+        if !matches!(kind, PushKind::Attachment | PushKind::MutableTag)
+            || !self.managed_with_warg_cli(package)
+        {
+            return Ok(());
+        }
+        let registry = self.registry_log();
+        let holds_release = registry.identity(&caller.identity).is_some_and(|identity| {
+            identity
+                .keys
+                .iter()
+                .any(|key| package.has_permission(key, PackagePermission::Release))
+        });
+        if holds_release {
+            return Ok(());
+        }
+        Err(OciError::new(
+            OciCode::Denied,
+            format!(
+                "{} is managed with the warg CLI and none of the keys bound to `{}` holds \
+                 `release` in its package log, so `{}` may not {} there; grant one with \
+                 `warg publish grant --name {} <key>` (bound with `cairn identity add-key`)",
+                repository.package,
+                caller.identity,
+                caller.identity,
+                kind.describe(),
+                repository.package,
+            ),
+        ))
+    }
+
+    /// Whether `package`'s log exists and the registry's publisher key does
+    /// not hold `release` on it: its releases are signed by its own keys
+    /// (the warg CLI), not by the registry on an OCI push.
+    fn managed_with_warg_cli(&self, package: &PackageState) -> bool {
+        if package.head().is_none() {
+            return false;
+        }
+        let publisher = self
+            .publisher_signer()
+            .and_then(|signer| crate::keys::ecdsa_key_id(signer.as_ref()).ok());
+        !publisher.is_some_and(|key| package.has_permission(&key, PackagePermission::Release))
     }
 
     /// Takes one of `caller`'s manifest-push slots (at most
@@ -213,5 +412,33 @@ mod tests {
         assert!(budgets.map.lock().unwrap().is_empty());
         let other = budgets.hold("bob", 0, 10);
         assert!(other.charge(10));
+    }
+
+    #[test]
+    fn attachment_tags() {
+        let hex = "a".repeat(64);
+        let digest = Sha256Digest::from_hex(&hex).unwrap();
+        for suffix in ["sig", "att", "sbom", "sig.v2", "x_1-2"] {
+            assert_eq!(
+                AttachmentTag::parse(&format!("sha256-{hex}.{suffix}")),
+                Some(AttachmentTag::Cosign(digest)),
+                "{suffix}"
+            );
+        }
+        assert_eq!(
+            AttachmentTag::parse(&format!("sha256-{hex}")),
+            Some(AttachmentTag::Referrers(digest))
+        );
+        for other in [
+            "latest".to_owned(),
+            "1.0.0".to_owned(),
+            format!("sha256-{hex}."),
+            format!("sha256-{}.sig", "a".repeat(63)),
+            format!("sha256-{}.sig", "A".repeat(64)),
+            format!("sha512-{hex}.sig"),
+            format!("sha256-{hex}a.sig"),
+        ] {
+            assert_eq!(AttachmentTag::parse(&other), None, "{other}");
+        }
     }
 }

@@ -15,18 +15,23 @@
 //! operations too), so a chunk that is still streaming (or fails) when the
 //! session is finished cannot change the published blob, and a chunk that
 //! comes after a finish finds no session.
+//!
+//! Blobs may be named by SHA-512 as well as SHA-256 (see [`super::digests`]):
+//! an upload finished with `digest=sha512:…` is hashed both ways and stored
+//! under its SHA-256 with the SHA-512 recorded as an alias; reads, `HEAD`s
+//! and mounts by SHA-512 resolve the alias first and then check exactly what
+//! a SHA-256 request checks.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cairn_blob::ByteStream;
-use cairn_crypto::Sha256Digest;
 use cairn_store::UploadSession;
 use futures_util::StreamExt as _;
 use rand::RngCore as _;
 
 use super::access::too_many;
-use super::{OciCode, OciError, Repository, parse_digest};
+use super::{OciCode, OciDigest, OciError, Repository, parse_oci_digest};
 use crate::Registry;
 use crate::identity::Caller;
 use crate::reads::ContentDownload;
@@ -37,11 +42,11 @@ pub enum UploadStart {
     /// `POST …/blobs/uploads/`: a new session.
     Session,
     /// `POST …/blobs/uploads/?digest=` with the whole blob as the body.
-    Monolithic(Sha256Digest),
+    Monolithic(OciDigest),
     /// `POST …/blobs/uploads/?mount=<digest>&from=<repository>`.
     Mount {
         /// The blob.
-        digest: Sha256Digest,
+        digest: OciDigest,
         /// The repository it is in, if named.
         from: Option<String>,
     },
@@ -57,8 +62,8 @@ pub enum StartedUpload {
     },
     /// The blob is in the repository (201).
     Complete {
-        /// Its digest.
-        digest: Sha256Digest,
+        /// Its digest, by the algorithm the client named it with.
+        digest: OciDigest,
     },
 }
 
@@ -71,7 +76,7 @@ fn new_upload_id() -> String {
     hex::encode(bytes)
 }
 
-fn blob_unknown(digest: &Sha256Digest, repository: &str) -> OciError {
+fn blob_unknown(digest: &impl std::fmt::Display, repository: &str) -> OciError {
     OciError::new(
         OciCode::BlobUnknown,
         format!("blob {digest} is not in {repository}"),
@@ -89,7 +94,11 @@ impl Registry {
     ) -> Result<u64, OciError> {
         let repository = Repository::parse(repository)?;
         self.oci_may_read(caller, &repository)?;
-        let digest = parse_digest(digest)?;
+        let name = parse_oci_digest(digest)?;
+        let digest = self
+            .oci_sha256(&name)
+            .await?
+            .ok_or_else(|| blob_unknown(&name, &repository.name))?;
         let size = self
             .inner
             .store
@@ -114,7 +123,11 @@ impl Registry {
         offset: u64,
         len: u64,
     ) -> Result<ContentDownload, OciError> {
-        let digest = parse_digest(digest)?;
+        let name = parse_oci_digest(digest)?;
+        let digest = self
+            .oci_sha256(&name)
+            .await?
+            .ok_or_else(|| blob_unknown(&name, repository))?;
         let size = self
             .inner
             .store
@@ -142,28 +155,37 @@ impl Registry {
         body: ByteStream,
     ) -> Result<StartedUpload, OciError> {
         let repository = Repository::parse(repository)?;
-        let caller = self.oci_may_push(caller, &repository)?;
+        let caller = self.oci_may_upload(caller, &repository)?;
         match start {
-            UploadStart::Monolithic(digest) => {
-                let info = self
-                    .inner
-                    .blobs
-                    .put(Some(digest), body, self.inner.config.max_content_bytes)
-                    .await?;
+            UploadStart::Monolithic(name) => {
+                let limit = self.inner.config.max_content_bytes;
+                let info = match name {
+                    OciDigest::Sha256(digest) => {
+                        self.inner.blobs.put(Some(digest), body, limit).await?
+                    }
+                    OciDigest::Sha512(sha512) => {
+                        let info = self.inner.blobs.put_sha512(sha512, body, limit).await?;
+                        // Stored and verified both ways: the alias is a
+                        // fact about the bytes. A crash before it (or
+                        // before the link) leaves an unlinked blob, which
+                        // nothing reads; the client retries.
+                        self.oci_record_alias(&sha512, &info.digest).await?;
+                        info
+                    }
+                };
                 self.inner
                     .store
                     .link_blob(&repository.name, &info.digest, info.size)
                     .await?;
-                return Ok(StartedUpload::Complete {
-                    digest: info.digest,
-                });
+                return Ok(StartedUpload::Complete { digest: name });
             }
-            UploadStart::Mount { digest, from } => {
+            UploadStart::Mount { digest: name, from } => {
                 // SPEC: OCI distribution-spec — a registry that cannot mount
                 // SHOULD start an ordinary upload session (202) instead.
                 if let Some(from) = from
                     && let Ok(source) = Repository::parse(&from)
                     && self.oci_may_read(Some(caller), &source).is_ok()
+                    && let Some(digest) = self.oci_sha256(&name).await?
                     && let Some(size) = self
                         .inner
                         .store
@@ -175,7 +197,7 @@ impl Registry {
                         .store
                         .link_blob(&repository.name, &digest, size)
                         .await?;
-                    return Ok(StartedUpload::Complete { digest });
+                    return Ok(StartedUpload::Complete { digest: name });
                 }
             }
             UploadStart::Session => {}
@@ -213,7 +235,7 @@ impl Registry {
         id: &str,
     ) -> Result<(Repository, &'c Caller, UploadSession, SessionGuard<'_>), OciError> {
         let repository = Repository::parse(repository)?;
-        let caller = self.oci_may_push(caller, &repository)?;
+        let caller = self.oci_may_upload(caller, &repository)?;
         let unknown = || OciError::new(OciCode::BlobUploadUnknown, "unknown upload session");
         if !cairn_blob::is_valid_upload_id(id) {
             return Err(unknown());
@@ -326,14 +348,17 @@ impl Registry {
         id: &str,
         digest: &str,
         body: Option<ByteStream>,
-    ) -> Result<Sha256Digest, OciError> {
+    ) -> Result<OciDigest, OciError> {
         let (repository, caller, session, _held) = self.oci_session(caller, repository, id).await?;
-        let digest = parse_digest(digest)?;
+        let name = parse_oci_digest(digest)?;
         let mut size = session.size;
         if let Some(body) = body {
             size = size.max(self.oci_append(&caller.identity, id, None, body).await?);
         }
-        let finished = self.inner.blobs.upload_finish(id, digest).await;
+        let finished = match name {
+            OciDigest::Sha256(digest) => self.inner.blobs.upload_finish(id, digest).await,
+            OciDigest::Sha512(sha512) => self.inner.blobs.upload_finish_sha512(id, sha512).await,
+        };
         self.inner.store.delete_upload(id).await?;
         let size = finished.as_ref().map_or(size, |info| info.size);
         self.inner
@@ -341,11 +366,14 @@ impl Registry {
             .budgets
             .release(&caller.identity, size);
         let info = finished?;
+        if let OciDigest::Sha512(sha512) = &name {
+            self.oci_record_alias(sha512, &info.digest).await?;
+        }
         self.inner
             .store
             .link_blob(&repository.name, &info.digest, info.size)
             .await?;
-        Ok(info.digest)
+        Ok(name)
     }
 
     /// `DELETE …/blobs/uploads/<id>`: cancels a session.

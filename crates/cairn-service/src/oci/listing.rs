@@ -7,14 +7,24 @@
 //! store a page at a time (filtered by artifact type in the query, so a
 //! page is full whenever more follow); the page after is named by the last
 //! digest of the one before.
+//!
+//! A manifest's referrers are also those attached without the referrers
+//! API: manifests tagged with cosign's `sha256-<hex>.<suffix>` and those
+//! listed by the referrers tag schema's index (`sha256-<hex>`). Most have
+//! their subject stored (a push by either scheme records it), so the store
+//! query finds them; the rest (a manifest recorded before it was tagged,
+//! an index pushed before the schema was checked) are read from those
+//! tags — a bounded number of rows — and merged into the same order.
 
 use std::collections::{BTreeSet, VecDeque};
 
 use cairn_crypto::Sha256Digest;
 use cairn_protocol::ext::meta::version_tag;
+use cairn_store::OciManifestRow;
 
+use super::access::AttachmentTag;
 use super::manifests::TagPage;
-use super::{IMAGE_INDEX, OciCode, OciError, Repository};
+use super::{IMAGE_INDEX, MAX_MANIFEST_BYTES, OciCode, OciError, Repository};
 use crate::identity::Caller;
 use crate::{Registry, ServiceError};
 
@@ -24,6 +34,9 @@ pub const MAX_TAGS_PAGE: usize = 10_000;
 pub const MAX_REFERRERS_PAGE: usize = 1000;
 /// Tag rows read from the store at a time.
 const TAG_CHUNK: usize = 1000;
+/// The most attachment tags (and referrers tag schema entries) of one
+/// subject read for a referrers listing.
+const MAX_ATTACHMENT_TAGS: usize = 1000;
 
 /// A page of a referrers index.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,31 +160,58 @@ impl Registry {
     ) -> Result<ReferrersPage, OciError> {
         let repository = Repository::parse(repository)?;
         self.oci_may_read(caller, &repository)?;
-        let subject = super::parse_digest(digest)?;
+        // A SHA-512 subject lists the referrers of the content it is an
+        // alias of, and those pushed naming it while it was unknown.
+        let subject_name = super::parse_oci_digest(digest)?;
+        let subject = self.oci_sha256(&subject_name).await?;
         let store = &self.inner.store;
+        // Attached by tag but without a stored subject: merged below.
+        let mut tagged = match &subject {
+            Some(subject) => self.attached_by_tags(&repository, subject).await?,
+            None => Vec::new(),
+        };
+        if let Some(artifact_type) = artifact_type {
+            tagged.retain(|row| row.artifact_type.as_deref() == Some(artifact_type));
+        }
         let after = match last {
             None => None,
             Some(last) => {
                 let last = super::parse_digest(last)?;
+                let named = self
+                    .oci_has_sha512_subject(&repository.name, &subject_name, &last)
+                    .await?;
                 // An unknown cursor starts nowhere: an empty page.
                 let created = store
                     .manifest(&repository.name, &last)
                     .await?
-                    .filter(|m| m.visible && m.subject == Some(subject))
+                    .filter(|m| {
+                        m.visible
+                            && ((subject.is_some() && m.subject == subject)
+                                || named
+                                || tagged.iter().any(|t| t.digest == last))
+                    })
                     .map_or(i64::MAX, |m| m.created_at_ms);
                 Some((created, last))
             }
         };
         let n = n.unwrap_or(MAX_REFERRERS_PAGE).clamp(1, MAX_REFERRERS_PAGE);
-        let mut rows = store
-            .referrers_page(
+        let mut rows = self
+            .oci_referrer_rows(
                 &repository.name,
-                &subject,
+                &subject_name,
                 artifact_type,
                 after.as_ref().map(|(at, d)| (*at, d)),
                 u32::try_from(n + 1).unwrap_or(u32::MAX),
             )
             .await?;
+        // Both sources in the store's order (creation time, then digest).
+        rows.extend(tagged.into_iter().filter(|row| {
+            after
+                .as_ref()
+                .is_none_or(|(at, last)| (row.created_at_ms, row.digest) > (*at, *last))
+        }));
+        rows.sort_by_key(|row| (row.created_at_ms, row.digest));
+        rows.dedup_by_key(|row| row.digest);
         let more = rows.len() > n;
         rows.truncate(n);
         let next = if more {
@@ -208,5 +248,82 @@ impl Registry {
             filtered: artifact_type.is_some(),
             next,
         })
+    }
+
+    /// The visible manifests of `repository` attached to `subject` by tag
+    /// whose stored subject is not `subject` (those the store query does
+    /// not find): named by a cosign tag `sha256-<hex>.<suffix>`, or listed
+    /// by the referrers tag schema's index `sha256-<hex>`. At most
+    /// [`MAX_ATTACHMENT_TAGS`] of each are read.
+    async fn attached_by_tags(
+        &self,
+        repository: &Repository,
+        subject: &Sha256Digest,
+    ) -> Result<Vec<OciManifestRow>, OciError> {
+        let store = &self.inner.store;
+        let prefix = format!("sha256-{}", subject.to_hex());
+        let mut digests = BTreeSet::new();
+        // Tags sort bytewise, so every tag with the prefix follows it.
+        let mut cursor = prefix.clone();
+        let mut scanned = 0;
+        'scan: loop {
+            let rows = store
+                .tags(
+                    &repository.name,
+                    Some(&cursor),
+                    u32::try_from(TAG_CHUNK).unwrap_or(u32::MAX),
+                )
+                .await?;
+            for (tag, digest) in &rows {
+                if !tag.starts_with(&prefix) || scanned == MAX_ATTACHMENT_TAGS {
+                    break 'scan;
+                }
+                scanned += 1;
+                if AttachmentTag::parse(tag) == Some(AttachmentTag::Cosign(*subject)) {
+                    digests.insert(*digest);
+                }
+            }
+            match rows.last() {
+                Some((tag, _)) if rows.len() == TAG_CHUNK => cursor = tag.clone(),
+                _ => break,
+            }
+        }
+        if let Some(index) = store.tag(&repository.name, &prefix).await?
+            && let Some(row) = store.manifest(&repository.name, &index).await?
+            && row.visible
+            && row.media_type == IMAGE_INDEX
+        {
+            // Validated when it was pushed; an index that no longer reads
+            // (its bytes collected, or rules that changed since) lists
+            // nothing rather than failing the whole listing.
+            let parsed = match self.read_blob(&index, MAX_MANIFEST_BYTES as u64).await {
+                Ok(bytes) => cairn_protocol::oci::parse_manifest(&bytes, Some(IMAGE_INDEX))
+                    .map_err(|e| e.message),
+                Err(e) if e.code == OciCode::BlobUnknown => Err(e.message),
+                Err(e) => return Err(e),
+            };
+            let children = match parsed {
+                Ok(parsed) => parsed.manifests,
+                Err(reason) => {
+                    tracing::warn!(%index, %reason, "referrers index skipped");
+                    Vec::new()
+                }
+            };
+            for child in children.iter().take(MAX_ATTACHMENT_TAGS) {
+                if let Some(sha256) = self.oci_sha256(&child.digest).await? {
+                    digests.insert(sha256);
+                }
+            }
+        }
+        let mut rows = Vec::new();
+        for digest in digests {
+            if let Some(row) = store.manifest(&repository.name, &digest).await?
+                && row.visible
+                && row.subject != Some(*subject)
+            {
+                rows.push(row);
+            }
+        }
+        Ok(rows)
     }
 }

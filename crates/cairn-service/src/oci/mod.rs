@@ -22,17 +22,19 @@
 pub mod access;
 mod blobs;
 pub mod derive;
+mod digests;
 pub mod listing;
-mod manifests;
+pub(crate) mod manifests;
 pub mod mirror;
 mod policy;
 mod read_access;
 
-use cairn_crypto::Sha256Digest;
+use cairn_crypto::{Sha256Digest, Sha512Digest};
 use cairn_protocol::PackageName;
 
 pub use blobs::{StartedUpload, UploadStart};
-pub use manifests::{ManifestBody, PushedManifest, TagPage};
+pub use cairn_protocol::oci::OciDigest;
+pub use manifests::{ManifestBody, ManifestRecord, PushedManifest, TagPage};
 pub use policy::check_content;
 
 use crate::identity::{Action, Caller};
@@ -248,6 +250,10 @@ impl From<cairn_blob::BlobError> for OciError {
                 OciCode::DigestInvalid,
                 format!("the content hashes to {found}, not {expected}"),
             ),
+            BlobError::Sha512Mismatch { expected, found } => Self::new(
+                OciCode::DigestInvalid,
+                format!("the content hashes to {found}, not {expected}"),
+            ),
             BlobError::TooLarge { limit } => Self::new(
                 OciCode::SizeInvalid,
                 format!("the content exceeds the limit of {limit} bytes"),
@@ -313,13 +319,19 @@ pub enum Reference {
     Tag(String),
     /// A digest.
     Digest(Sha256Digest),
+    /// A SHA-512 digest: an alias of the manifest's SHA-256, checked
+    /// against the bytes on a push.
+    Sha512(Sha512Digest),
 }
 
 impl Reference {
-    /// Parses `<tag>` or `sha256:<hex>`.
+    /// Parses `<tag>`, `sha256:<hex>` or `sha512:<hex>`.
     pub fn parse(reference: &str) -> Result<Self, OciError> {
         if reference.contains(':') {
-            return parse_digest(reference).map(Self::Digest);
+            return parse_oci_digest(reference).map(|digest| match digest {
+                OciDigest::Sha256(digest) => Self::Digest(digest),
+                OciDigest::Sha512(digest) => Self::Sha512(digest),
+            });
         }
         if !cairn_protocol::ext::meta::is_valid_tag(reference) {
             return Err(OciError::new(
@@ -347,6 +359,16 @@ pub fn parse_digest(digest: &str) -> Result<Sha256Digest, OciError> {
     })
 }
 
+/// Parses an OCI digest of either supported algorithm
+/// (`sha256:<64 lowercase hex>` or `sha512:<128 lowercase hex>`); another
+/// algorithm, or a malformed digest, is `400 DIGEST_INVALID`.
+// SPEC: OCI distribution-spec — a digest the registry cannot verify is
+// answered with DIGEST_INVALID.
+pub fn parse_oci_digest(digest: &str) -> Result<OciDigest, OciError> {
+    cairn_protocol::oci::parse_oci_digest(digest)
+        .map_err(|e| OciError::new(OciCode::DigestInvalid, e.message))
+}
+
 impl Registry {
     /// May `caller` read `repository`? Anonymous callers may when anonymous
     /// reads are on; otherwise they are asked for credentials (401).
@@ -362,7 +384,7 @@ impl Registry {
             Some(caller)
                 if self.inner.config.anonymous_read
                     || caller.allows(Action::Read, Some(namespace))
-                    || caller.allows(Action::Publish, Some(namespace)) =>
+                    || caller.allows(Action::Sign, Some(namespace)) =>
             {
                 Ok(())
             }
@@ -376,38 +398,15 @@ impl Registry {
         }
     }
 
-    /// May `caller` push to `repository`? Anonymous callers are asked for
-    /// credentials (401); a token must allow publishing in the namespace,
-    /// and its identity must be an owner or publisher there.
+    /// May `caller` push anything to `repository`? Anonymous callers are
+    /// asked for credentials (401); a token must allow publishing in the
+    /// namespace, and its identity must be an owner or publisher there.
     pub(crate) fn oci_may_push<'c>(
         &self,
         caller: Option<&'c Caller>,
         repository: &Repository,
     ) -> Result<&'c Caller, OciError> {
-        let Some(caller) = caller else {
-            return Err(OciError::unauthorized(repository.scope("pull,push")));
-        };
-        let namespace = repository.package.namespace();
-        match self.operator_state().namespace(namespace) {
-            Some(cairn_protocol::operator::NamespaceState::Defined) => {}
-            Some(cairn_protocol::operator::NamespaceState::Imported { .. }) => {
-                return Err(OciError::new(
-                    OciCode::Denied,
-                    format!(
-                        "namespace `{namespace}` is imported (read-only); nothing can be pushed into it"
-                    ),
-                ));
-            }
-            None => {
-                return Err(OciError::new(
-                    OciCode::Denied,
-                    format!("namespace `{namespace}` is not defined on this registry"),
-                ));
-            }
-        }
-        self.require(caller, Action::Publish, Some(namespace))
-            .map_err(OciError::from)?;
-        Ok(caller)
+        self.oci_push_rights(caller, repository, Action::Publish)
     }
 }
 
@@ -499,10 +498,15 @@ impl Registry {
             for (namespace, wanted) in requested {
                 let granted: Vec<Action> = wanted
                     .into_iter()
-                    .filter(|a| {
-                        caller.allows(*a, Some(&namespace))
-                            || (*a == Action::Read
-                                && caller.allows(Action::Publish, Some(&namespace)))
+                    .filter_map(|a| match a {
+                        _ if caller.allows(a, Some(&namespace)) => Some(a),
+                        // Pushing and signing read; a `sign` token asking
+                        // to push gets `sign` (attachments only).
+                        Action::Read if caller.allows(Action::Sign, Some(&namespace)) => Some(a),
+                        Action::Publish if caller.allows(Action::Sign, Some(&namespace)) => {
+                            Some(Action::Sign)
+                        }
+                        _ => None,
                     })
                     .collect();
                 if !granted.is_empty() {

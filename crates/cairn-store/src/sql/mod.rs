@@ -23,7 +23,9 @@ use sqlx::{Any, AnyPool, Executor as _, Row as _, Transaction};
 use crate::types::*;
 use crate::{Store, StoreError, StoreResult};
 
+mod aliases;
 mod oci;
+mod pushes;
 mod uploads;
 
 /// Which database a [`SqlStore`] talks to.
@@ -554,7 +556,45 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn insert_manifest_in(
+    /// Stores a checkpoint in `tx`; a second checkpoint for the same length
+    /// is accepted only if it has the same roots (and is then not stored).
+    async fn store_checkpoint_in(
+        tx: &mut Transaction<'_, Any>,
+        stored: &StoredCheckpoint,
+    ) -> StoreResult<()> {
+        let cp = &stored.checkpoint.checkpoint;
+        let existing = sqlx::query(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE log_length = $1"
+        ))
+        .bind(i64_from(cp.log_length)?)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(row) = existing {
+            let existing = checkpoint_from_row(&row)?;
+            if existing.checkpoint.checkpoint != *cp {
+                return Err(StoreError::Corrupt(format!(
+                    "refusing a second checkpoint for length {} with different roots",
+                    cp.log_length
+                )));
+            }
+            return Ok(());
+        }
+        sqlx::query(&format!(
+            "INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(i64_from(cp.log_length)?)
+        .bind(cp.log_root.0.to_vec())
+        .bind(cp.map_root.0.to_vec())
+        .bind(i64_from(stored.checkpoint.timestamp)?)
+        .bind(stored.key_id.clone())
+        .bind(stored.signature.clone())
+        .bind(stored.note.clone())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn insert_manifest_in(
         tx: &mut Transaction<'_, Any>,
         manifest: &OciManifestRow,
     ) -> StoreResult<()> {
@@ -576,7 +616,7 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn insert_content_in(
+    pub(super) async fn insert_content_in(
         tx: &mut Transaction<'_, Any>,
         digest_value: &Sha256Digest,
         size: u64,
@@ -591,7 +631,7 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn insert_pending_in(
+    pub(super) async fn insert_pending_in(
         conn: &mut sqlx::AnyConnection,
         record: &NewPending,
     ) -> StoreResult<PendingRecord> {
@@ -888,8 +928,20 @@ impl Store for SqlStore {
         marks.push(("pending", t.elapsed()));
         Self::reject_pending(&mut tx, &batch.rejected).await?;
         Self::publish_contents(&mut tx, &batch.published_contents).await?;
+        oci::unpublish(&mut tx, &batch.oci_untagged, &batch.oci_deleted).await?;
         Self::publish_oci(&mut tx, &batch.oci_visible, &batch.oci_tags).await?;
         oci::link_released(&mut tx, &batch.blob_links).await?;
+        if let Some(checkpoint) = &batch.checkpoint {
+            if batch.head.as_ref().map(|h| h.size)
+                != Some(checkpoint.checkpoint.checkpoint.log_length)
+            {
+                return Err(StoreError::Corrupt(
+                    "a batch's checkpoint must cover exactly the batch's tree".into(),
+                ));
+            }
+            self.check_fault("store_checkpoint")?;
+            Self::store_checkpoint_in(&mut tx, checkpoint).await?;
+        }
         self.check_fault("before_commit")?;
         tx.commit().await?;
         marks.push(("commit", t.elapsed()));
@@ -899,36 +951,8 @@ impl Store for SqlStore {
 
     async fn store_checkpoint(&self, stored: &StoredCheckpoint) -> StoreResult<()> {
         self.check_fault("store_checkpoint")?;
-        let cp = &stored.checkpoint.checkpoint;
         let mut tx = self.write.begin().await?;
-        let existing = sqlx::query(&format!(
-            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE log_length = $1"
-        ))
-        .bind(i64_from(cp.log_length)?)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = existing {
-            let existing = checkpoint_from_row(&row)?;
-            if existing.checkpoint.checkpoint != *cp {
-                return Err(StoreError::Corrupt(format!(
-                    "refusing a second checkpoint for length {} with different roots",
-                    cp.log_length
-                )));
-            }
-            return Ok(());
-        }
-        sqlx::query(&format!(
-            "INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        ))
-        .bind(i64_from(cp.log_length)?)
-        .bind(cp.log_root.0.to_vec())
-        .bind(cp.map_root.0.to_vec())
-        .bind(i64_from(stored.checkpoint.timestamp)?)
-        .bind(stored.key_id.clone())
-        .bind(stored.signature.clone())
-        .bind(stored.note.clone())
-        .execute(&mut *tx)
-        .await?;
+        Self::store_checkpoint_in(&mut tx, stored).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1126,25 +1150,6 @@ impl Store for SqlStore {
 
     async fn insert_pending_many(&self, records: &[NewPending]) -> StoreResult<Vec<PendingRecord>> {
         let mut tx = self.write.begin().await?;
-        let mut inserted = Vec::with_capacity(records.len());
-        for record in records {
-            inserted.push(Self::insert_pending_in(&mut tx, record).await?);
-        }
-        tx.commit().await?;
-        Ok(inserted)
-    }
-
-    async fn insert_push(
-        &self,
-        manifest: &OciManifestRow,
-        content: Option<(Sha256Digest, u64)>,
-        records: &[NewPending],
-    ) -> StoreResult<Vec<PendingRecord>> {
-        let mut tx = self.write.begin().await?;
-        Self::insert_manifest_in(&mut tx, manifest).await?;
-        if let Some((digest_value, size)) = content {
-            Self::insert_content_in(&mut tx, &digest_value, size).await?;
-        }
         let mut inserted = Vec::with_capacity(records.len());
         for record in records {
             inserted.push(Self::insert_pending_in(&mut tx, record).await?);

@@ -165,6 +165,53 @@ impl OciStore for SqlStore {
         .collect()
     }
 
+    async fn derived_versions(
+        &self,
+        repository: &str,
+        digest_value: &Sha256Digest,
+    ) -> StoreResult<Vec<String>> {
+        sqlx::query(
+            "SELECT version FROM oci_derived WHERE repository = $1 AND digest = $2 ORDER BY version",
+        )
+        .bind(repository.to_owned())
+        .bind(digest_value.0.to_vec())
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|row| Ok(row.try_get(0)?))
+        .collect()
+    }
+
+    async fn unlink_blob(
+        &self,
+        digest_value: &Sha256Digest,
+    ) -> StoreResult<Option<Vec<(String, u64)>>> {
+        let mut tx = self.write.begin().await?;
+        let recorded = sqlx::query("SELECT 1 FROM contents WHERE digest = $1")
+            .bind(digest_value.0.to_vec())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if recorded.is_some() {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let links = sqlx::query(
+            "SELECT repository, size FROM oci_blobs WHERE digest = $1 ORDER BY repository",
+        )
+        .bind(digest_value.0.to_vec())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, u64_from(row.try_get(1)?, "blob size")?)))
+        .collect::<StoreResult<Vec<(String, u64)>>>()?;
+        sqlx::query("DELETE FROM oci_blobs WHERE digest = $1")
+            .bind(digest_value.0.to_vec())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(links))
+    }
+
     async fn referrers_page(
         &self,
         repository: &str,
@@ -254,6 +301,31 @@ pub(super) async fn link_released(
         .bind(digest_value.0.to_vec())
         .execute(&mut **tx)
         .await?;
+    }
+    Ok(())
+}
+
+/// Removes what sequenced deletions take away (in a batch commit): the tag
+/// rows of deleted tags and the rows of deleted manifests (so they are no
+/// longer served, listed as referrers or named by a tag).
+pub(super) async fn unpublish(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    untagged: &[(String, String)],
+    deleted: &[(String, Sha256Digest)],
+) -> StoreResult<()> {
+    for (repository, tag) in untagged {
+        sqlx::query("DELETE FROM oci_tags WHERE repository = $1 AND tag = $2")
+            .bind(repository.clone())
+            .bind(tag.clone())
+            .execute(&mut **tx)
+            .await?;
+    }
+    for (repository, digest_value) in deleted {
+        sqlx::query("DELETE FROM oci_manifests WHERE repository = $1 AND digest = $2")
+            .bind(repository.clone())
+            .bind(digest_value.0.to_vec())
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }

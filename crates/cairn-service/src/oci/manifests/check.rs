@@ -63,7 +63,8 @@ impl Registry {
         config: &Descriptor,
         layer: &Descriptor,
     ) -> Result<Option<WasmFacts>, OciError> {
-        let layer_digest = layer.digest;
+        // Named by SHA-256 or by a SHA-512 alias of it.
+        let layer_digest = self.oci_blob_named(&layer.digest).await?;
         let bytes = self
             .read_blob(&layer_digest, self.inner.config.max_content_bytes)
             .await?;
@@ -80,10 +81,13 @@ impl Registry {
             crate::oci::check_content(&policy, &repository.package, version, layer.size, info)
                 .map_err(denied)?;
         // Never trust the client's config: it must say what the binary is.
-        let config = parse_wasm_config(&self.read_blob(&config.digest, MAX_CONFIG_BYTES).await?)
+        let config_digest = self.oci_blob_named(&config.digest).await?;
+        let config = parse_wasm_config(&self.read_blob(&config_digest, MAX_CONFIG_BYTES).await?)
             .map_err(|e| invalid(e.message))?;
         if let Some(layers) = &config.layer_digests
-            && !layers.iter().any(|d| *d == layer_digest.to_string())
+            && !layers
+                .iter()
+                .any(|d| *d == layer_digest.to_string() || *d == layer.digest.to_string())
         {
             return Err(invalid(
                 "the config's layerDigests do not name the wasm layer",

@@ -136,6 +136,7 @@ impl Registry {
             digest: derived.manifest_digest,
             media_type: IMAGE_MANIFEST.into(),
             bytes: Bytes::from(derived.manifest),
+            record: None,
         })
     }
 
@@ -170,6 +171,7 @@ impl Registry {
             digest: *digest,
             media_type: row.media_type,
             bytes: Bytes::from(bytes),
+            record: None,
         }))
     }
 
@@ -184,8 +186,16 @@ impl Registry {
         self.oci_may_read(caller, &repository)?;
         let reference = Reference::parse(reference)?;
         let unknown = |what: String| OciError::new(OciCode::ManifestUnknown, what);
+        // The tag as resolved, for the record that set it.
+        let mut resolved: Option<String> = None;
         let found = match &reference {
             Reference::Digest(digest) => self.stored_manifest(&repository, digest).await?,
+            // An alias recorded when the manifest (or the same bytes) was
+            // pushed under it; then exactly what its SHA-256 finds.
+            Reference::Sha512(name) => match self.inner.store.alias(name).await? {
+                Some(digest) => self.stored_manifest(&repository, &digest).await?,
+                None => None,
+            },
             Reference::Tag(tag) => {
                 let (state, _) = self.oci_states(&repository.package).await?;
                 let mut tag = tag.clone();
@@ -207,6 +217,7 @@ impl Registry {
                         tag = newest.to_string();
                     }
                 }
+                resolved = Some(tag.clone());
                 let version = version_tag(&tag);
                 if let Some(version) = &version
                     && state.release(version).is_some_and(|r| r.yanked())
@@ -250,13 +261,18 @@ impl Registry {
             }
         };
         match found {
-            Some(body) => {
+            Some(mut body) => {
+                body.record = self
+                    .manifest_record(&repository, resolved.as_deref(), &body)
+                    .await?;
                 // A release whose content is withheld is not pulled: its
                 // manifest answers 451 with the reason, like its blobs
-                // (parsed only while anything is withheld at all).
+                // (parsed only while anything is withheld at all; layers
+                // named by SHA-512 are checked by their SHA-256).
                 if self.registry_log().withheld_all().next().is_some()
-                    && let Ok(parsed) =
-                        cairn_protocol::oci::parse_manifest(&body.bytes, Some(&body.media_type))
+                    && let Ok(parsed) = self
+                        .oci_parse_manifest(&body.bytes, Some(&body.media_type))
+                        .await
                 {
                     for layer in &parsed.layers {
                         self.refuse_withheld(&layer.digest)?;

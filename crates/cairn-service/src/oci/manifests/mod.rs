@@ -11,7 +11,10 @@
 //! covers them.
 
 mod check;
+mod delete;
 mod get;
+pub(crate) mod group;
+mod provenance;
 mod put;
 mod records;
 mod submit;
@@ -34,6 +37,8 @@ use super::{
 use crate::identity::Caller;
 use crate::{Registry, ServiceError};
 
+pub use provenance::ManifestRecord;
+
 /// How long a push waits for its records to be published.
 const PUBLISH_WAIT: Duration = Duration::from_secs(30);
 
@@ -46,6 +51,9 @@ pub struct ManifestBody {
     pub media_type: String,
     /// Its exact bytes.
     pub bytes: Bytes,
+    /// The log record that made it visible under the reference it was
+    /// read by (`None` when no record names it).
+    pub record: Option<ManifestRecord>,
 }
 
 /// What a manifest push did.

@@ -8,6 +8,7 @@ use cairn_protocol::package::PackageState;
 use cairn_protocol::{LogId, RecordId};
 use cairn_store::{NewPending, RecordStatus, StoreError};
 
+use super::group::Grouped;
 use super::*;
 use crate::oci::OciError;
 use crate::{Registry, ServiceError};
@@ -36,26 +37,34 @@ impl Registry {
                 // Already recorded (a retried push): nothing to do.
                 return self.wait_visible(&push).await;
             };
-            let gate = self.inner.commit_gate.read().await;
-            let (package_now, meta_now) = self.oci_states(&push.repository.package).await?;
-            if heads(&package_now, &meta_now) != heads(&package_state, &meta_state) {
-                drop(gate);
-                if tokio::time::Instant::now() > deadline {
-                    return Err(ServiceError::unavailable(
-                        "this package is changing too fast; retry",
-                    )
-                    .into());
+            // Stored in the next group commit, under the commit gate, only
+            // if the heads have not moved meanwhile.
+            let grouped = self
+                .store_push_grouped(
+                    &push.repository.package,
+                    heads(&package_state, &meta_state),
+                    cairn_store::NewPush {
+                        manifest: push.row.clone(),
+                        content: push.layer,
+                        records: records.clone(),
+                    },
+                )
+                .await?;
+            let inserted = match grouped {
+                Grouped::Stored => Ok(()),
+                Grouped::Failed(error) => Err(error),
+                Grouped::Moved => {
+                    if tokio::time::Instant::now() > deadline {
+                        return Err(ServiceError::unavailable(
+                            "this package is changing too fast; retry",
+                        )
+                        .into());
+                    }
+                    continue;
                 }
-                continue;
-            }
-            let inserted = self
-                .inner
-                .store
-                .insert_push(&push.row, push.layer, &records)
-                .await;
-            drop(gate);
+            };
             match inserted {
-                Ok(_) => {
+                Ok(()) => {
                     self.backlog()
                         .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     self.wake_sequencer();
