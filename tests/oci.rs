@@ -679,7 +679,7 @@ async fn bad_input_gets_the_spec_error_and_nothing_becomes_visible() {
         assert_eq!(response.bytes().await.unwrap(), good);
         assert_eq!(log_length(&server), before + 2, "{kind}");
 
-        // Deleting is not a thing in an append-only log.
+        // A release is never deleted (it is yanked instead).
         assert_eq!(
             oci_error(
                 raw.req(reqwest::Method::DELETE, "bad/manifests/1.0.0")
