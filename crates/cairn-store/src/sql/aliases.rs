@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use cairn_crypto::{Sha256Digest, Sha512Digest};
 use sqlx::Row as _;
 
-use super::{MANIFEST_COLUMNS, SqlStore, digest, manifest_from_row};
+use super::{SqlStore, digest};
 use crate::{DigestAliases, OciManifestRow, StoreError, StoreResult};
 
 fn sha512(bytes: &[u8]) -> StoreResult<Sha512Digest> {
@@ -79,37 +79,16 @@ impl DigestAliases for SqlStore {
         after: Option<(i64, &Sha256Digest)>,
         limit: u32,
     ) -> StoreResult<Vec<OciManifestRow>> {
-        let (created_at, last) = match after {
-            Some((at, digest)) => (at, digest.0.to_vec()),
-            None => (i64::MIN, Vec::new()),
-        };
-        let filter = if artifact_type.is_some() {
-            "AND artifact_type = $6 "
-        } else {
-            ""
-        };
-        let sql = format!(
-            "SELECT {MANIFEST_COLUMNS} FROM oci_manifests WHERE repository = $1 \
-             AND (subject = (SELECT sha256 FROM digest_aliases WHERE sha512 = $2) \
+        self.referrers_page_where(
+            "subject = (SELECT sha256 FROM digest_aliases WHERE sha512 = $2) \
              OR digest IN (SELECT referrer FROM oci_sha512_subjects \
-             WHERE repository = $1 AND subject = $2)) \
-             AND visible = 1 AND (created_at > $3 OR (created_at = $3 AND digest > $4)) {filter}\
-             ORDER BY created_at, digest LIMIT $5"
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(repository.to_owned())
-            .bind(subject.0.to_vec())
-            .bind(created_at)
-            .bind(last)
-            .bind(i64::from(limit));
-        if let Some(artifact_type) = artifact_type {
-            query = query.bind(artifact_type.to_owned());
-        }
-        query
-            .fetch_all(&self.read)
-            .await?
-            .iter()
-            .map(manifest_from_row)
-            .collect()
+             WHERE repository = $1 AND subject = $2)",
+            repository,
+            subject.0.to_vec(),
+            artifact_type,
+            after,
+            limit,
+        )
+        .await
     }
 }

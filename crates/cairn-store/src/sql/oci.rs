@@ -220,6 +220,31 @@ impl OciStore for SqlStore {
         after: Option<(i64, &Sha256Digest)>,
         limit: u32,
     ) -> StoreResult<Vec<OciManifestRow>> {
+        self.referrers_page_where(
+            "subject = $2",
+            repository,
+            subject.0.to_vec(),
+            artifact_type,
+            after,
+            limit,
+        )
+        .await
+    }
+}
+
+impl SqlStore {
+    /// A page of visible manifests of `repository` that refer to `subject`
+    /// (bound as `$2`, selected by `subject_clause`), in `(created_at,
+    /// digest)` order after `after`, of `artifact_type` if given.
+    pub(super) async fn referrers_page_where(
+        &self,
+        subject_clause: &str,
+        repository: &str,
+        subject: Vec<u8>,
+        artifact_type: Option<&str>,
+        after: Option<(i64, &Sha256Digest)>,
+        limit: u32,
+    ) -> StoreResult<Vec<OciManifestRow>> {
         let (created_at, last) = match after {
             Some((at, digest)) => (at, digest.0.to_vec()),
             None => (i64::MIN, Vec::new()),
@@ -230,13 +255,14 @@ impl OciStore for SqlStore {
             ""
         };
         let sql = format!(
-            "SELECT {MANIFEST_COLUMNS} FROM oci_manifests WHERE repository = $1 AND subject = $2 \
+            "SELECT {MANIFEST_COLUMNS} FROM oci_manifests WHERE repository = $1 \
+             AND ({subject_clause}) \
              AND visible = 1 AND (created_at > $3 OR (created_at = $3 AND digest > $4)) {filter}\
              ORDER BY created_at, digest LIMIT $5"
         );
         let mut query = sqlx::query(&sql)
             .bind(repository.to_owned())
-            .bind(subject.0.to_vec())
+            .bind(subject)
             .bind(created_at)
             .bind(last)
             .bind(i64::from(limit));
@@ -250,9 +276,7 @@ impl OciStore for SqlStore {
             .map(manifest_from_row)
             .collect()
     }
-}
 
-impl SqlStore {
     /// A key-ordered page of a `(repository, <name>) -> digest` table
     /// (`oci_tags` by tag, `oci_derived` by version), after `after`.
     async fn named_digests_page(
