@@ -18,20 +18,6 @@ use cairn_tests::testing::TestDatabase;
 use cairn_tests::*;
 use serde_json::Value;
 
-/// `(status, Docker-Content-Digest)` of a manifest GET.
-async fn get_manifest(server: &TestServer, repo: &str, reference: &str) -> (u16, String) {
-    let response = reqwest::get(format!("{}/v2/{repo}/manifests/{reference}", server.url))
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let digest = response
-        .headers()
-        .get("docker-content-digest")
-        .map(|d| d.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, digest)
-}
-
 /// A DELETE with an optional bearer token: `Ok(status)` for a 2xx, else
 /// the OCI error.
 async fn delete(
@@ -216,7 +202,7 @@ async fn tags_and_manifests_are_deleted_by_logged_records() {
             "{kind}"
         );
         assert!(log_length(&server) > length, "{kind}: logged");
-        assert_eq!(get_manifest(&server, repo, "dev").await.0, 404, "{kind}");
+        assert_eq!(manifest_status(&server, repo, "dev").await.0, 404, "{kind}");
         let response = reqwest::get(format!("{}/v2/{repo}/manifests/dev", server.url))
             .await
             .unwrap();
@@ -226,7 +212,7 @@ async fn tags_and_manifests_are_deleted_by_logged_records() {
         assert!(tags.contains(&"latest".to_owned()), "{kind}: {tags:?}");
         // The manifest itself stays (other tags, its digest).
         assert_eq!(
-            get_manifest(&server, repo, &first_digest).await,
+            manifest_status(&server, repo, &first_digest).await,
             (200, first_digest.clone()),
             "{kind}"
         );
@@ -301,12 +287,12 @@ async fn tags_and_manifests_are_deleted_by_logged_records() {
         assert!(message.contains("cairn gc"), "{kind}: {message}");
         assert_eq!(log_length(&server), length, "{kind}: nothing logged");
         assert_eq!(
-            get_manifest(&server, repo, "1.0.0").await,
+            manifest_status(&server, repo, "1.0.0").await,
             (200, release_digest.clone()),
             "{kind}"
         );
         assert_eq!(
-            get_manifest(&server, repo, "stable-1").await.0,
+            manifest_status(&server, repo, "stable-1").await.0,
             200,
             "{kind}"
         );
@@ -327,7 +313,7 @@ async fn tags_and_manifests_are_deleted_by_logged_records() {
         assert!(log_length(&server) > length, "{kind}");
         for reference in [third_digest.as_str(), "feature", "nightly"] {
             assert_eq!(
-                get_manifest(&server, repo, reference).await.0,
+                manifest_status(&server, repo, reference).await.0,
                 404,
                 "{kind}: {reference}"
             );
@@ -383,7 +369,7 @@ async fn tags_and_manifests_are_deleted_by_logged_records() {
             "{kind}"
         );
         assert_eq!(
-            get_manifest(&server, repo, "feature").await,
+            manifest_status(&server, repo, "feature").await,
             (200, third_digest.clone()),
             "{kind}"
         );
@@ -455,7 +441,7 @@ async fn deleting_needs_push_rights() {
         assert_eq!(status, 403, "{kind}");
         assert_eq!(log_length(&server), length, "{kind}: nothing logged");
         assert_eq!(
-            get_manifest(&server, repo, "dev").await,
+            manifest_status(&server, repo, "dev").await,
             (200, digest.clone()),
             "{kind}"
         );

@@ -13,19 +13,6 @@ use cairn_service::identity::Action;
 use cairn_tests::testing::TestDatabase;
 use cairn_tests::*;
 
-async fn manifest_digest(server: &TestServer, repo: &str, reference: &str) -> (u16, String) {
-    let response = reqwest::get(format!("{}/v2/{repo}/manifests/{reference}", server.url))
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let digest = response
-        .headers()
-        .get("docker-content-digest")
-        .map(|d| d.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, digest)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn free_form_tags_move_and_policy_pins_them() {
     for db in TestDatabase::all().await {
@@ -56,7 +43,7 @@ async fn free_form_tags_move_and_policy_pins_them() {
         }
         for tag in ["v1.0.0", "main", "dev", "nightly", "tagtest0", "stable-1"] {
             assert_eq!(
-                manifest_digest(&server, repo, tag).await,
+                manifest_status(&server, repo, tag).await,
                 (200, first_digest.clone()),
                 "{kind}: {tag}"
             );
@@ -83,7 +70,7 @@ async fn free_form_tags_move_and_policy_pins_them() {
             .unwrap();
         assert_ne!(second_digest, first_digest);
         assert_eq!(
-            manifest_digest(&server, repo, "main").await,
+            manifest_status(&server, repo, "main").await,
             (200, second_digest.clone()),
             "{kind}"
         );
@@ -110,7 +97,7 @@ async fn free_form_tags_move_and_policy_pins_them() {
         assert!(message.contains("immutable"), "{kind}: {message}");
         assert_eq!(log_length(&server), length, "{kind}: nothing logged");
         assert_eq!(
-            manifest_digest(&server, repo, "stable-1").await,
+            manifest_status(&server, repo, "stable-1").await,
             (200, first_digest.clone()),
             "{kind}"
         );

@@ -439,6 +439,22 @@ pub fn wasm_manifest(wasm: &[u8], config: &[u8]) -> Vec<u8> {
     .unwrap()
 }
 
+/// `(status, Docker-Content-Digest)` of an anonymous manifest GET of
+/// `repo` (`namespace/name`) by `reference`; the digest is empty when the
+/// answer has none.
+pub async fn manifest_status(server: &TestServer, repo: &str, reference: &str) -> (u16, String) {
+    let response = reqwest::get(format!("{}/v2/{repo}/manifests/{reference}", server.url))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let digest = response
+        .headers()
+        .get("docker-content-digest")
+        .map(|d| d.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, digest)
+}
+
 /// The one error of an OCI error response: status, code, message.
 pub async fn oci_error(response: reqwest::Response) -> (u16, String, String) {
     let status = response.status().as_u16();
