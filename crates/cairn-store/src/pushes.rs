@@ -40,22 +40,4 @@ pub trait PushStore: Send + Sync {
         &self,
         pushes: &[NewPush],
     ) -> StoreResult<Vec<StoreResult<Vec<PendingRecord>>>>;
-
-    /// Stores one push: its manifest, content and records, all or none.
-    async fn insert_push(
-        &self,
-        manifest: &OciManifestRow,
-        content: Option<(Sha256Digest, u64)>,
-        records: &[NewPending],
-    ) -> StoreResult<Vec<PendingRecord>> {
-        let push = NewPush {
-            manifest: manifest.clone(),
-            content,
-            records: records.to_vec(),
-        };
-        self.insert_pushes(std::slice::from_ref(&push))
-            .await?
-            .pop()
-            .unwrap_or_else(|| Err(crate::StoreError::Corrupt("no result for a push".into())))
-    }
 }
