@@ -2,7 +2,7 @@
 # The whole test suite. Does its own set-up on a fresh machine:
 # - starts the local PostgreSQL cluster if it is not running (the
 #   PostgreSQL tests need it; with CI=true a missing database fails them);
-# - installs the moto KMS emulator from PyPI if it is missing;
+# - installs the moto AWS emulator (KMS, S3) from PyPI if it is missing;
 # - builds into a target directory outside the checkout, so repeated runs
 #   on one machine reuse the build (override with CARGO_TARGET_DIR);
 # - installs cargo-fuzz if it is missing (the fuzz targets run for
@@ -59,8 +59,11 @@ echo "== benchmark smoke runs"
 # side only), so that the scripts cannot rot unnoticed.
 BENCH_PROFILE=dev REGISTRIES=cairn SMALL_ITERATIONS=1 LARGE_ITERATIONS=1 \
     MANIFESTS=20 CONCURRENCY=2 ./scripts/bench-oci.sh
+BENCH_PROFILE=dev REGISTRIES=cairn-s3 SMALL_ITERATIONS=1 LARGE_ITERATIONS=1 LARGE_MIB=6 \
+    MANIFESTS=20 CONCURRENCY=2 ./scripts/bench-oci.sh
 BENCH_PROFILE=dev BENCH_DIR="$(mktemp -d)" ./scripts/bench-server.sh publish cairn 20
 BENCH_PROFILE=dev RUNS=1 ./scripts/bench-verify.sh 3
+BENCH_PROFILE=dev ./scripts/bench-search.sh 400
 
 echo "== fuzzing"
 # The parsers of untrusted input (records, proof bundles, OCI manifests,

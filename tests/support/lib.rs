@@ -63,6 +63,9 @@ pub struct TestServer {
     /// Settings beyond the defaults (origin, keys, witness policy, …),
     /// applied at every start.
     pub extra: ServeArgs,
+    /// An S3 blob store (bucket, prefix and client settings) instead of the
+    /// one `extra` selects, applied at every start.
+    pub blob_s3: Option<cairn_blob::S3Config>,
 }
 
 impl TestServer {
@@ -101,7 +104,18 @@ impl TestServer {
             db,
             namespaces: vec!["test".into()],
             extra,
+            blob_s3: None,
         }
+    }
+
+    /// The resolved settings of this server (as [`TestServer::try_boot`]
+    /// starts it on `listen`).
+    pub fn settings(&self, listen: SocketAddr) -> anyhow::Result<cairn_server::Settings> {
+        let mut settings = cairn_server::config::resolve(&self.args(listen))?;
+        if let Some(s3) = &self.blob_s3 {
+            settings.blob_s3 = Some(s3.clone());
+        }
+        Ok(settings)
     }
 
     async fn boot(&mut self, listen: SocketAddr) {
@@ -113,7 +127,7 @@ impl TestServer {
 
     /// Starts the server on `listen`, returning the start-up error.
     pub async fn try_boot(&self, listen: SocketAddr) -> anyhow::Result<RunningServer> {
-        let settings = cairn_server::config::resolve(&self.args(listen))?;
+        let settings = self.settings(listen)?;
         cairn_server::start(settings).await
     }
 

@@ -110,6 +110,11 @@ impl FsBlobStore {
         self.shared.path(digest)
     }
 
+    /// The store's root directory.
+    pub(crate) fn root(&self) -> &Path {
+        &self.shared.root
+    }
+
     fn upload_path(&self, id: &str) -> Result<PathBuf, BlobError> {
         if !crate::is_valid_upload_id(id) {
             return Err(BlobError::UnknownUpload);
@@ -340,69 +345,24 @@ async fn hash_file_with(
     .map_err(io_join)?
 }
 
-/// A full read of a blob that hashes what it streams. Each chunk is held
-/// back until the next one is read, and the last one until the whole blob
-/// has been hashed: if the bytes do not hash to `digest`, the stream ends
-/// with an error instead of its last chunk (so the client sees a failed,
-/// short transfer, never a complete wrong answer) and the file is
-/// quarantined.
+/// A full read of a blob that hashes what it streams (see
+/// [`crate::verify`]); a copy that fails is quarantined.
 fn verifying(
     shared: Arc<Shared>,
     digest: Sha256Digest,
     inner: ReaderStream<tokio::io::Take<tokio::fs::File>>,
 ) -> ByteStream {
-    struct State {
-        shared: Arc<Shared>,
-        digest: Sha256Digest,
-        inner: ReaderStream<tokio::io::Take<tokio::fs::File>>,
-        hasher: Sha256,
-        held: Option<bytes::Bytes>,
-        done: bool,
-    }
-    let state = State {
-        shared,
+    crate::verify::verifying(
+        Box::pin(inner),
         digest,
-        inner,
-        hasher: Sha256::new(),
-        held: None,
-        done: false,
-    };
-    Box::pin(futures_util::stream::unfold(state, |mut s| async move {
-        loop {
-            if s.done {
-                return None;
-            }
-            match s.inner.next().await {
-                Some(Ok(chunk)) => {
-                    s.hasher.update(&chunk);
-                    if let Some(previous) = s.held.replace(chunk) {
-                        return Some((Ok(previous), s));
-                    }
+        Box::new(move || {
+            Box::pin(async move {
+                if let Err(error) = shared.quarantine_if_bad(&digest).await {
+                    tracing::error!(%digest, %error, "quarantining a bad blob failed");
                 }
-                Some(Err(e)) => {
-                    s.done = true;
-                    return Some((Err(e), s));
-                }
-                None => {
-                    s.done = true;
-                    let found = Sha256Digest(std::mem::take(&mut s.hasher).finalize().into());
-                    if found == s.digest {
-                        let last = s.held.take()?;
-                        return Some((Ok(last), s));
-                    }
-                    s.held = None;
-                    if let Err(error) = s.shared.quarantine_if_bad(&s.digest).await {
-                        tracing::error!(digest = %s.digest, %error, "quarantining a bad blob failed");
-                    }
-                    let error = std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("stored blob {} fails its digest", s.digest),
-                    );
-                    return Some((Err(error), s));
-                }
-            }
-        }
-    }))
+            })
+        }),
+    )
 }
 
 #[async_trait]

@@ -16,9 +16,19 @@
 //! them under their SHA-256 only when the SHA-512 matches. The store has
 //! one layout whatever the algorithm a client names: bytes live once, under
 //! their SHA-256; what a SHA-512 names is recorded above storage.
+//!
+//! Two stores keep this contract: [`FsBlobStore`] (files under a
+//! directory) and [`S3BlobStore`] (objects in an S3 bucket, shared by
+//! several server processes). [`BlobInventory`] adds what `cairn gc` needs
+//! to list and collect stored bytes.
 
 mod fs;
+mod inventory;
 mod locks;
+mod s3;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod verify;
 
 use std::pin::Pin;
 
@@ -29,6 +39,8 @@ use futures_util::Stream;
 use thiserror::Error;
 
 pub use fs::FsBlobStore;
+pub use inventory::{Aside, BlobInventory, Stored};
+pub use s3::{MAX_COPY_BYTES, S3BlobStore, S3Config};
 
 /// A stream of body chunks.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
@@ -241,6 +253,20 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// idempotent. Readers that already opened the blob may finish; later
     /// reads see it absent until the same content is stored again.
     async fn delete(&self, digest: &Sha256Digest) -> Result<bool, BlobError>;
+
+    /// A URL from which anyone holding it may `GET` the stored bytes of
+    /// `digest` for `expires_in` (a presigned object URL), or `None` if the
+    /// store cannot hand out such URLs (the filesystem store). The URL is
+    /// made without checking that the blob exists; callers check first
+    /// (e.g. with [`BlobStore::verify_size`]).
+    async fn presigned_get(
+        &self,
+        digest: &Sha256Digest,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, BlobError> {
+        let _ = (digest, expires_in);
+        Ok(None)
+    }
 }
 
 /// Whether `id` can name an upload session: 1–64 of `[A-Za-z0-9_-]`.

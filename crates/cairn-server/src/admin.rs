@@ -39,8 +39,12 @@ async fn connect(settings: &Settings) -> anyhow::Result<(SqlStore, Option<Writer
         Err(held) => {
             let pending = store.pending_migrations().await?;
             if !pending.is_empty() {
+                let pending: Vec<String> = pending.iter().map(i64::to_string).collect();
                 anyhow::bail!(
-                    "the database needs migrations {pending:?}, but another cairn process holds it                      ({held}); upgrade and restart that server first, or stop it and run `cairn migrate`"
+                    "the database needs migrations {}, but another cairn process holds it \
+                     ({held}); upgrade and restart that server first, or stop it and run \
+                     `cairn migrate`",
+                    pending.join(", ")
                 );
             }
             Ok((store, None))
@@ -78,7 +82,7 @@ impl AdminSession {
                 // clears its staging area, which a running server uses).
                 let public_url = crate::config::default_public_url(settings);
                 let origin = crate::origin(settings, store.as_ref(), &public_url).await?;
-                let blobs = Arc::new(cairn_blob::FsBlobStore::open(&settings.blob_dir).await?);
+                let blobs = crate::blobs::open(settings).await?;
                 let (registry, sequencer) = Registry::start(
                     store.clone(),
                     blobs,

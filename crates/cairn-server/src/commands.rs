@@ -16,6 +16,7 @@ use cairn_log::policy::Policy;
 use cairn_protocol::PackageName;
 
 use crate::config::{AuditCommand, TrustArgs, WitnessArgs};
+use crate::progress::Progress;
 use crate::signers::{self, KeyUri};
 
 pub(crate) fn trust(args: &TrustArgs) -> anyhow::Result<Trust> {
@@ -112,7 +113,13 @@ pub async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
         AuditCommand::Fsck { url, trust: args } => {
             let trust = trust(&args)?;
             let remote = Remote::new(&url)?;
-            match cairn_audit::fsck::fsck(&remote, &trust, |p| eprintln!("… {p}")).await {
+            let mut progress = Progress::stderr();
+            let audited = cairn_audit::fsck::fsck(&remote, &trust, |p| {
+                progress.update(|| format!("audited {p}"));
+            })
+            .await;
+            progress.clear();
+            match audited {
                 Ok(summary) => {
                     println!(
                         "audited {} entries ({} tiles), {} records in {} package logs; the C2SP \

@@ -25,6 +25,16 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines on stderr: `text` (coloured only on a terminal) or `json`
+    /// (one object per line, for log shippers). The filter is `CAIRN_LOG`.
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_LOG_FORMAT",
+        value_enum,
+        default_value_t = crate::logging::LogFormat::Text
+    )]
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// Subcommands.
@@ -463,19 +473,27 @@ pub struct StoreArgs {
     pub database_url: Option<String>,
     /// The operator key (ECDSA P-256): `file:PATH` (or a path) or
     /// `awskms:///KEY-ID|ARN|alias/NAME`. Default: `<data dir>/operator.key`
-    /// (created on first start).
+    /// (created only when the registry is initialised; afterwards it must
+    /// be the key holding `commit` in the operator log).
     #[arg(long, env = "CAIRN_OPERATOR_KEY")]
     pub operator_key: Option<String>,
     /// The note key (Ed25519) that signs C2SP checkpoints: `file:PATH` or
-    /// `awskms:///KEY`. Default: `<data dir>/note.key` (created on first
-    /// start).
+    /// `awskms:///KEY`. Default: `<data dir>/note.key` (created only when
+    /// the registry is initialised; afterwards it must be the pinned one).
     #[arg(long, env = "CAIRN_NOTE_KEY")]
     pub note_key: Option<String>,
     /// The publisher key (ECDSA P-256) that signs the warg records of OCI
     /// pushes: `file:PATH` or `awskms:///KEY`. Default:
-    /// `<data dir>/publisher.key` (created if missing).
+    /// `<data dir>/publisher.key` (created only when the registry is
+    /// initialised; afterwards it must be the pinned one).
     #[arg(long, env = "CAIRN_PUBLISHER_KEY")]
     pub publisher_key: Option<String>,
+    /// Where blobs are stored: `file:PATH` (a directory) or
+    /// `s3://BUCKET/PREFIX` (an S3 bucket, reached through the standard
+    /// AWS environment; see docs/storage.md). Default: `file:<data
+    /// dir>/blobs` (or `--blob-dir`).
+    #[arg(long, env = "CAIRN_BLOB_STORE")]
+    pub blob_store: Option<String>,
 }
 
 /// Options of `cairn fsck`.
@@ -580,6 +598,12 @@ pub struct ServeArgs {
     #[arg(skip)]
     #[serde(default)]
     pub oidc_issuers: Vec<cairn_service::oidc::OidcIssuer>,
+    /// Answer authorised blob downloads (OCI blob GETs, warg content
+    /// downloads) with `307` to a presigned URL of the S3 object, valid
+    /// for 5 minutes, instead of streaming the bytes. Needs an `s3://`
+    /// blob store. Default: false
+    #[arg(long, env = "CAIRN_BLOB_REDIRECT", value_name = "BOOL")]
+    pub blob_redirect: Option<bool>,
 }
 
 /// Settings with every default applied.
@@ -600,8 +624,12 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Public URL, if given.
     pub public_url: Option<String>,
-    /// Blob directory.
+    /// Blob directory (the filesystem store, when `blob_s3` is `None`).
     pub blob_dir: PathBuf,
+    /// The S3 blob store, if blobs live in a bucket.
+    pub blob_s3: Option<cairn_blob::S3Config>,
+    /// Whether authorised blob downloads are redirected to presigned URLs.
+    pub blob_redirect: bool,
     /// Upload limit.
     pub max_content_bytes: u64,
     /// Record limit.
@@ -651,6 +679,7 @@ impl std::fmt::Debug for Settings {
             .field("listen", &self.listen)
             .field("public_url", &self.public_url)
             .field("blob_dir", &self.blob_dir)
+            .field("blob_s3", &self.blob_s3)
             .finish_non_exhaustive()
     }
 }
@@ -746,7 +775,31 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
             );
         }
     }
+    let blob_dir = args.blob_dir.clone().or(file.blob_dir.clone());
+    let (blob_dir, blob_s3) = match args
+        .store
+        .blob_store
+        .clone()
+        .or(file.store.blob_store.clone())
+    {
+        None => (blob_dir.unwrap_or_else(|| data_dir.join("blobs")), None),
+        Some(_) if blob_dir.is_some() => {
+            anyhow::bail!("give --blob-store or --blob-dir, not both")
+        }
+        Some(uri) => match uri.strip_prefix("file:") {
+            Some(path) if !path.is_empty() => (PathBuf::from(path), None),
+            _ => {
+                let s3 = cairn_blob::S3Config::parse(&uri).map_err(|e| {
+                    anyhow::anyhow!("--blob-store: {e} (use file:PATH or s3://BUCKET/PREFIX)")
+                })?;
+                (data_dir.join("blobs"), Some(s3.with_env()))
+            }
+        },
+    };
     let settings = Settings {
+        blob_redirect: args.blob_redirect.or(file.blob_redirect).unwrap_or(false),
+        blob_s3,
+        blob_dir,
         listen: args
             .listen
             .or(file.listen)
@@ -756,11 +809,6 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
             .clone()
             .or(file.public_url.clone())
             .map(|u| u.trim_end_matches('/').to_owned()),
-        blob_dir: args
-            .blob_dir
-            .clone()
-            .or(file.blob_dir.clone())
-            .unwrap_or_else(|| data_dir.join("blobs")),
         max_content_bytes: args
             .max_content_bytes
             .or(file.max_content_bytes)
@@ -816,6 +864,15 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         note_key,
         publisher_key,
     };
+    if settings.blob_redirect && settings.blob_s3.is_none() {
+        anyhow::bail!("--blob-redirect needs an S3 blob store (--blob-store s3://BUCKET/PREFIX)");
+    }
+    if settings.blob_s3.is_some() && settings.max_content_bytes > cairn_blob::MAX_COPY_BYTES {
+        anyhow::bail!(
+            "--max-content-bytes may be at most {} (5 GiB) with an S3 blob store",
+            cairn_blob::MAX_COPY_BYTES
+        );
+    }
     if settings.header_read_timeout.is_zero() {
         anyhow::bail!("--header-read-timeout must be at least 1 second");
     }
@@ -850,12 +907,16 @@ pub fn default_public_url(settings: &Settings) -> String {
         .unwrap_or_else(|| format!("http://{}", settings.listen))
 }
 
-/// Resolves store options (for commands other than `serve`).
+/// Resolves store options (for commands other than `serve`), which must
+/// name an existing registry ([`crate::registry_dir::require`]): only
+/// `serve` creates one.
 pub fn resolve_store(store: &StoreArgs) -> anyhow::Result<Settings> {
-    resolve(&ServeArgs {
+    let settings = resolve(&ServeArgs {
         store: store.clone(),
         ..ServeArgs::default()
-    })
+    })?;
+    crate::registry_dir::require(&settings)?;
+    Ok(settings)
 }
 
 /// `cairn content …`.

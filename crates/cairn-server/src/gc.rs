@@ -23,13 +23,13 @@ pub mod unreferenced;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use cairn_blob::{BlobStore as _, FsBlobStore};
 use cairn_crypto::Sha256Digest;
 use cairn_protocol::LogId;
 use cairn_protocol::ext::registry::RegistryState;
 use cairn_store::{SqlStore, Store as _};
 
 use crate::config::{self, GcArgs, Settings};
+use crate::progress::Progress;
 
 /// One withheld content found in the blob store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,8 +67,7 @@ pub async fn gc(settings: &Settings, apply: bool) -> anyhow::Result<GcReport> {
     let store = SqlStore::connect(&settings.database_url, 2)
         .await
         .with_context(|| format!("cannot open database {}", settings.database_display()))?;
-    let blobs = FsBlobStore::open_existing(&settings.blob_dir)
-        .with_context(|| format!("cannot open blob directory {}", settings.blob_dir.display()))?;
+    let blobs = crate::blobs::open_existing(settings).await?;
     let log = registry_log(&store).await?;
     let mut report = GcReport {
         withheld: log.withheld_all().count(),
@@ -106,9 +105,7 @@ pub async fn gc(settings: &Settings, apply: bool) -> anyhow::Result<GcReport> {
 /// `cairn gc [--apply] [--grace <duration>]`.
 pub async fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
     let mut settings = config::resolve_store(&args.store)?;
-    if let Some(dir) = args.blob_dir {
-        settings.blob_dir = dir;
-    }
+    crate::blobs::use_dir(&mut settings, args.blob_dir)?;
     if args.grace < settings.upload_timeout {
         anyhow::bail!(
             "--grace must be at least the upload timeout ({} s): an upload may take that long \
@@ -158,7 +155,10 @@ pub async fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
             options.settle.as_secs()
         );
     }
-    let found = unreferenced::collect(&settings, &options).await?;
+    let mut progress = Progress::stderr();
+    let found = unreferenced::collect_with_progress(&settings, &options, &mut progress).await;
+    progress.clear();
+    let found = found?;
     for blob in &found.blobs {
         let verb = match (args.apply, blob.deleted) {
             (false, _) => "would delete",

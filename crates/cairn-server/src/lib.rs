@@ -2,13 +2,17 @@
 //! (including an ephemeral port, for tests) and returns a handle.
 
 pub mod admin;
+pub mod blobs;
 pub mod commands;
 pub mod config;
 pub mod gc;
 pub mod http;
 pub mod keys;
+pub mod logging;
 pub mod manage;
 pub mod oidc;
+pub mod progress;
+pub mod registry_dir;
 pub mod signers;
 pub mod upstream;
 pub mod verify;
@@ -17,8 +21,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use cairn_blob::FsBlobStore;
 use cairn_crypto::SignatureAlgorithm;
+use cairn_service::pins::{PinnedKey, Pins};
 use cairn_service::{
     Registry, SequencerHandle, ServiceConfig, SigningKeys, SystemClock, Witnessing,
 };
@@ -28,9 +32,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::Settings;
-
-/// Store metadata naming the publisher key once it exists.
-const PUBLISHER_PIN: &str = "publisher_key_id";
 
 /// A running server.
 #[derive(Debug)]
@@ -104,36 +105,37 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<(Arc<SqlStore>, W
     Ok((Arc::new(store), lock))
 }
 
-/// Opens the operator and note keys. Local key files are created on first
-/// start of a new registry only: once a registry is initialised, a missing
-/// key file is an error (a new key cannot sign for it).
+/// Opens the operator, note and publisher keys.
+///
+/// Local key files are created only when the registry is being initialised
+/// (an empty database without a pin for that key). On an initialised
+/// registry a missing key is refused with what the registry expects: a
+/// node never invents keys, it is given the registry's (see
+/// [`cairn_service::pins`]). Whether a key that is present is the right
+/// one is checked by [`Registry::start`].
 pub async fn signing_keys(settings: &Settings, store: &dyn Store) -> anyhow::Result<SigningKeys> {
-    let initialised =
-        store.tree_head().await?.is_some() || store.meta("operator_init_key").await?.is_some();
-    let operator = signers::open_or_create(
+    let pins = Pins::read(store).await?;
+    let operator = open_pinned(
         &settings.operator_key,
         SignatureAlgorithm::EcdsaP256Sha256,
-        !initialised,
-        "operator",
+        &pins,
+        PinnedKey::Operator,
     )
     .await?;
-    let note_pinned = store.meta("note_verifier_key").await?.is_some();
-    let note = signers::open_or_create(
+    let note = open_pinned(
         &settings.note_key,
         SignatureAlgorithm::Ed25519,
-        !note_pinned,
-        "note",
+        &pins,
+        PinnedKey::Note,
     )
     .await?;
-    // The publisher key is created with the registry (or on the first
-    // start of a version that has one); afterwards it is pinned: packages
-    // created by OCI pushes grant only it, so a lost key must be restored.
-    let publisher_pinned = store.meta(PUBLISHER_PIN).await?.is_some();
-    let publisher = signers::open_or_create(
+    // Packages created by OCI pushes grant only the publisher key, so a
+    // lost one must be restored, never replaced.
+    let publisher = open_pinned(
         &settings.publisher_key,
         SignatureAlgorithm::EcdsaP256Sha256,
-        !publisher_pinned,
-        "publisher",
+        &pins,
+        PinnedKey::Publisher,
     )
     .await?;
     Ok(SigningKeys {
@@ -142,6 +144,23 @@ pub async fn signing_keys(settings: &Settings, store: &dyn Store) -> anyhow::Res
         publisher: Some(publisher),
         resolver: Some(Arc::new(signers::UriResolver)),
     })
+}
+
+/// Opens `key` at `uri`, creating a missing key file only where `pins`
+/// allow it.
+async fn open_pinned(
+    uri: &signers::KeyUri,
+    algorithm: SignatureAlgorithm,
+    pins: &Pins,
+    key: PinnedKey,
+) -> anyhow::Result<Arc<dyn cairn_crypto::Signer>> {
+    if let Some(path) = uri.file()
+        && !path.exists()
+        && !pins.may_create(key)
+    {
+        anyhow::bail!("{}", pins.missing(key, &uri.to_string()));
+    }
+    signers::open_or_create(uri, algorithm, true, key.name()).await
 }
 
 /// The C2SP origin: as configured, else the one the registry was first
@@ -252,6 +271,63 @@ async fn serve(
     Ok(())
 }
 
+/// Opens the keys (unless given) and starts the registry on `store`.
+async fn open_registry(
+    settings: &Settings,
+    store: Arc<SqlStore>,
+    keys: Option<SigningKeys>,
+    public_url: &str,
+) -> anyhow::Result<(Registry, SequencerHandle)> {
+    let keys_from_settings = keys.is_none();
+    let keys = match keys {
+        Some(keys) => keys,
+        None => signing_keys(settings, store.as_ref()).await?,
+    };
+    let origin = origin(settings, store.as_ref(), public_url).await?;
+    let blobs = blobs::open(settings).await?;
+    let config = ServiceConfig {
+        public_url: public_url.to_owned(),
+        max_record_bytes: settings.max_record_bytes,
+        max_content_bytes: settings.max_content_bytes,
+        initial_namespaces: settings.namespaces.clone(),
+        map_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        origin,
+        require_owners: settings.require_owners,
+        anonymous_read: settings.anonymous_read,
+        public_log: settings.public_log,
+        max_upload_sessions_per_caller: settings.max_upload_sessions,
+        max_upload_bytes_per_caller: settings.max_upload_bytes,
+        max_manifest_pushes_per_caller: settings.max_manifest_pushes,
+        blob_redirect: settings.blob_redirect.then_some(blobs::REDIRECT_TTL),
+        ..ServiceConfig::default()
+    };
+    let meta_store = store.clone();
+    let (registry, sequencer) =
+        Registry::start(store, blobs, keys, Arc::new(SystemClock), config).await?;
+    let finished = async {
+        registry.ensure_publisher_identity().await?;
+        // Where the signing operator key lives, so that a later rotation or
+        // a start with the wrong key can name it.
+        if keys_from_settings {
+            meta_store
+                .set_meta(
+                    &cairn_service::signer_uri_meta_key(&registry.operator_key_id()),
+                    &settings.operator_key.absolute()?.to_string(),
+                )
+                .await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    match finished {
+        Ok(()) => Ok((registry, sequencer)),
+        Err(error) => {
+            sequencer.shutdown().await;
+            Err(error)
+        }
+    }
+}
+
 /// Starts the server: binds `settings.listen` (port 0 picks a free port),
 /// opens and checks the store, starts the sequencer and serves HTTP.
 pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
@@ -286,57 +362,18 @@ pub async fn start_with_keys(
         None => None,
     };
     let (store, lock) = open_store(&settings).await?;
-    let keys_from_settings = keys.is_none();
-    let keys = match keys {
-        Some(keys) => keys,
-        None => signing_keys(&settings, store.as_ref()).await?,
+    // A refused start releases the database at once (a PostgreSQL lock
+    // would otherwise linger until the server notices the closed socket).
+    // Boxed: start-up nests many futures, and callers that embed this one
+    // in their own would otherwise exceed the compiler's layout depth.
+    let opened = Box::pin(open_registry(&settings, store, keys, &public_url)).await;
+    let (registry, sequencer) = match opened {
+        Ok(opened) => opened,
+        Err(error) => {
+            lock.release().await;
+            return Err(error);
+        }
     };
-    let origin = origin(&settings, store.as_ref(), &public_url).await?;
-    let blobs = Arc::new(
-        FsBlobStore::open(&settings.blob_dir)
-            .await
-            .with_context(|| {
-                format!("cannot open blob directory {}", settings.blob_dir.display())
-            })?,
-    );
-    let config = ServiceConfig {
-        public_url: public_url.clone(),
-        max_record_bytes: settings.max_record_bytes,
-        max_content_bytes: settings.max_content_bytes,
-        initial_namespaces: settings.namespaces.clone(),
-        map_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        origin,
-        require_owners: settings.require_owners,
-        anonymous_read: settings.anonymous_read,
-        public_log: settings.public_log,
-        max_upload_sessions_per_caller: settings.max_upload_sessions,
-        max_upload_bytes_per_caller: settings.max_upload_bytes,
-        max_manifest_pushes_per_caller: settings.max_manifest_pushes,
-        ..ServiceConfig::default()
-    };
-    let meta_store = store.clone();
-    let (registry, sequencer) =
-        Registry::start(store, blobs, keys, Arc::new(SystemClock), config).await?;
-    // Where the signing operator key lives, so that a later rotation or a
-    // start with the wrong key can name it.
-    registry.ensure_publisher_identity().await?;
-    meta_store
-        .set_meta(
-            PUBLISHER_PIN,
-            &registry
-                .publisher_signer()
-                .map(|s| s.public_key().to_string())
-                .unwrap_or_default(),
-        )
-        .await?;
-    if keys_from_settings {
-        meta_store
-            .set_meta(
-                &cairn_service::signer_uri_meta_key(&registry.operator_key_id()),
-                &settings.operator_key.absolute()?.to_string(),
-            )
-            .await?;
-    }
     tracing::info!(
         operator_key = %registry.operator_public_key(),
         note_key = %registry.note_verifier_key(),

@@ -4,21 +4,16 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use cairn_crypto::signer::LocalKey;
-use cairn_server::config::{self, Cli, Command, OperatorCommand};
+use cairn_server::config::{self, Cli, Command, FsckArgs, OperatorCommand};
+use cairn_server::progress::{self, Progress};
 use cairn_server::{admin, keys, open_store};
 use cairn_service::fsck::fsck;
-use cairn_store::SqlStore;
+use cairn_store::{SqlStore, Store as _};
 use clap::Parser as _;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    cairn_server::logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -32,6 +27,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
+            // Every error and its causes as sentences: `error: a: b`.
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
@@ -85,59 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Fsck(args) => {
-            let mut settings = config::resolve_store(&args.store)?;
-            if let Some(dir) = args.blob_dir {
-                settings.blob_dir = dir;
-            }
-            let store = SqlStore::connect(&settings.database_url, 4)
-                .await
-                .with_context(|| format!("cannot open database {}", settings.database_display()))?;
-            let blobs = if args.skip_blobs {
-                None
-            } else {
-                Some(
-                    cairn_blob::FsBlobStore::open_existing(&settings.blob_dir).with_context(
-                        || format!("cannot open blob directory {}", settings.blob_dir.display()),
-                    )?,
-                )
-            };
-            let report = fsck(
-                &store,
-                blobs.as_ref().map(|b| b as &dyn cairn_blob::BlobStore),
-                |n| {
-                    if n % 100_000 == 0 {
-                        eprintln!("… {n} records checked");
-                    }
-                },
-            )
-            .await?;
-            println!(
-                "checked {} records, {} log nodes, {} checkpoints, {} logs, {} OCI and content rows, {} blobs",
-                report.records,
-                report.nodes,
-                report.checkpoints,
-                report.logs,
-                report.oci_rows,
-                report.blobs
-            );
-            if report.is_clean() {
-                println!("no problems found");
-                Ok(ExitCode::SUCCESS)
-            } else {
-                println!("{} problems found:", report.problem_count);
-                for problem in &report.problems {
-                    println!("  - {problem}");
-                }
-                if report.problem_count > report.problems.len() as u64 {
-                    println!(
-                        "  … and {} more",
-                        report.problem_count - report.problems.len() as u64
-                    );
-                }
-                Ok(ExitCode::from(2))
-            }
-        }
+        Command::Fsck(args) => fsck_command(args).await,
         Command::Namespace { command } => cairn_server::manage::namespace(command).await,
         Command::Identity { command } => cairn_server::manage::identity(command).await,
         Command::Token { command } => cairn_server::manage::token(command).await,
@@ -197,6 +141,64 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `cairn fsck`: exit 0 when clean, 2 with a report of the problems.
+async fn fsck_command(args: FsckArgs) -> anyhow::Result<ExitCode> {
+    let mut settings = config::resolve_store(&args.store)?;
+    cairn_server::blobs::use_dir(&mut settings, args.blob_dir)?;
+    let store = SqlStore::connect(&settings.database_url, 4)
+        .await
+        .with_context(|| format!("cannot open database {}", settings.database_display()))?;
+    let blobs = if args.skip_blobs {
+        None
+    } else {
+        Some(cairn_server::blobs::open_existing(&settings).await?)
+    };
+    // The records to replay, for the progress line (fsck reads the head
+    // again; a server running meanwhile may add a few).
+    let total = store.tree_head().await?.map_or(0, |head| head.size);
+    let mut progress = Progress::stderr();
+    let report = fsck(
+        &store,
+        blobs.as_deref().map(|b| b as &dyn cairn_blob::BlobStore),
+        |n| {
+            progress.update(|| {
+                format!(
+                    "checked {} / {} records",
+                    progress::count(n),
+                    progress::count(total.max(n))
+                )
+            });
+        },
+    )
+    .await;
+    progress.clear();
+    let report = report?;
+    println!(
+        "checked {} records, {} log nodes, {} checkpoints, {} logs, {} OCI and content rows, {} blobs",
+        report.records,
+        report.nodes,
+        report.checkpoints,
+        report.logs,
+        report.oci_rows,
+        report.blobs
+    );
+    if report.is_clean() {
+        println!("no problems found");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} problems found:", report.problem_count);
+    for problem in &report.problems {
+        println!("  - {problem}");
+    }
+    if report.problem_count > report.problems.len() as u64 {
+        println!(
+            "  … and {} more",
+            report.problem_count - report.problems.len() as u64
+        );
+    }
+    Ok(ExitCode::from(2))
 }
 
 async fn shutdown_signal() {

@@ -304,7 +304,6 @@ pub async fn admin_log(after: Option<i64>, store: StoreArgs) -> anyhow::Result<E
 
 /// `cairn content …`: withholding content (see `ops/withholding.md`).
 pub async fn content(command: crate::config::ContentCommand) -> anyhow::Result<ExitCode> {
-    use cairn_blob::BlobStore as _;
     use cairn_service::withhold::parse_content_digest;
 
     use crate::config::ContentCommand;
@@ -323,8 +322,8 @@ pub async fn content(command: crate::config::ContentCommand) -> anyhow::Result<E
         ContentCommand::Restore { digest, store } => with_session!(&store, |s| {
             let digest = parse_content_digest(&digest)?;
             let record = s.ctx().restore_content(&digest).await?;
-            let blob_dir = config::resolve_store(&store)?.blob_dir;
-            let stored = match cairn_blob::FsBlobStore::open_existing(&blob_dir) {
+            let settings = config::resolve_store(&store)?;
+            let stored = match crate::blobs::open_existing(&settings).await {
                 Ok(blobs) => blobs.stat(&digest).await?.is_some(),
                 Err(_) => false,
             };

@@ -2,7 +2,6 @@
 //! registry's log says was released (a thin wrapper over
 //! `cairn_audit::verify`).
 
-use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,6 +15,7 @@ use cairn_protocol::PackageName;
 use clap::{Args, Subcommand};
 
 use crate::config::TrustArgs;
+use crate::progress::Progress;
 
 /// Locks with at least this many packages show progress on a terminal.
 const PROGRESS_FROM: usize = 10;
@@ -108,18 +108,17 @@ pub async fn run(command: VerifyCommand) -> anyhow::Result<ExitCode> {
                 .map(|l| &l.package)
                 .collect::<std::collections::BTreeSet<_>>()
                 .len();
-            let show = std::io::stderr().is_terminal() && total >= PROGRESS_FROM;
+            let mut progress = if total >= PROGRESS_FROM {
+                Progress::stderr()
+            } else {
+                Progress::hidden()
+            };
             let results = verifier
                 .check_lock(&locked, |done, total| {
-                    if show {
-                        eprint!("\rverifying packages: {done}/{total}");
-                        let _ = std::io::stderr().flush();
-                    }
+                    progress.update(|| format!("verifying packages: {done}/{total}"));
                 })
                 .await;
-            if show {
-                eprintln!();
-            }
+            progress.clear();
             results
         }
         Task::File(package, version, digest) => {

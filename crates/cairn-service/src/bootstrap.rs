@@ -10,7 +10,7 @@ use cairn_log::tree::{self, NodeId};
 use cairn_protocol::LogId;
 use cairn_protocol::ext::registry::RegistryState;
 use cairn_protocol::operator::OperatorState;
-use cairn_protocol::record::{OperatorEntry, OperatorPermission};
+use cairn_protocol::record::OperatorEntry;
 use cairn_store::{Store, StoreError};
 use thiserror::Error;
 use tokio::sync::{Notify, watch};
@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::cache::TwoGen;
 use crate::keys::{ActiveKeys, SigningKeys, ecdsa_key_id, note_verifier};
 use crate::operator::{build_operator_record, pending_for};
+use crate::pins;
 use crate::sequencer::Sequencer;
 use crate::{Clock, Health, Inner, Registry, ServiceConfig, ServiceError};
 
@@ -33,7 +34,7 @@ pub enum StartupError {
         "the store is inconsistent: {0}. Run `cairn fsck` to see every problem; restore from backup if it confirms them"
     )]
     Inconsistent(String),
-    /// The configured operator key does not belong to this registry.
+    /// A configured key (or the origin) does not belong to this registry.
     #[error("{0}")]
     WrongKey(String),
     /// Initialisation failed.
@@ -64,9 +65,10 @@ impl Registry {
     /// Start-up reads O(log n) state: the tree head, the right edge of the
     /// log, the operator log and the latest checkpoint.
     ///
-    /// The checkpoint origin and the note key are fixed when a registry is
-    /// first started with them: a different origin or note key later is
-    /// refused (auditors pin both).
+    /// The checkpoint origin and the keys are fixed when a registry is
+    /// initialised: a start with another origin, operator key (one that
+    /// does not hold `commit`), note key or publisher key is refused with a
+    /// message naming the key (see [`crate::pins`]).
     pub async fn start(
         store: Arc<dyn Store>,
         blobs: Arc<dyn BlobStore>,
@@ -83,22 +85,8 @@ impl Registry {
         let key_id = ecdsa_key_id(signer.as_ref())?;
         let note_verifier =
             note_verifier(note.as_ref(), &config.origin).map_err(StartupError::WrongKey)?;
-        let origin = store.set_meta_once("origin", &config.origin).await?;
-        if origin != config.origin {
-            return Err(StartupError::WrongKey(format!(
-                "this registry's checkpoint origin is `{origin}`, but `{}` is configured; \
-                 the origin never changes: configure --origin {origin}",
-                config.origin
-            )));
-        }
-        let vkey = note_verifier.to_string();
-        let pinned = store.set_meta_once("note_verifier_key", &vkey).await?;
-        if pinned != vkey {
-            return Err(StartupError::WrongKey(format!(
-                "this registry's checkpoints are signed with note key {pinned}, but the configured \
-                 note key is {vkey}; configure the registry's note key (auditors pin it)"
-            )));
-        }
+        pins::check_origin(store.as_ref(), &config.origin).await?;
+        pins::check_note(store.as_ref(), &note_verifier.to_string(), note.as_ref()).await?;
         let head = store.tree_head().await?;
         let (writer, map_root, operator, operator_row) = match head {
             None => {
@@ -107,15 +95,7 @@ impl Registry {
                         "records exist but the tree head is missing".into(),
                     ));
                 }
-                let initialised_for = store
-                    .set_meta_once("operator_init_key", key_id.as_str())
-                    .await?;
-                if initialised_for != key_id.as_str() {
-                    return Err(StartupError::WrongKey(format!(
-                        "this store is being initialised for operator key {initialised_for}, but the \
-                         configured key is {key_id}; configure that key, or use an empty store"
-                    )));
-                }
+                pins::check_initialising_operator(store.as_ref(), &key_id, signer.as_ref()).await?;
                 if store
                     .live_pending_for_log(&LogId::operator())
                     .await?
@@ -179,24 +159,7 @@ impl Registry {
                 let operator: OperatorState = serde_json::from_str(&row.state).map_err(|e| {
                     StartupError::Inconsistent(format!("operator state unreadable: {e}"))
                 })?;
-                if operator.public_key(&key_id).is_none()
-                    || !operator.has_permission(&key_id, OperatorPermission::Commit)
-                {
-                    let mut current = Vec::new();
-                    for holder in operator.holders(OperatorPermission::Commit) {
-                        let uri = store
-                            .meta(&crate::keys::signer_uri_meta_key(holder))
-                            .await?
-                            .map_or_else(String::new, |uri| format!(" at {uri}"));
-                        current.push(format!("{holder}{uri}"));
-                    }
-                    return Err(StartupError::WrongKey(format!(
-                        "the configured operator key {key_id} may not sign checkpoints for this registry \
-                         (it does not hold `commit` in the operator log; the key that does is {}); \
-                         configure that key with --operator-key",
-                        current.join(", ")
-                    )));
-                }
+                pins::check_operator(store.as_ref(), &key_id, signer.as_ref(), &operator).await?;
                 (writer, head.map_root, operator, Some(row))
             }
         };
@@ -208,6 +171,9 @@ impl Registry {
             })?,
             None => RegistryState::new(),
         };
+        if let Some(publisher) = &publisher {
+            pins::check_publisher(store.as_ref(), publisher.as_ref(), &registry_log).await?;
+        }
         let latest = store.latest_checkpoint().await?;
         if let Some(latest) = &latest {
             let length = latest.checkpoint.checkpoint.log_length;
@@ -286,6 +252,10 @@ impl Registry {
         tokio::spawn(async move {
             if let Err(error) = backfill.backfill_content_links().await {
                 tracing::warn!(%error, "linking earlier released content failed; retried at the next start");
+            }
+            // Releases sequenced before the search index existed.
+            if let Err(error) = backfill.backfill_search_index().await {
+                tracing::warn!(%error, "indexing earlier releases failed; retried at the next start");
             }
         });
         if published_length == 0 {

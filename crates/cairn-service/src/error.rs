@@ -45,7 +45,7 @@ impl ClientError {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ServiceError {
     /// A client-visible protocol error, to be answered exactly.
-    #[error("{0:?}")]
+    #[error("{0}")]
     Warg(WargError),
     /// A client mistake any dialect can answer (the message is safe to
     /// show).

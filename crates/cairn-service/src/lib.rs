@@ -24,9 +24,11 @@ pub mod oci;
 pub mod oidc;
 mod operator;
 pub mod packages;
+pub mod pins;
 mod proofs;
 mod publish;
 mod reads;
+pub mod search;
 mod sequencer;
 pub mod withhold;
 mod witnessing;
@@ -118,6 +120,10 @@ pub struct ServiceConfig {
     /// Manifest pushes one identity may have in progress at once; beyond
     /// it, 429 before the body is read. Default: 16.
     pub max_manifest_pushes_per_caller: usize,
+    /// Serve authorised blob and content downloads as redirects to a URL
+    /// of the blob store valid this long (a presigned S3 URL), when the
+    /// store hands out such URLs. Default: `None` (bytes are streamed).
+    pub blob_redirect: Option<Duration>,
 }
 
 impl Default for ServiceConfig {
@@ -142,6 +148,7 @@ impl Default for ServiceConfig {
             max_upload_sessions_per_caller: 64,
             max_upload_bytes_per_caller: 4 * 100 * 1024 * 1024,
             max_manifest_pushes_per_caller: 16,
+            blob_redirect: None,
         }
     }
 }

@@ -326,6 +326,7 @@ impl Registry {
                 Some(size) => {
                     self.check_warg_content(&name, envelope.record(), &digest, size)
                         .await?;
+                    self.record_release_facts(&digest).await?;
                 }
                 None => missing.push(digest),
             }
@@ -483,6 +484,9 @@ impl Registry {
             }
             return Err(error);
         }
+        // What the accepted content imports and exports, for the search
+        // index (joined with the release when it is sequenced).
+        self.record_release_facts(&digest).await?;
         let after = self
             .inner
             .store

@@ -321,6 +321,27 @@ impl Registry {
             .map(|c| c.size))
     }
 
+    /// A URL of the blob store from which published content may be
+    /// fetched directly (see [`Registry::oci_blob_redirect`]), if redirects
+    /// are configured, the content is published and stored whole, and the
+    /// store hands out such URLs. Asked only after the download was
+    /// authorised.
+    pub async fn content_redirect(
+        &self,
+        digest: &Sha256Digest,
+    ) -> Result<Option<String>, ServiceError> {
+        let Some(ttl) = self.inner.config.blob_redirect else {
+            return Ok(None);
+        };
+        let Some(size) = self.published_content_size(digest).await? else {
+            return Ok(None);
+        };
+        if !self.inner.blobs.verify_size(digest, size).await? {
+            return Ok(None);
+        }
+        Ok(self.inner.blobs.presigned_get(digest, ttl).await?)
+    }
+
     /// Reads `[offset, offset + len)` of published content.
     pub async fn read_content(
         &self,

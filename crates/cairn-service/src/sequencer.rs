@@ -35,6 +35,7 @@ use cairn_store::{
 use tokio::sync::watch;
 
 use crate::maps::root_node;
+use crate::oci::BuiltPushes;
 use crate::{CachedLog, LogState, Registry, ServiceError};
 
 pub(crate) struct Sequencer {
@@ -226,17 +227,36 @@ impl Sequencer {
 
     /// Sequences one batch; returns whether there was anything to do.
     pub(crate) async fn step(&mut self) -> Result<bool, ServiceError> {
-        let queued = self
-            .registry
-            .inner
-            .store
-            .queued(self.registry.inner.config.max_batch)
-            .await?;
-        if queued.is_empty() {
+        let max_batch = self.registry.inner.config.max_batch;
+        let queued = self.registry.inner.store.queued(max_batch).await?;
+        // OCI pushes: their records are built here, on the heads this
+        // sequencer committed, and committed with the batch.
+        let pushes = if self.registry.pushes_queued() {
+            let room = usize::try_from(max_batch)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(queued.len())
+                .max(2);
+            // Boxed: a separate state machine keeps the sequencer's future
+            // shallow.
+            Box::pin(self.registry.build_pushes(room)).await
+        } else {
+            Vec::new()
+        };
+        if queued.is_empty() && pushes.is_empty() {
             return Ok(false);
         }
         let started = Instant::now();
-        self.sequence(queued).await?;
+        let sequenced = self.sequence(queued, &pushes).await;
+        match &sequenced {
+            Ok(()) => pushes.into_iter().for_each(BuiltPushes::committed),
+            Err(error) => {
+                let reason = error.to_string();
+                for built in pushes {
+                    built.failed(&reason);
+                }
+            }
+        }
+        sequenced?;
         let signing = Instant::now();
         self.ensure_checkpoint().await?;
         self.registry
@@ -396,9 +416,22 @@ impl Sequencer {
             .map_err(|e| e.to_string())
     }
 
-    /// Validates, orders and commits `queued` as one batch.
-    async fn sequence(&mut self, queued: Vec<PendingRecord>) -> Result<(), ServiceError> {
+    /// Validates, orders and commits `queued`, then the records built for
+    /// `pushes`, as one batch.
+    async fn sequence(
+        &mut self,
+        mut queued: Vec<PendingRecord>,
+        pushes: &[BuiltPushes],
+    ) -> Result<(), ServiceError> {
         let started = Instant::now();
+        queued.extend(pushes.iter().flat_map(|built| {
+            built.records.iter().map(|record| PendingRecord {
+                seq: i64::MAX,
+                record: record.clone(),
+                state: cairn_store::PendingState::Queued,
+                reason: None,
+            })
+        }));
         let mut logs = self.load_package_logs(&queued).await?;
         let loaded_logs = started.elapsed();
         let mut writer = self.writer.clone();
@@ -408,6 +441,14 @@ impl Sequencer {
         let mut registry_row = self.registry_row.clone();
         let mut batch = Batch {
             old_size: writer.size(),
+            oci_manifests: pushes
+                .iter()
+                .flat_map(|b| b.manifests.iter().cloned())
+                .collect(),
+            contents: pushes
+                .iter()
+                .flat_map(|b| b.contents.iter().copied())
+                .collect(),
             ..Batch::default()
         };
         let mut map_updates: HashMap<LogId, Hash> = HashMap::new();
@@ -469,6 +510,7 @@ impl Sequencer {
                     registry_log = state;
                 }
                 Accepted::Package(state, contents) => {
+                    crate::search::index_package_record(&mut batch.search, record, index, &state);
                     touch(
                         &mut logs,
                         &mut touched,
@@ -490,6 +532,7 @@ impl Sequencer {
                     batch.published_contents.extend(contents);
                 }
                 Accepted::Meta(state, projection, contents) => {
+                    crate::search::index_meta_record(&mut batch.search, record);
                     touch(
                         &mut logs,
                         &mut touched,
@@ -502,7 +545,8 @@ impl Sequencer {
                     batch.oci_tags.extend(projection.tags);
                     // Removed before the batch's additions are applied: a
                     // log has one record in a batch (one live pending record
-                    // per log), and a deleting record sets nothing.
+                    // per log, and pushes are built only for logs without
+                    // one), and a deleting record sets nothing.
                     batch.oci_untagged.extend(projection.untagged);
                     batch.oci_deleted.extend(projection.deleted);
                     batch.published_contents.extend(contents);
@@ -646,11 +690,16 @@ impl Sequencer {
             .records_rejected
             .add(u64::try_from(batch.rejected.len()).unwrap_or(0));
         let done = u64::try_from(batch.sequenced.len() + batch.rejected.len()).unwrap_or(0);
+        metrics.batch_records.observe(done);
+        // The backlog counts stored pending records; pushes' records never
+        // were.
+        let pushed: usize = pushes.iter().map(|b| b.records.len()).sum();
+        let stored_done = done.saturating_sub(u64::try_from(pushed).unwrap_or(0));
         let _ = self
             .registry
             .backlog()
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                Some(b.saturating_sub(done))
+                Some(b.saturating_sub(stored_done))
             });
         tracing::debug!(
             sequenced = batch.sequenced.len(),
@@ -729,10 +778,13 @@ impl Sequencer {
         };
         let body = c2sp_body(keys.note_verifier.name(), size, &log_root);
         let message = checkpoint.signing_message();
+        let signing = Instant::now();
         let (signature, note_signature) = tokio::try_join!(
             self.registry.sign_operator(&keys.operator, &message),
             self.registry.sign_note_body(&keys, &body),
         )?;
+        let metrics = &self.registry.inner.metrics;
+        metrics.checkpoint_signing.observe(signing.elapsed());
         let mut note = Note::new(body).map_err(|e| ServiceError::Internal(e.to_string()))?;
         note.add_signature(note_signature);
         Ok(StoredCheckpoint {

@@ -13,6 +13,7 @@ mod aliases;
 mod error;
 mod oci;
 mod pushes;
+mod search;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -22,7 +23,11 @@ mod uploads;
 pub use aliases::DigestAliases;
 pub use error::StoreError;
 pub use oci::OciStore;
-pub use pushes::{NewPush, PushStore};
+pub use pushes::PushStore;
+pub use search::{
+    ContentFacts, Direction, IndexedRelease, InterfaceFilter, InterfaceName, PackageHit,
+    PackageSummary, ReleaseHit, SearchFilter, SearchStore, SearchUpdate,
+};
 pub use sql::{Backend, SqlStore, WriterLock};
 pub use types::*;
 pub use uploads::{UploadSession, UploadStore, UploadUsage};
@@ -57,7 +62,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 ///   run `cairn fsck`).
 #[async_trait]
 pub trait Store:
-    OciStore + DigestAliases + PushStore + UploadStore + Send + Sync + std::fmt::Debug
+    OciStore + DigestAliases + PushStore + SearchStore + UploadStore + Send + Sync + std::fmt::Debug
 {
     // ----- tree -----
 

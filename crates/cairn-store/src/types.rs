@@ -227,6 +227,14 @@ pub struct Batch {
     pub log_nodes: Vec<(NodeId, Hash)>,
     /// New map nodes.
     pub map_nodes: Vec<(Hash, MapNode)>,
+    /// OCI manifests pushed with records built by this batch, stored
+    /// invisible (`oci_visible` makes those whose record is sequenced
+    /// visible).
+    pub oci_manifests: Vec<OciManifestRow>,
+    /// Content (digest, size) of the wasm layers of the pushes whose records
+    /// this batch builds, not yet published (`published_contents` publishes
+    /// what a sequenced release names).
+    pub contents: Vec<(Sha256Digest, u64)>,
     /// Pending records (log, record) that were sequenced (their pending rows
     /// are deleted).
     pub sequenced: Vec<(LogId, RecordId)>,
@@ -248,6 +256,8 @@ pub struct Batch {
     /// OCI manifests (repository, digest) deleted by sequenced records:
     /// their rows are removed.
     pub oci_deleted: Vec<(String, Sha256Digest)>,
+    /// What the batch adds to the search index (see [`crate::SearchStore`]).
+    pub search: crate::SearchUpdate,
     /// The signed checkpoint of the tree after the batch, stored in the same
     /// transaction (so a batch's records and the checkpoint that covers them
     /// cost one durable commit). `None` when it is signed afterwards.

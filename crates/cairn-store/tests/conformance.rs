@@ -508,71 +508,62 @@ fn manifest_row(repository: &str, n: u8) -> OciManifestRow {
 }
 
 #[tokio::test]
-async fn grouped_pushes_fail_alone() {
+async fn pushes_commit_with_their_batch() {
     for db in TestDatabase::all().await {
         let store = open(&db).await;
         let log = LogId(Sha256Digest::of(b"log"));
         let other = LogId(Sha256Digest::of(b"other"));
-        let push = |n: u8, log: &LogId| NewPush {
-            manifest: manifest_row("ns/pkg", n),
-            content: Some((Sha256Digest::of(&[n]), 7)),
-            records: vec![pending(n, log, vec![])],
-        };
-        // The second push of `log` breaks the one-live-record-per-log rule:
-        // it is rolled back alone, the pushes around it are stored.
-        let results = store
-            .insert_pushes(&[push(1, &log), push(2, &log), push(3, &other)])
+        let third = LogId(Sha256Digest::of(b"third"));
+        // Which logs have a live pending record: queued and sourcing count.
+        store
+            .insert_pending(&pending(1, &log, vec![]))
             .await
             .unwrap();
-        assert_eq!(results.len(), 3, "{}", db.kind);
-        assert!(results[0].is_ok(), "{}: {:?}", db.kind, results[0]);
+        store
+            .insert_pending(&pending(2, &other, vec![Sha256Digest::of(b"missing")]))
+            .await
+            .unwrap();
+        let mut live = store.live_pending_logs(&[third, other, log]).await.unwrap();
+        live.sort_by_key(|id| id.0.0);
+        let mut expected = vec![other, log];
+        expected.sort_by_key(|id| id.0.0);
+        assert_eq!(live, expected, "{}", db.kind);
         assert!(
-            matches!(results[1], Err(StoreError::Conflict(_))),
-            "{}: {:?}",
-            db.kind,
-            results[1]
+            store.live_pending_logs(&[third]).await.unwrap().is_empty(),
+            "{}",
+            db.kind
         );
-        assert!(results[2].is_ok(), "{}: {:?}", db.kind, results[2]);
-        for (n, stored) in [(1, true), (2, false), (3, true)] {
-            let row = manifest_row("ns/pkg", n);
-            assert_eq!(
+
+        // A batch stores the manifests and contents of the pushes whose
+        // records it builds; the sequenced ones become visible and published.
+        let mut b = batch(0, 1, &third);
+        let (pushed, refused) = (manifest_row("ns/pkg", 5), manifest_row("ns/pkg", 6));
+        let (released, unreleased) = (Sha256Digest::of(&[5]), Sha256Digest::of(&[6]));
+        b.oci_manifests = vec![pushed.clone(), refused.clone()];
+        b.contents = vec![(released, 7), (unreleased, 8)];
+        b.oci_visible = vec![("ns/pkg".into(), pushed.digest)];
+        b.published_contents = vec![released];
+        store.commit_batch(&b).await.unwrap();
+        let visible = |row: &OciManifestRow| {
+            let store = &store;
+            let digest = row.digest;
+            async move {
                 store
-                    .manifest("ns/pkg", &row.digest)
+                    .manifest("ns/pkg", &digest)
                     .await
                     .unwrap()
-                    .is_some(),
-                stored,
-                "{}: manifest of push {n}",
-                db.kind
-            );
-        }
-        let queued: Vec<RecordId> = store
-            .queued(10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|p| p.record.record_id)
-            .collect();
-        assert_eq!(
-            queued,
-            vec![
-                RecordId(Sha256Digest::of(&[1, 0xaa])),
-                RecordId(Sha256Digest::of(&[3, 0xaa]))
-            ],
-            "{}",
-            db.kind
-        );
-        // A push refused alone leaves nothing, also as a group of one.
-        let alone = store.insert_pushes(&[push(4, &log)]).await.unwrap();
-        assert!(matches!(alone[..], [Err(StoreError::Conflict(_))]));
-        assert!(
-            store
-                .manifest("ns/pkg", &manifest_row("ns/pkg", 4).digest)
-                .await
-                .unwrap()
-                .is_none(),
-            "{}",
-            db.kind
-        );
+                    .map(|m| m.visible)
+            }
+        };
+        assert_eq!(visible(&pushed).await, Some(true), "{}", db.kind);
+        assert_eq!(visible(&refused).await, Some(false), "{}", db.kind);
+        let content = |digest| {
+            let store = &store;
+            async move { store.content(&digest).await.unwrap() }
+        };
+        let row = content(released).await.unwrap();
+        assert!(row.published && row.size == 7, "{}: {row:?}", db.kind);
+        let row = content(unreleased).await.unwrap();
+        assert!(!row.published && row.size == 8, "{}: {row:?}", db.kind);
     }
 }

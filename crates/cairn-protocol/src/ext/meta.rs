@@ -338,7 +338,14 @@ impl MetaState {
         Ok(self)
     }
 
-    /// Notes which record recorded a manifest or set a tag.
+    /// Applies one entry as the next record would, without the record's own
+    /// checks (chain, signature, timestamp): for checking entries before the
+    /// record that carries them is built. [`MetaState::validate`] of that
+    /// record remains the judge.
+    pub fn apply_entry(&mut self, entry: &ExtEntry) -> Result<(), ValidationError> {
+        self.apply(entry)
+    }
+
     /// Whether this (stored) state is what replaying the log gives
     /// (`replayed`). A state stored before the records of manifests and tags
     /// were remembered has neither map; it matches a replay that differs
@@ -356,6 +363,7 @@ impl MetaState {
         *self == without
     }
 
+    /// Notes which record recorded a manifest or set a tag.
     fn remember(&mut self, entry: &ExtEntry, record: RecordId) {
         match entry {
             ExtEntry::Manifest(manifest) => {

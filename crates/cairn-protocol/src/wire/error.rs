@@ -121,9 +121,60 @@ impl WargError {
     }
 }
 
+impl std::fmt::Display for WargError {
+    /// A sentence for people (command-line errors, logs, plain-text
+    /// answers); [`WargError::body`] is what the warg API sends.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::CheckpointNotFound(n) => write!(f, "no checkpoint has log length {n}"),
+            Self::LogNotFound(id) => write!(f, "log {id} not found"),
+            Self::FetchTokenNotFound(token) => write!(f, "fetch token `{token}` not found"),
+            Self::RecordNotFound(id) => write!(f, "record {id} not found"),
+            Self::NamespaceNotDefined(ns) => {
+                write!(f, "namespace `{ns}` is not defined on this registry")
+            }
+            Self::NamespaceImported(ns) => {
+                write!(f, "namespace `{ns}` is imported from another registry")
+            }
+            Self::ConflictPendingPublish(id) => {
+                write!(f, "record {id} of this log is still pending")
+            }
+            Self::RecordNotSourcing => f.write_str("the record does not source content"),
+            Self::ContentDigestNotFound(digest) => write!(f, "content {digest} not found"),
+            Self::LeafNotFound(index) => write!(f, "leaf {index} not found"),
+            Self::PackageNotIncluded(id) => {
+                write!(f, "package log {id} is not included in the checkpoint")
+            }
+            Self::IncorrectProof { root, found } => {
+                write!(f, "incorrect proof: expected root {root}, found {found}")
+            }
+            Self::BundleFailure(message)
+            | Self::Unauthorized(message)
+            | Self::Rejection(message)
+            | Self::NotSupported(message)
+            | Self::Message { message, .. } => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for WargError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn displays_as_a_sentence() {
+        let error = WargError::Message {
+            status: 400,
+            message: "namespace `test` needs an owner".into(),
+        };
+        assert_eq!(error.to_string(), "namespace `test` needs an owner");
+        assert_eq!(
+            WargError::NamespaceNotDefined("acme".into()).to_string(),
+            "namespace `acme` is not defined on this registry"
+        );
+    }
 
     #[test]
     fn bodies_match_the_reference_shapes() {

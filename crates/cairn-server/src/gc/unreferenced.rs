@@ -27,10 +27,10 @@
 //!    waits that long, reads every manifest row again, and for each
 //!    candidate: referenced now → linked again where it was, kept;
 //!    uploaded again meanwhile (a link or `contents` row exists) → kept;
-//!    otherwise the file is moved aside (into the blob store's `tmp/`,
-//!    which the server empties at start), the links are checked once more
-//!    (an upload that raced the move is kept: the file is moved back), and
-//!    the moved file is deleted.
+//!    otherwise the blob is moved aside (into the blob store's `tmp/`:
+//!    [`BlobInventory::set_aside`]), the links are checked once more (an
+//!    upload that raced the move is kept: the blob is moved back), and the
+//!    moved bytes are deleted.
 //!
 //! What remains is an upload of the very same bytes that found the file
 //! present just before it was moved and links it just after the last
@@ -41,24 +41,27 @@
 //! Crash points: after unlinking and before the sweep, the candidates are
 //! unlinked but stored — a push that raced the unlink may then reference a
 //! blob without a link (`cairn fsck` says so; uploading it again repairs
-//! it); a file moved aside is in `tmp/`, emptied at the server's next
-//! start. Nothing in the log changes, ever.
+//! it); a blob moved aside is in `tmp/`, emptied at the next start of a
+//! filesystem store's server (an S3 store's by the next `cairn gc`).
+//! Nothing in the log changes, ever.
 //!
 //! Upload leftovers are sessions not touched for the grace period (their
 //! row and their file) and session files without a row older than it
-//! (a crash between creating the file and recording the session). A
+//! (a crash between creating the file and recording the session), and, in
+//! an S3 blob store, staged objects of uploads that never finished. A
 //! session still being written to is refreshed by every chunk, so it is
 //! never older than the grace period.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use cairn_blob::{BlobStore as _, FsBlobStore};
+use cairn_blob::BlobInventory;
 use cairn_crypto::Sha256Digest;
 use cairn_service::oci::MAX_MANIFEST_BYTES;
 use cairn_store::{OciStore as _, SqlStore, Store as _, UploadStore as _};
+
+use crate::progress::{Progress, count};
 
 /// Manifest rows read at a time.
 const PAGE: u32 = 1000;
@@ -125,17 +128,21 @@ impl Report {
 /// Every digest a manifest row of any repository names or references.
 async fn referenced(
     store: &SqlStore,
-    blobs: &FsBlobStore,
+    blobs: &dyn BlobInventory,
+    progress: &mut Progress,
 ) -> anyhow::Result<BTreeSet<Sha256Digest>> {
     let mut out = BTreeSet::new();
     let mut after: Option<(String, Sha256Digest)> = None;
+    let mut read = 0u64;
     loop {
+        progress.update(|| format!("reading manifests: {}", count(read)));
         let page = store
             .all_manifests(after.as_ref().map(|(r, d)| (r.as_str(), d)), PAGE)
             .await?;
         let Some(last) = page.last() else { break };
         after = Some((last.repository.clone(), last.digest));
         for row in &page {
+            read += 1;
             if !out.insert(row.digest) {
                 continue;
             }
@@ -167,70 +174,6 @@ fn references(bytes: &[u8]) -> Vec<Sha256Digest> {
     out
 }
 
-/// A stored file: its size and last modification.
-struct Stored {
-    size: u64,
-    modified: SystemTime,
-}
-
-fn stored(path: &Path) -> std::io::Result<Stored> {
-    let meta = std::fs::metadata(path)?;
-    Ok(Stored {
-        size: meta.len(),
-        modified: meta.modified()?,
-    })
-}
-
-/// Every blob file of the store (`sha256/<2 hex>/<62 hex>`, see
-/// [`FsBlobStore`]).
-fn blob_files(root: &Path) -> anyhow::Result<BTreeMap<Sha256Digest, Stored>> {
-    let mut out = BTreeMap::new();
-    let top = root.join("sha256");
-    for dir in std::fs::read_dir(&top).with_context(|| format!("cannot list {}", top.display()))? {
-        let dir = dir?;
-        if !dir.file_type()?.is_dir() {
-            continue;
-        }
-        let prefix = dir.file_name().to_string_lossy().into_owned();
-        for file in std::fs::read_dir(dir.path())? {
-            let file = file?;
-            let name = file.file_name().to_string_lossy().into_owned();
-            let Ok(digest) = format!("sha256:{prefix}{name}").parse::<Sha256Digest>() else {
-                continue;
-            };
-            match stored(&file.path()) {
-                Ok(s) => {
-                    out.insert(digest, s);
-                }
-                // Deleted meanwhile (or quarantined by the server).
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Upload session files (`uploads/<id>`).
-fn upload_files(root: &Path) -> anyhow::Result<BTreeMap<String, Stored>> {
-    let mut out = BTreeMap::new();
-    let dir = root.join("uploads");
-    if !dir.is_dir() {
-        return Ok(out);
-    }
-    for file in std::fs::read_dir(&dir)? {
-        let file = file?;
-        let id = file.file_name().to_string_lossy().into_owned();
-        if !cairn_blob::is_valid_upload_id(&id) {
-            continue;
-        }
-        if let Ok(s) = stored(&file.path()) {
-            out.insert(id, s);
-        }
-    }
-    Ok(out)
-}
-
 /// Whether something holds `digest` now: a repository link or a
 /// `contents` row.
 async fn held(store: &SqlStore, digest: &Sha256Digest) -> anyhow::Result<bool> {
@@ -238,41 +181,28 @@ async fn held(store: &SqlStore, digest: &Sha256Digest) -> anyhow::Result<bool> {
         || store.content(digest).await?.is_some())
 }
 
-fn sync_dir(path: &Path) -> std::io::Result<()> {
-    std::fs::File::open(path)?.sync_all()
-}
-
-/// Deletes the file of `digest` unless an upload of it races the deletion
-/// (then the file stays). Returns whether it was deleted.
+/// Deletes the bytes of `digest` unless an upload of it races the
+/// deletion (then they stay): moved aside, the holders checked once more,
+/// then deleted. Returns whether it was deleted.
 async fn sweep(
     store: &SqlStore,
-    blobs: &FsBlobStore,
-    root: &Path,
+    blobs: &dyn BlobInventory,
     digest: &Sha256Digest,
 ) -> anyhow::Result<bool> {
-    let path = blobs.path(digest);
-    let aside: PathBuf =
-        root.join("tmp")
-            .join(format!("gc-{}-{}", digest.to_hex(), std::process::id()));
-    match std::fs::rename(&path, &aside) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e).with_context(|| format!("cannot move {}", path.display())),
-    }
+    let Some(aside) = blobs
+        .set_aside(digest)
+        .await
+        .with_context(|| format!("cannot move {digest} aside"))?
+    else {
+        return Ok(false);
+    };
     if held(store, digest).await? {
         // Uploaded again while it was being moved: put it back, unless the
         // upload wrote a fresh copy.
-        if path.exists() {
-            std::fs::remove_file(&aside)?;
-        } else {
-            std::fs::rename(&aside, &path)?;
-        }
+        blobs.put_back(aside).await?;
         return Ok(false);
     }
-    std::fs::remove_file(&aside)?;
-    if let Some(parent) = path.parent() {
-        sync_dir(parent)?;
-    }
+    blobs.discard(aside).await?;
     Ok(true)
 }
 
@@ -280,12 +210,20 @@ async fn sweep(
 /// directory of `settings` older than the grace period; with `apply`,
 /// removes them as the module documentation describes.
 pub async fn collect(settings: &crate::Settings, options: &Options) -> anyhow::Result<Report> {
+    collect_with_progress(settings, options, &mut Progress::hidden()).await
+}
+
+/// [`collect`], telling `progress` how far it is.
+pub async fn collect_with_progress(
+    settings: &crate::Settings,
+    options: &Options,
+    progress: &mut Progress,
+) -> anyhow::Result<Report> {
     let store = SqlStore::connect(&settings.database_url, 2)
         .await
         .with_context(|| format!("cannot open database {}", settings.database_display()))?;
-    let root = settings.blob_dir.clone();
-    let blobs = FsBlobStore::open_existing(&root)
-        .with_context(|| format!("cannot open blob directory {}", root.display()))?;
+    let blobs = crate::blobs::open_existing(settings).await?;
+    let blobs = blobs.as_ref();
     let cutoff = SystemTime::now()
         .checked_sub(options.grace)
         .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -295,7 +233,7 @@ pub async fn collect(settings: &crate::Settings, options: &Options) -> anyhow::R
     let cutoff_ms = cutoff
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let files = upload_files(&root)?;
+    let files = blobs.list_uploads().await?;
     let mut stale: BTreeSet<String> = store
         .stale_uploads(cutoff_ms, MAX_SESSIONS)
         .await?
@@ -316,11 +254,30 @@ pub async fn collect(settings: &crate::Settings, options: &Options) -> anyhow::R
         }
         report.uploads.push(Upload { id, size, deleted });
     }
+    // Staged copies of uploads that never finished (a store shared by
+    // several servers keeps its staging area across restarts).
+    for (name, staged) in blobs.list_staged().await? {
+        if staged.modified >= cutoff {
+            continue;
+        }
+        if options.apply {
+            blobs.remove_staged(&name).await?;
+        }
+        report.uploads.push(Upload {
+            id: name,
+            size: staged.size,
+            deleted: options.apply,
+        });
+    }
 
     // Blobs: candidates.
-    let live = referenced(&store, &blobs).await?;
+    let live = referenced(&store, blobs, progress).await?;
+    progress.set("listing blobs");
+    let files = blobs.list_blobs().await?;
+    let total = files.len() as u64;
     let mut candidates = Vec::new();
-    for (digest, file) in blob_files(&root)? {
+    for (checked, (digest, file)) in files.into_iter().enumerate() {
+        progress.update(|| format!("checked {} / {} blobs", count(checked as u64), count(total)));
         if live.contains(&digest) || store.content(&digest).await?.is_some() {
             continue;
         }
@@ -344,7 +301,9 @@ pub async fn collect(settings: &crate::Settings, options: &Options) -> anyhow::R
 
     // 1. Unlink.
     let mut unlinked = Vec::new();
-    for (digest, size) in candidates {
+    let total = candidates.len() as u64;
+    for (done, (digest, size)) in candidates.into_iter().enumerate() {
+        progress.update(|| format!("unlinked {} / {} blobs", count(done as u64), count(total)));
         if let Some(links) = store.unlink_blob(&digest).await? {
             unlinked.push((digest, size, links));
         }
@@ -353,9 +312,15 @@ pub async fn collect(settings: &crate::Settings, options: &Options) -> anyhow::R
         return Ok(report);
     }
     // 2. Settle, then sweep.
+    progress.set(&format!(
+        "waiting {} s for pushes in flight",
+        options.settle.as_secs()
+    ));
     tokio::time::sleep(options.settle).await;
-    let live = referenced(&store, &blobs).await?;
-    for (digest, size, links) in unlinked {
+    let live = referenced(&store, blobs, progress).await?;
+    let total = unlinked.len() as u64;
+    for (done, (digest, size, links)) in unlinked.into_iter().enumerate() {
+        progress.update(|| format!("swept {} / {} blobs", count(done as u64), count(total)));
         let mut deleted = false;
         if live.contains(&digest) {
             // A push that checked the link before it went.
@@ -363,7 +328,7 @@ pub async fn collect(settings: &crate::Settings, options: &Options) -> anyhow::R
                 store.link_blob(repository, &digest, *linked_size).await?;
             }
         } else if !held(&store, &digest).await? {
-            deleted = sweep(&store, &blobs, &root, &digest).await?;
+            deleted = sweep(&store, blobs, &digest).await?;
         }
         report.blobs.push(Blob {
             digest,

@@ -23,7 +23,7 @@ pub(super) fn text_error(error: ServiceError) -> Response {
         }
         ServiceError::Warg(other) => {
             let status = StatusCode::from_u16(other.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            (status, format!("{other:?}\n")).into_response()
+            (status, format!("{other}\n")).into_response()
         }
         ServiceError::Unavailable {
             retry_after,

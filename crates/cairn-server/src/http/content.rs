@@ -105,6 +105,20 @@ pub(super) async fn download(
     let Some(size) = state.registry.published_content_size(&digest).await? else {
         return Err(not_found());
     };
+    // `--blob-redirect`: the authorised caller fetches the bytes from the
+    // blob store through a short-lived presigned URL.
+    if let Some(url) = state.registry.content_redirect(&digest).await?
+        && let Ok(location) = HeaderValue::from_str(&url)
+    {
+        return Ok((
+            StatusCode::TEMPORARY_REDIRECT,
+            [
+                (header::LOCATION, location),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+        )
+            .into_response());
+    }
     let (status, offset, len) = match parse_range(headers.get(header::RANGE), size) {
         Range::Full => (StatusCode::OK, 0, size),
         Range::Part(start, end) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),

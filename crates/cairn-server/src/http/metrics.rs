@@ -1,40 +1,36 @@
 //! The metrics listener: Prometheus text at `/metrics`, on its own address
-//! so it can stay private while the registry is public.
+//! so it can stay private while the registry is public. What is exported
+//! is defined in `cairn_service::metrics`.
 
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cairn_service::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-async fn metrics(State(registry): State<Registry>) -> Response {
-    let size = registry
-        .latest_checkpoint()
-        .map_or(0, |c| c.checkpoint.checkpoint.log_length);
-    let body = registry.metrics().render(&[
-        (
-            "cairn_checkpoint_size",
-            "Records covered by the latest checkpoint.",
-            size,
-        ),
-        (
-            "cairn_backlog_records",
-            "Records accepted and not yet sequenced.",
-            registry.backlog_len(),
-        ),
-    ]);
+/// `GET /metrics`: the Prometheus text format (0.0.4), or OpenMetrics
+/// when the scraper asks for it (`Accept: application/openmetrics-text`).
+async fn metrics(State(registry): State<Registry>, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains("application/openmetrics-text"));
+    let body = registry.render_metrics(openmetrics).await;
+    let content_type = if openmetrics {
+        cairn_service::metrics::OPENMETRICS_TEXT
+    } else {
+        cairn_service::metrics::PROMETHEUS_TEXT
+    };
     (
         StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
         body,
     )
         .into_response()

@@ -8,6 +8,7 @@ pub mod error;
 mod extract;
 pub mod metrics;
 mod oci;
+mod search;
 mod warg;
 mod withhold;
 
@@ -175,6 +176,11 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
         )
         .route("/api/v1/packages/{name}", get(api::package))
         .route("/api/v1/packages/{name}/yank", post(api::yank))
+        .route(
+            "/api/v1/packages/{name}/dependents",
+            get(search::dependents),
+        )
+        .route("/api/v1/search", get(search::search))
         .route("/api/v1/oidc/token", post(api::oidc_token))
         .route(
             "/api/v1/admin/identities",

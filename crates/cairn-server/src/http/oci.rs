@@ -144,7 +144,7 @@ async fn pull_through(state: &AppState, ns: &str, name: &str, reference: Option<
 /// Query parameters, percent-decoded. `+` stays `+`: clients send media
 /// types (`artifactType=application/vnd.x+json`) raw, and nothing else
 /// cairn reads can contain a space.
-fn query(raw: Option<&str>) -> Vec<(String, String)> {
+pub(super) fn query(raw: Option<&str>) -> Vec<(String, String)> {
     raw.unwrap_or("")
         .split('&')
         .filter(|pair| !pair.is_empty())
@@ -626,6 +626,19 @@ pub(super) async fn get_blob(
         .await;
     refuse_withheld(&ctx, &digest, &size).await?;
     let size = ctx.err(size)?;
+    // `--blob-redirect`: the authorised caller fetches the bytes from the
+    // blob store (a short-lived presigned URL), as CNCF distribution does.
+    if let Some(url) = ctx.err(state.registry.oci_blob_redirect(&digest).await)? {
+        return Ok(with_headers(
+            StatusCode::TEMPORARY_REDIRECT,
+            vec![
+                (header::LOCATION, url),
+                (header::CACHE_CONTROL, "no-store".into()),
+                (CONTENT_DIGEST, digest),
+            ],
+            Body::empty(),
+        ));
+    }
     let range = match parse_range(headers.get(header::RANGE), size) {
         // SPEC: RFC 9110 §14.1.1 — a range whose last position is before
         // its first is invalid: refused with a 416, as the OCI conformance

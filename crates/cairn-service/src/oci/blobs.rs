@@ -113,6 +113,24 @@ impl Registry {
         Ok(size)
     }
 
+    /// A URL of the blob store from which the bytes of blob `digest` may
+    /// be fetched directly (valid for [`ServiceConfig::blob_redirect`]), if
+    /// redirects are configured and the store hands out such URLs. Asked
+    /// only after [`Registry::oci_blob_size`] has authorised the caller and
+    /// checked the stored copy.
+    ///
+    /// [`ServiceConfig::blob_redirect`]: crate::ServiceConfig::blob_redirect
+    pub async fn oci_blob_redirect(&self, digest: &str) -> Result<Option<String>, OciError> {
+        let Some(ttl) = self.inner.config.blob_redirect else {
+            return Ok(None);
+        };
+        let name = parse_oci_digest(digest)?;
+        let Some(digest) = self.oci_sha256(&name).await? else {
+            return Ok(None);
+        };
+        Ok(self.inner.blobs.presigned_get(&digest, ttl).await?)
+    }
+
     /// Reads `[offset, offset + len)` of a blob readable in `repository`
     /// (a read of the whole blob is verified against its digest as it
     /// streams).

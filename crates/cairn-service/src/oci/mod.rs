@@ -34,6 +34,7 @@ use cairn_protocol::PackageName;
 
 pub use blobs::{StartedUpload, UploadStart};
 pub use cairn_protocol::oci::OciDigest;
+pub(crate) use manifests::group::BuiltPushes;
 pub use manifests::{ManifestBody, ManifestRecord, PushedManifest, TagPage};
 pub use policy::check_content;
 

@@ -26,6 +26,7 @@ use crate::{Store, StoreError, StoreResult};
 mod aliases;
 mod oci;
 mod pushes;
+mod search;
 mod uploads;
 
 /// Which database a [`SqlStore`] talks to.
@@ -910,6 +911,12 @@ impl Store for SqlStore {
         let mut tx = self.write.begin().await?;
         Self::check_tree_size(&mut tx, batch.old_size).await?;
         marks.push(("check", t.elapsed()));
+        for manifest in &batch.oci_manifests {
+            Self::insert_manifest_in(&mut tx, manifest).await?;
+        }
+        for (digest, size) in &batch.contents {
+            Self::insert_content_in(&mut tx, digest, *size).await?;
+        }
         Self::insert_records(&mut tx, &batch.records).await?;
         marks.push(("records", t.elapsed()));
         self.check_fault("records")?;
@@ -931,6 +938,7 @@ impl Store for SqlStore {
         oci::unpublish(&mut tx, &batch.oci_untagged, &batch.oci_deleted).await?;
         Self::publish_oci(&mut tx, &batch.oci_visible, &batch.oci_tags).await?;
         oci::link_released(&mut tx, &batch.blob_links).await?;
+        search::write_in(&mut tx, &batch.search).await?;
         if let Some(checkpoint) = &batch.checkpoint {
             if batch.head.as_ref().map(|h| h.size)
                 != Some(checkpoint.checkpoint.checkpoint.log_length)

@@ -1,47 +1,33 @@
-//! [`PushStore`] on SQL: one transaction for all pushes of a group, one
-//! savepoint per push (so a push refused by a uniqueness rule is rolled back
-//! alone).
+//! [`PushStore`] on SQL.
 
 use async_trait::async_trait;
-use sqlx::Acquire as _;
 
-use super::SqlStore;
-use crate::{NewPush, PendingRecord, PushStore, StoreResult};
+use cairn_protocol::LogId;
+use sqlx::Row as _;
+
+use super::{SqlStore, list, read_chunks};
+use crate::{PushStore, StoreResult};
 
 #[async_trait]
 impl PushStore for SqlStore {
-    async fn insert_pushes(
-        &self,
-        pushes: &[NewPush],
-    ) -> StoreResult<Vec<StoreResult<Vec<PendingRecord>>>> {
-        let mut tx = self.write.begin().await?;
-        let mut results = Vec::with_capacity(pushes.len());
-        for push in pushes {
-            let mut savepoint = tx.begin().await?;
-            let stored = async {
-                Self::insert_manifest_in(&mut savepoint, &push.manifest).await?;
-                if let Some((digest, size)) = push.content {
-                    Self::insert_content_in(&mut savepoint, &digest, size).await?;
-                }
-                let mut inserted = Vec::with_capacity(push.records.len());
-                for record in &push.records {
-                    inserted.push(Self::insert_pending_in(&mut savepoint, record).await?);
-                }
-                StoreResult::Ok(inserted)
+    async fn live_pending_logs(&self, log_ids: &[LogId]) -> StoreResult<Vec<LogId>> {
+        let mut out = Vec::new();
+        for chunk in read_chunks(log_ids) {
+            let sql = format!(
+                "SELECT DISTINCT log_id FROM pending WHERE state < 2 AND log_id IN ({})",
+                list(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id.0.0.to_vec());
             }
-            .await;
-            match stored {
-                Ok(inserted) => {
-                    savepoint.commit().await?;
-                    results.push(Ok(inserted));
-                }
-                Err(error) => {
-                    savepoint.rollback().await?;
-                    results.push(Err(error));
+            for row in query.fetch_all(&self.read).await? {
+                let bytes: Vec<u8> = row.try_get("log_id")?;
+                if let Some(id) = log_ids.iter().find(|id| id.0.0[..] == bytes[..]) {
+                    out.push(*id);
                 }
             }
         }
-        tx.commit().await?;
-        Ok(results)
+        Ok(out)
     }
 }

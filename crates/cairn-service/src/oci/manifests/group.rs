@@ -1,57 +1,77 @@
-//! Group commit of OCI pushes.
+//! Group commit of OCI pushes, in the sequencer's batches.
 //!
-//! Every push is stored (manifest row, content row, pending records) before
-//! the sequencer takes it, and every store commit is durable — an fsync on
-//! SQLite. Pushes arriving together therefore share one commit: the first
-//! push to find no commit running stores every push queued at that moment
-//! in one transaction ([`cairn_store::PushStore::insert_pushes`]) and
-//! answers each; pushes arriving meanwhile queue for the next one.
+//! A push is answered only once a checkpoint covers its records, so its
+//! records need not be stored before they are sequenced: a push validated
+//! by its request is queued here, and the sequencer builds its records in
+//! its next batch and commits them with the batch — manifest rows, content
+//! rows, records, checkpoint: one durable commit for every push of a batch.
+//! A crash before that commit loses only pushes nobody was told about.
 //!
-//! Each push was built and signed on the heads of its package's logs. Under
-//! the commit gate (shared), each head is checked again before anything is
-//! stored: a push whose heads moved is answered [`Grouped::Moved`] and
-//! rebuilt by its caller, exactly as without grouping. A push refused by a
-//! uniqueness rule (another record of one of its logs is pending) fails
+//! The records are built on the heads of each package's logs as the
+//! sequencer, their only writer, knows them. The pushes to one package in a
+//! batch share **one metadata record** (an entry each, each attributed to
+//! its pusher) and, for releases, **one warg release record** (a release
+//! entry each, signed by the publisher key on behalf of one identity: the
+//! releases of a second identity wait for the next batch). Each push is
+//! checked against the state the pushes before it leave (a version
+//! released twice, a tag made immutable), so a push refused is refused
 //! alone.
 //!
-//! The commit runs in its own task: a caller that goes away (a client that
-//! disconnects) cannot abandon the pushes of the others half-way.
+//! A package whose logs have a pending record (a warg publish, a delete) is
+//! left out: its pushes wait for the batch after that record's, and are
+//! then built on the heads it leaves.
+//!
+//! A push whose caller went away (a client that disconnected, a deadline)
+//! before its batch took it is dropped.
 
 use std::sync::Mutex;
 
-use cairn_protocol::{PackageName, RecordId};
-use cairn_store::{NewPush, StoreError};
+use cairn_crypto::Sha256Digest;
+use cairn_protocol::ext::ExtEntry;
+use cairn_protocol::ext::meta::MetaState;
+use cairn_protocol::package::PackageState;
+use cairn_protocol::{LogId, PackageName, RecordId};
+use cairn_store::{NewPending, OciManifestRow};
+use semver::Version;
 use tokio::sync::oneshot;
 
+use super::Push;
+use crate::identity::Caller;
+use crate::oci::OciError;
 use crate::{Registry, ServiceError};
 
-/// The heads (package log, metadata log) a push was built on.
-pub(crate) type Heads = (Option<RecordId>, Option<RecordId>);
+/// At most this many pushes share one metadata record…
+const MAX_GROUP_PUSHES: usize = 64;
+/// …and their entries at most this many bytes (a record has 256 KiB).
+const MAX_GROUP_ENTRY_BYTES: usize = 128 * 1024;
 
 /// What became of a grouped push.
 #[derive(Debug)]
-pub(crate) enum Grouped {
-    /// Stored: its records are pending.
-    Stored,
-    /// Its package's heads moved: rebuild it on the new heads.
-    Moved,
-    /// The store refused it (or failed).
-    Failed(StoreError),
+pub(super) enum Outcome {
+    /// Stored: published once these records are.
+    Stored(Vec<(LogId, RecordId)>),
+    /// Already recorded (a retried push): visible once its records are
+    /// published.
+    Recorded,
+    /// Refused.
+    Refused(OciError),
 }
 
 struct Waiting {
-    package: PackageName,
-    heads: Heads,
-    push: NewPush,
-    reply: oneshot::Sender<Grouped>,
+    push: Push,
+    reply: oneshot::Sender<Outcome>,
+}
+
+impl Waiting {
+    fn answer(self, outcome: Outcome) {
+        let _ = self.reply.send(outcome);
+    }
 }
 
 /// The queue of pushes waiting for the next group commit.
 #[derive(Default)]
 pub(crate) struct PushGroup {
     queue: Mutex<Vec<Waiting>>,
-    /// Held by the caller running a group commit.
-    turn: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for PushGroup {
@@ -60,102 +80,292 @@ impl std::fmt::Debug for PushGroup {
     }
 }
 
+/// The records built for the pushes to one package in a batch, what they
+/// make visible, and whom to answer.
+pub(crate) struct BuiltPushes {
+    /// The metadata record, then the release record if any.
+    pub(crate) records: Vec<NewPending>,
+    /// New manifests, stored invisible with the batch.
+    pub(crate) manifests: Vec<OciManifestRow>,
+    /// The wasm layers' content (digest, size), stored with the batch.
+    pub(crate) contents: Vec<(Sha256Digest, u64)>,
+    members: Vec<Waiting>,
+}
+
+impl BuiltPushes {
+    /// The batch holding the records is committed: each push waits for
+    /// their outcome (already known to the sequencer) and the checkpoint.
+    pub(crate) fn committed(self) {
+        let records: Vec<(LogId, RecordId)> = self
+            .records
+            .iter()
+            .map(|r| (r.log_id, r.record_id))
+            .collect();
+        for member in self.members {
+            member.answer(Outcome::Stored(records.clone()));
+        }
+    }
+
+    /// The batch failed: nothing of these pushes was stored.
+    pub(crate) fn failed(self, reason: &str) {
+        for member in self.members {
+            member.answer(Outcome::Refused(
+                ServiceError::unavailable(format!("the push could not be logged: {reason}; retry"))
+                    .into(),
+            ));
+        }
+    }
+}
+
 impl Registry {
-    /// Stores `push` (built on `heads` of `package`'s logs) in the next
-    /// group commit.
-    pub(crate) async fn store_push_grouped(
+    /// Queues `push` for the sequencer's next batch and waits until
+    /// `deadline` for its outcome.
+    pub(super) async fn push_grouped(
+        &self,
+        push: Push,
+        deadline: tokio::time::Instant,
+    ) -> Result<Outcome, OciError> {
+        let (reply, answer) = oneshot::channel();
+        lock(&self.inner.push_group.queue).push(Waiting { push, reply });
+        self.wake_sequencer();
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(_)) => Err(ServiceError::Internal(
+                "the sequencer ended without answering a push".into(),
+            )
+            .into()),
+            Err(_) => Err(ServiceError::unavailable(
+                "the push could not be logged in time (the registry is busy, or another publish \
+                 of this package is in progress); retry",
+            )
+            .into()),
+        }
+    }
+
+    /// Whether pushes are queued.
+    pub(crate) fn pushes_queued(&self) -> bool {
+        !lock(&self.inner.push_group.queue).is_empty()
+    }
+
+    /// Takes the queued pushes (at most `limit` records' worth: two per
+    /// package) and builds their records on the packages' committed heads.
+    /// Pushes refused or already recorded are answered; pushes of a package
+    /// with a pending record, or beyond the limits, stay queued.
+    pub(crate) async fn build_pushes(&self, limit: usize) -> Vec<BuiltPushes> {
+        let waiting: Vec<Waiting> = std::mem::take(&mut *lock(&self.inner.push_group.queue))
+            .into_iter()
+            .filter(|w| !w.reply.is_closed())
+            .collect();
+        if waiting.is_empty() {
+            return Vec::new();
+        }
+        // By package, in arrival order.
+        let mut packages: Vec<(PackageName, Vec<Waiting>)> = Vec::new();
+        for item in waiting {
+            let package = &item.push.repository.package;
+            match packages.iter_mut().find(|(p, _)| p == package) {
+                Some((_, items)) => items.push(item),
+                None => packages.push((package.clone(), vec![item])),
+            }
+        }
+        let mut later = Vec::new();
+        let mut built = Vec::new();
+        let log_ids: Vec<LogId> = packages
+            .iter()
+            .flat_map(|(p, _)| [LogId::package(p), LogId::package_meta(p)])
+            .collect();
+        match self.inner.store.live_pending_logs(&log_ids).await {
+            Ok(busy) => {
+                let mut records = 0;
+                for (package, items) in packages {
+                    if records + 2 > limit
+                        || busy.contains(&LogId::package(&package))
+                        || busy.contains(&LogId::package_meta(&package))
+                    {
+                        later.extend(items);
+                        continue;
+                    }
+                    let (group, left) = self.build_package_group(&package, items).await;
+                    later.extend(left);
+                    if let Some(group) = group {
+                        records += group.records.len();
+                        built.push(group);
+                    }
+                }
+            }
+            // Tried again with the next batch.
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell which packages have pending records");
+                later.extend(packages.into_iter().flat_map(|(_, items)| items));
+            }
+        }
+        if !later.is_empty() {
+            // Ahead of the pushes that arrived meanwhile, in their order.
+            let mut queue = lock(&self.inner.push_group.queue);
+            let newer = std::mem::take(&mut *queue);
+            *queue = later;
+            queue.extend(newer);
+        }
+        built
+    }
+
+    /// The records of the pushes of `items` (all to `package`) on its logs'
+    /// current heads: the stored part, and the pushes left for a later
+    /// group. Pushes refused or already recorded are answered here.
+    async fn build_package_group(
         &self,
         package: &PackageName,
-        heads: Heads,
-        push: NewPush,
-    ) -> Result<Grouped, ServiceError> {
-        let group = &self.inner.push_group;
-        let (reply, mut answer) = oneshot::channel();
-        group
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Waiting {
-                package: package.clone(),
-                heads,
-                push,
-                reply,
-            });
-        loop {
-            let turn = group.turn.lock().await;
-            match answer.try_recv() {
-                Ok(grouped) => return Ok(grouped),
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    return Err(ServiceError::Internal(
-                        "a group commit ended without answering".into(),
-                    ));
+        items: Vec<Waiting>,
+    ) -> (Option<BuiltPushes>, Vec<Waiting>) {
+        let (package_state, meta_state) = match self.oci_states(package).await {
+            Ok(states) => states,
+            Err(error) => {
+                for item in items {
+                    item.answer(Outcome::Refused(error.clone().into()));
                 }
-                Err(oneshot::error::TryRecvError::Empty) => {}
+                return (None, Vec::new());
             }
-            let waiting =
-                std::mem::take(&mut *group.queue.lock().unwrap_or_else(|e| e.into_inner()));
-            let registry = self.clone();
-            let committed = tokio::spawn(async move { registry.commit_group(waiting).await }).await;
-            drop(turn);
-            if let Err(error) = committed {
-                return Err(ServiceError::Internal(format!(
-                    "group commit failed: {error}"
-                )));
+        };
+        // Whether the publisher key may release here, once for the group.
+        let releasing = self.release_signer(package, &package_state);
+        let mut meta = meta_state.clone();
+        let mut members = Vec::new();
+        let mut later = Vec::new();
+        let mut entries = Vec::new();
+        let mut entry_bytes = 0;
+        let mut releases: Vec<(Version, Sha256Digest)> = Vec::new();
+        let mut releaser: Option<Caller> = None;
+        let mut manifests = Vec::new();
+        let mut contents = Vec::new();
+        for item in items {
+            if members.len() >= MAX_GROUP_PUSHES || entry_bytes >= MAX_GROUP_ENTRY_BYTES {
+                later.push(item);
+                continue;
+            }
+            let release = item.push.release();
+            if release.is_some()
+                && releaser
+                    .as_ref()
+                    .is_some_and(|r| r.identity != item.push.caller.identity)
+            {
+                later.push(item);
+                continue;
+            }
+            let refusal = match (&release, &releasing) {
+                (Some(_), Err(refusal)) => Some(refusal),
+                _ => None,
+            };
+            let entry = match self.push_entry(&item.push, &package_state, &meta, &releases, refusal)
+            {
+                Ok(Some(entry)) => entry,
+                Ok(None) => {
+                    item.answer(Outcome::Recorded);
+                    continue;
+                }
+                Err(error) => {
+                    item.answer(Outcome::Refused(error));
+                    continue;
+                }
+            };
+            if let Err(error) = meta.apply_entry(&entry) {
+                item.answer(Outcome::Refused(super::denied(format!(
+                    "refused by the metadata log's rules: {error}"
+                ))));
+                continue;
+            }
+            entry_bytes += serde_json::to_vec(&entry).map_or(0, |b| b.len());
+            if let Some((version, content, _)) = release {
+                releases.push((version, content));
+                releaser.get_or_insert_with(|| item.push.caller.clone());
+            }
+            // Every wasm layer is content (published once a release names it).
+            contents.extend(item.push.layer);
+            if matches!(entry, ExtEntry::Manifest(_)) {
+                manifests.push(item.push.row.clone());
+            }
+            entries.push(entry);
+            members.push(item);
+        }
+        if members.is_empty() {
+            return (None, later);
+        }
+        match self
+            .group_records(
+                package,
+                &package_state,
+                &meta_state,
+                releaser.as_ref().zip(releasing.ok()),
+                &releases,
+                entries,
+            )
+            .await
+        {
+            Ok(records) => (
+                Some(BuiltPushes {
+                    records,
+                    manifests,
+                    contents,
+                    members,
+                }),
+                later,
+            ),
+            Err(error) => {
+                for member in members {
+                    member.answer(Outcome::Refused(error.clone()));
+                }
+                (None, later)
             }
         }
     }
 
-    /// Stores the pushes of `waiting` whose heads still hold, in one
-    /// transaction, and answers every one.
-    async fn commit_group(&self, waiting: Vec<Waiting>) {
-        if waiting.is_empty() {
-            return;
-        }
-        let gate = self.inner.commit_gate.read().await;
-        let mut ready = Vec::with_capacity(waiting.len());
-        for item in waiting {
-            match self.oci_states(&item.package).await {
-                Ok((package, meta)) => {
-                    let now = (
-                        package.head().map(|h| h.record_id),
-                        meta.head().map(|h| h.record_id),
-                    );
-                    if now == item.heads {
-                        ready.push(item);
-                    } else {
-                        let _ = item.reply.send(Grouped::Moved);
-                    }
-                }
-                Err(error) => {
-                    let _ = item
-                        .reply
-                        .send(Grouped::Failed(StoreError::Unavailable(error.to_string())));
-                }
-            }
-        }
-        let (pushes, replies): (Vec<NewPush>, Vec<oneshot::Sender<Grouped>>) = ready
-            .into_iter()
-            .map(|item| (item.push, item.reply))
-            .unzip();
-        if pushes.is_empty() {
-            return;
-        }
-        let stored = self.inner.store.insert_pushes(&pushes).await;
-        drop(gate);
-        match stored {
-            Ok(results) => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(match result {
-                        Ok(_) => Grouped::Stored,
-                        Err(error) => Grouped::Failed(error),
-                    });
+    /// The metadata record of `entries` and, when the group releases, the
+    /// warg release record of `releases` (whose id the entries then link).
+    async fn group_records(
+        &self,
+        package: &PackageName,
+        package_state: &PackageState,
+        meta_state: &MetaState,
+        releaser: Option<(&Caller, super::records::ReleaseSigner)>,
+        releases: &[(Version, Sha256Digest)],
+        mut entries: Vec<ExtEntry>,
+    ) -> Result<Vec<NewPending>, OciError> {
+        let mut release = None;
+        if let Some((caller, signer)) = releaser {
+            let envelope = self
+                .publisher_release(package_state, caller, signer, releases)
+                .await?;
+            let record = envelope.record_id();
+            for entry in &mut entries {
+                let link = match entry {
+                    ExtEntry::Manifest(m) => m.release.as_mut(),
+                    ExtEntry::Tag(t) => t.release.as_mut(),
+                    _ => None,
+                };
+                if let Some(link) = link {
+                    link.record = record;
                 }
             }
-            Err(error) => {
-                for reply in replies {
-                    let _ = reply.send(Grouped::Failed(error.clone()));
-                }
-            }
+            release = Some(NewPending {
+                record_id: record,
+                log_id: LogId::package(package),
+                package_name: Some(package.to_string()),
+                content_bytes: envelope.content_bytes().to_vec(),
+                key_id: envelope.key_id().to_string(),
+                signature: envelope.signature().to_string(),
+                missing: Vec::new(),
+                created_at_ms: self.inner.clock.now_ms(),
+            });
         }
+        // The metadata record first: it attributes the release to the
+        // identity that pushed before the release itself is sequenced. Both
+        // are validated by the sequencer, which sequences them next.
+        let (_, meta) = self
+            .signed_meta_record(package, meta_state, entries)
+            .await?;
+        Ok(std::iter::once(meta).chain(release).collect())
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

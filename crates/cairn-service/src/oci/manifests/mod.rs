@@ -160,10 +160,10 @@ impl Registry {
 }
 
 /// Everything a push records.
-pub(super) struct Push<'a> {
+pub(super) struct Push {
     row: OciManifestRow,
-    repository: &'a Repository,
-    caller: &'a Caller,
+    repository: Repository,
+    caller: Caller,
     digest: Sha256Digest,
     media_type: String,
     artifact_type: Option<String>,
@@ -174,4 +174,13 @@ pub(super) struct Push<'a> {
     version: Option<Version>,
     layer: Option<(Sha256Digest, u64)>,
     facts: Option<WasmFacts>,
+}
+
+impl Push {
+    /// The release it makes, if any: version, content, content size.
+    fn release(&self) -> Option<(Version, Sha256Digest, u64)> {
+        let version = self.version.clone()?;
+        let (content, size) = self.layer?;
+        Some((version, content, size))
+    }
 }

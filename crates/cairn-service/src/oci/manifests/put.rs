@@ -263,8 +263,8 @@ impl Registry {
 
         let push = Push {
             row,
-            repository: &repository,
-            caller,
+            repository: repository.clone(),
+            caller: caller.clone(),
             digest,
             media_type,
             artifact_type: manifest.artifact_type.clone(),

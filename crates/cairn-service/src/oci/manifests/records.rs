@@ -3,7 +3,7 @@
 
 use cairn_crypto::{KeyId, PublicKey, Sha256Digest, Signature};
 use cairn_protocol::ext::meta::MetaState;
-use cairn_protocol::ext::{ExtEntry, meta_log_name};
+use cairn_protocol::ext::{ExtEntry, ExtRecord, meta_log_name};
 use cairn_protocol::package::PackageState;
 use cairn_protocol::record::{
     PackageEntry, PackagePermission, PackageRecord, Record, RecordKind as _,
@@ -17,6 +17,12 @@ use crate::identity::Caller;
 use crate::oci::{OciCode, OciError};
 use crate::{Registry, ServiceError};
 
+/// The publisher key, allowed to release in a package.
+pub(super) struct ReleaseSigner {
+    signer: std::sync::Arc<dyn cairn_crypto::Signer>,
+    key: cairn_crypto::EcdsaPublicKey,
+}
+
 impl Registry {
     /// Builds, signs (operator key) and validates a metadata log record.
     pub(crate) async fn meta_record(
@@ -25,6 +31,25 @@ impl Registry {
         state: &MetaState,
         entries: Vec<ExtEntry>,
     ) -> Result<NewPending, ServiceError> {
+        let (envelope, pending) = self.signed_meta_record(package, state, entries).await?;
+        state
+            .clone()
+            .validate(&envelope, &self.operator_state())
+            .map_err(|e| {
+                ServiceError::conflict(format!("refused by the metadata log's rules: {e}"))
+            })?;
+        Ok(pending)
+    }
+
+    /// Builds and signs (operator key) a metadata log record on `state`'s
+    /// head, without validating it: for the sequencer, which validates what
+    /// it sequences.
+    pub(super) async fn signed_meta_record(
+        &self,
+        package: &PackageName,
+        state: &MetaState,
+        entries: Vec<ExtEntry>,
+    ) -> Result<(Envelope<ExtRecord>, NewPending), ServiceError> {
         let keys = self.keys();
         let envelope = crate::admin::build_ext_record(
             state.head(),
@@ -33,44 +58,58 @@ impl Registry {
             entries,
         )
         .await?;
-        state
-            .clone()
-            .validate(&envelope, &self.operator_state())
-            .map_err(|e| {
-                ServiceError::conflict(format!("refused by the metadata log's rules: {e}"))
-            })?;
-        Ok(crate::admin::ext_pending(
+        let pending = crate::admin::ext_pending(
             &envelope,
             LogId::package_meta(package),
             meta_log_name(package),
             self.inner.clock.as_ref(),
-        ))
+        );
+        Ok((envelope, pending))
     }
 
-    /// A warg package record releasing `version` with `content`, signed by
-    /// the publisher key. A new package log is initialised by the publisher
-    /// key, which grants `release` and `yank` to the warg keys bound to the
-    /// pushing identity (so it can also publish with the warg CLI).
-    pub(super) async fn publisher_release(
+    /// The publisher key, if it may release in `package`: always in a new
+    /// package; in an existing one if its log grants the key `release`
+    /// (a package created over OCI, or one whose warg CLI owner granted it).
+    pub(super) fn release_signer(
         &self,
         package: &PackageName,
         state: &PackageState,
-        caller: &Caller,
-        version: &Version,
-        content: Sha256Digest,
-    ) -> Result<Envelope<PackageRecord>, OciError> {
-        let publisher = self.publisher_signer().ok_or_else(|| {
+    ) -> Result<ReleaseSigner, OciError> {
+        let signer = self.publisher_signer().ok_or_else(|| {
             OciError::new(OciCode::Unsupported, "this registry has no publisher key")
         })?;
-        let PublicKey::EcdsaP256(publisher_key) = publisher.public_key().clone() else {
+        let PublicKey::EcdsaP256(key) = signer.public_key().clone() else {
             return Err(
                 ServiceError::Internal("the publisher key must be ECDSA P-256".into()).into(),
             );
         };
+        if state.head().is_some()
+            && !state.has_permission(&key.key_id(), PackagePermission::Release)
+        {
+            return Err(denied(format!(
+                "{package} was created with the warg CLI; to publish over OCI, grant the registry's \
+                 publisher key the release permission: `warg publish grant --name {package} {key}`"
+            )));
+        }
+        Ok(ReleaseSigner { signer, key })
+    }
+
+    /// A warg package record releasing each of `releases` (version,
+    /// content), signed by the publisher key on behalf of `caller`. A new
+    /// package log is initialised by the publisher key, which grants
+    /// `release` and `yank` to the warg keys bound to the pushing identity
+    /// (so it can also publish with the warg CLI).
+    pub(super) async fn publisher_release(
+        &self,
+        state: &PackageState,
+        caller: &Caller,
+        publisher: ReleaseSigner,
+        releases: &[(Version, Sha256Digest)],
+    ) -> Result<Envelope<PackageRecord>, OciError> {
         let mut entries = Vec::new();
         if state.head().is_none() {
             entries.push(PackageEntry::Init {
-                key: publisher_key.clone(),
+                key: publisher.key.clone(),
             });
             let registry = self.registry_log();
             if let Some(identity) = registry.identity(&caller.identity) {
@@ -83,23 +122,38 @@ impl Registry {
                     }
                 }
             }
-        } else if !state.has_permission(&publisher_key.key_id(), PackagePermission::Release) {
-            return Err(denied(format!(
-                "{package} was created with the warg CLI; to publish over OCI, grant the registry's \
-                 publisher key the release permission: `warg publish grant --name {package} {publisher_key}`"
-            )));
         }
-        entries.push(PackageEntry::Release {
-            version: version.clone(),
-            content,
-        });
-        self.sign_package_record(state, publisher.as_ref(), entries)
+        entries.extend(
+            releases
+                .iter()
+                .map(|(version, content)| PackageEntry::Release {
+                    version: version.clone(),
+                    content: *content,
+                }),
+        );
+        // Validated by the sequencer, which sequences it.
+        self.signed_package_record(state, publisher.signer.as_ref(), entries)
             .await
     }
 
     /// Builds and signs a package record with `signer` on `state`'s head,
     /// and validates it.
     pub(crate) async fn sign_package_record(
+        &self,
+        state: &PackageState,
+        signer: &dyn cairn_crypto::Signer,
+        entries: Vec<PackageEntry>,
+    ) -> Result<Envelope<PackageRecord>, OciError> {
+        let envelope = self.signed_package_record(state, signer, entries).await?;
+        state
+            .clone()
+            .validate(&envelope)
+            .map_err(|e| denied(format!("the release would be invalid: {e}")))?;
+        Ok(envelope)
+    }
+
+    /// Builds and signs a package record with `signer` on `state`'s head.
+    async fn signed_package_record(
         &self,
         state: &PackageState,
         signer: &dyn cairn_crypto::Signer,
@@ -142,11 +196,6 @@ impl Registry {
                 .into());
             }
         };
-        let envelope = Envelope::from_signed(record, bytes, key_id, signature);
-        state
-            .clone()
-            .validate(&envelope)
-            .map_err(|e| denied(format!("the release would be invalid: {e}")))?;
-        Ok(envelope)
+        Ok(Envelope::from_signed(record, bytes, key_id, signature))
     }
 }

@@ -2,96 +2,36 @@
 
 use std::time::Duration;
 
+use cairn_crypto::Sha256Digest;
 use cairn_protocol::ext::ExtEntry;
 use cairn_protocol::ext::meta::{ManifestEntry, MetaState, ReleaseLink, TagEntry};
 use cairn_protocol::package::PackageState;
 use cairn_protocol::{LogId, RecordId};
-use cairn_store::{NewPending, RecordStatus, StoreError};
+use cairn_store::RecordStatus;
+use semver::Version;
 
-use super::group::Grouped;
+use super::group::Outcome;
 use super::*;
 use crate::oci::OciError;
 use crate::{Registry, ServiceError};
 
 impl Registry {
-    /// Builds and submits the records of a push, retrying while another
-    /// record of the same logs is pending, and waits until they are
-    /// published.
-    pub(super) async fn submit_push(&self, push: Push<'_>) -> Result<(), OciError> {
+    /// Submits a push to the next group commit (which builds and stores its
+    /// records) and waits until they are published.
+    pub(super) async fn submit_push(&self, push: Push) -> Result<(), OciError> {
         let deadline = tokio::time::Instant::now() + PUBLISH_WAIT;
-        let heads = |package: &PackageState, meta: &MetaState| {
-            (
-                package.head().map(|h| h.record_id),
-                meta.head().map(|h| h.record_id),
-            )
-        };
-        loop {
-            // Built and signed on the current heads without holding the
-            // commit gate (signing is the slow part); stored under the gate
-            // only if the heads have not moved meanwhile.
-            let (package_state, meta_state) = self.oci_states(&push.repository.package).await?;
-            let Some(records) = self
-                .push_records(&push, &package_state, &meta_state)
-                .await?
-            else {
-                // Already recorded (a retried push): nothing to do.
-                return self.wait_visible(&push).await;
-            };
-            // Stored in the next group commit, under the commit gate, only
-            // if the heads have not moved meanwhile.
-            let grouped = self
-                .store_push_grouped(
-                    &push.repository.package,
-                    heads(&package_state, &meta_state),
-                    cairn_store::NewPush {
-                        manifest: push.row.clone(),
-                        content: push.layer,
-                        records: records.clone(),
-                    },
-                )
-                .await?;
-            let inserted = match grouped {
-                Grouped::Stored => Ok(()),
-                Grouped::Failed(error) => Err(error),
-                Grouped::Moved => {
-                    if tokio::time::Instant::now() > deadline {
-                        return Err(ServiceError::unavailable(
-                            "this package is changing too fast; retry",
-                        )
-                        .into());
-                    }
-                    continue;
+        let (repository, digest) = (push.repository.name.clone(), push.digest);
+        match self.push_grouped(push, deadline).await? {
+            Outcome::Stored(records) => {
+                // The sequencer takes records in arrival order: once the
+                // last is published, the others have been judged too.
+                for (log_id, record_id) in records.iter().rev() {
+                    self.wait_sequenced(log_id, record_id, deadline).await?;
                 }
-            };
-            match inserted {
-                Ok(()) => {
-                    self.backlog()
-                        .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    self.wake_sequencer();
-                    // The sequencer takes records in arrival order: once the
-                    // last is published, the others have been judged too.
-                    for record in records.iter().rev() {
-                        self.wait_sequenced(&record.log_id, &record.record_id, deadline)
-                            .await?;
-                    }
-                    return Ok(());
-                }
-                Err(StoreError::Conflict(_)) => {
-                    // Another record of one of these logs is pending: wait
-                    // for it, then build on the new heads.
-                    if tokio::time::Instant::now() > deadline {
-                        return Err(ServiceError::unavailable(
-                            "another publish of this package is in progress; retry",
-                        )
-                        .into());
-                    }
-                    // The next checkpoint is when it can have moved on.
-                    let mut published = self.inner.published.subscribe();
-                    let _ =
-                        tokio::time::timeout(Duration::from_millis(100), published.changed()).await;
-                }
-                Err(other) => return Err(other.into()),
+                Ok(())
             }
+            Outcome::Recorded => self.wait_visible(&repository, &digest, deadline).await,
+            Outcome::Refused(error) => Err(error),
         }
     }
 
@@ -176,14 +116,19 @@ impl Registry {
         }
     }
 
-    pub(super) async fn wait_visible(&self, push: &Push<'_>) -> Result<(), OciError> {
-        // A retry of a push whose records are pending or published.
-        let deadline = tokio::time::Instant::now() + PUBLISH_WAIT;
+    /// Waits until a manifest recorded by an earlier push is visible (a
+    /// retry of a push whose records are pending or published).
+    async fn wait_visible(
+        &self,
+        repository: &str,
+        digest: &Sha256Digest,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), OciError> {
         loop {
             if self
                 .inner
                 .store
-                .manifest(&push.repository.name, &push.digest)
+                .manifest(repository, digest)
                 .await?
                 .is_some_and(|m| m.visible)
             {
@@ -198,18 +143,24 @@ impl Registry {
         }
     }
 
-    /// The pending records of a push on the current heads, or `None` if
-    /// the push is already recorded.
-    pub(super) async fn push_records(
+    /// The metadata log entry of a push on `meta` (the package's metadata
+    /// log as the pushes before it in its group leave it), or `None` if the
+    /// push is already recorded. `released` are the group's releases so
+    /// far; `refusal` is why the publisher key may not release here, for a
+    /// push that releases. A release entry links a placeholder record: the
+    /// group's release record, built once its entries are known.
+    pub(super) fn push_entry(
         &self,
-        push: &Push<'_>,
+        push: &Push,
         package_state: &PackageState,
-        meta_state: &MetaState,
-    ) -> Result<Option<Vec<NewPending>>, OciError> {
+        meta: &MetaState,
+        released: &[(Version, Sha256Digest)],
+        refusal: Option<&OciError>,
+    ) -> Result<Option<ExtEntry>, OciError> {
         let package = &push.repository.package;
-        let recorded = meta_state.manifest(&push.digest).is_some();
+        let recorded = meta.manifest(&push.digest).is_some();
         if let Some(tag) = &push.tag
-            && let Some(existing) = meta_state.tag(tag)
+            && let Some(existing) = meta.tag(tag)
         {
             if *existing == push.digest {
                 return Ok(None);
@@ -234,39 +185,23 @@ impl Registry {
             return Ok(None);
         }
         if let Some(version) = &push.version
-            && package_state.release(version).is_some()
+            && (package_state.release(version).is_some()
+                || released.iter().any(|(v, _)| v == version))
         {
             return Err(denied(format!(
                 "version {version} of {package} is already released; versions are immutable"
             )));
         }
-        let mut records = Vec::new();
-        // The warg release, signed by the publisher key.
-        let release = match (&push.version, push.layer) {
-            (Some(version), Some((content, _))) => {
-                let envelope = self
-                    .publisher_release(package, package_state, push.caller, version, content)
-                    .await?;
-                let record = envelope.record_id();
-                records.push(NewPending {
-                    record_id: record,
-                    log_id: LogId::package(package),
-                    package_name: Some(package.to_string()),
-                    content_bytes: envelope.content_bytes().to_vec(),
-                    key_id: envelope.key_id().to_string(),
-                    signature: envelope.signature().to_string(),
-                    missing: Vec::new(),
-                    created_at_ms: self.inner.clock.now_ms(),
-                });
-                Some(ReleaseLink {
-                    version: version.clone(),
-                    record,
-                    content,
-                })
-            }
-            _ => None,
+        let release = match (push.release(), refusal) {
+            (Some(_), Some(refusal)) => return Err(refusal.clone()),
+            (Some((version, content, _)), None) => Some(ReleaseLink {
+                version,
+                record: RecordId(Sha256Digest([0; 32])),
+                content,
+            }),
+            (None, _) => None,
         };
-        let entry = if recorded {
+        Ok(Some(if recorded {
             ExtEntry::Tag(TagEntry {
                 tag: push.tag.clone().unwrap_or_default(),
                 digest: push.digest,
@@ -286,11 +221,6 @@ impl Registry {
                 wasm: push.facts.clone(),
                 by: push.caller.attribution(),
             })
-        };
-        let meta = self.meta_record(package, meta_state, vec![entry]).await?;
-        // The metadata record first: it attributes the release to the
-        // identity that pushed before the release itself is sequenced.
-        records.insert(0, meta);
-        Ok(Some(records))
+        }))
     }
 }
