@@ -18,12 +18,16 @@ use cairn_crypto::Sha256Digest;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
 
+mod statement;
+
+use statement::{Sql, Value};
+
 use super::{SqlStore, digest, i64_from, list, placeholders, u64_from, write_chunks};
 use crate::search::{
     ContentFacts, Direction, InterfaceFilter, InterfaceName, PackageHit, ReleaseHit, SearchFilter,
     SearchStore, SearchUpdate,
 };
-use crate::{Backend, StoreError, StoreResult};
+use crate::{StoreError, StoreResult};
 
 /// Most namespaces one read may be limited to.
 const MAX_NAMESPACES: usize = 1024;
@@ -42,155 +46,6 @@ const DENSE: i64 = 2000;
 type ReleaseKey = (String, String);
 /// The interfaces of a release that matched.
 type Matched = Vec<(Direction, InterfaceName)>;
-
-/// A value bound to a statement.
-enum Value {
-    Text(String),
-    Int(i64),
-}
-
-/// A statement built piece by piece, with `$N` placeholders in order.
-struct Sql {
-    text: String,
-    values: Vec<Value>,
-}
-
-impl Sql {
-    fn new(text: &str) -> Self {
-        Self {
-            text: text.to_owned(),
-            values: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, text: &str) -> &mut Self {
-        self.text.push_str(text);
-        self
-    }
-
-    /// Appends a placeholder bound to `value`.
-    fn bind(&mut self, value: Value) -> &mut Self {
-        self.values.push(value);
-        let n = self.values.len();
-        self.text.push_str(&format!("${n}"));
-        self
-    }
-
-    fn arg(&mut self, value: &str) -> &mut Self {
-        self.bind(Value::Text(value.to_owned()))
-    }
-
-    /// ` AND column IN (…)` over `items`.
-    fn any_of(&mut self, column: &str, items: &[String]) -> &mut Self {
-        self.push(&format!(" AND {column} IN ("));
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                self.push(",");
-            }
-            self.arg(item);
-        }
-        self.push(")")
-    }
-
-    /// ` AND column` matches `glob` (`*` any run of characters): an equality
-    /// without `*`, else a range on the literal prefix (so an index is
-    /// used) and the glob itself.
-    fn glob(&mut self, backend: &Backend, column: &str, glob: &str) -> StoreResult<&mut Self> {
-        if !glob
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ":/@.-+*".contains(c))
-        {
-            return Err(StoreError::Conflict(format!("invalid pattern `{glob}`")));
-        }
-        let Some(star) = glob.find('*') else {
-            self.push(&format!(" AND {column} = "));
-            self.arg(glob);
-            return Ok(self);
-        };
-        let prefix = &glob[..star];
-        if let Some(end) = prefix_end(prefix) {
-            self.push(&format!(" AND {column} >= "));
-            self.arg(prefix);
-            self.push(&format!(" AND {column} < "));
-            self.arg(&end);
-        }
-        match backend {
-            Backend::Sqlite { .. } => {
-                self.push(&format!(" AND {column} GLOB "));
-                self.arg(glob);
-            }
-            Backend::Postgres => {
-                self.push(&format!(" AND {column} LIKE "));
-                self.arg(&glob.replace('*', "%"));
-            }
-        }
-        Ok(self)
-    }
-
-    /// ` AND` the columns of interface row `alias` match `filter`.
-    fn interface(
-        &mut self,
-        backend: &Backend,
-        alias: &str,
-        filter: &InterfaceFilter,
-    ) -> StoreResult<&mut Self> {
-        self.push(&format!(" AND {alias}.direction = "));
-        self.interface_rest(backend, alias, filter)
-    }
-
-    /// [`Sql::interface`] for a row better found another way than by the
-    /// name index: by its package (and release) through the primary key,
-    /// or by its namespace and name through `search_interfaces_by_namespace`.
-    /// The unary `+` keeps the planner off the indexes that lead with
-    /// `direction` (the name index would scan its whole name range).
-    fn interface_off_name_index(
-        &mut self,
-        backend: &Backend,
-        alias: &str,
-        filter: &InterfaceFilter,
-    ) -> StoreResult<&mut Self> {
-        self.push(&format!(" AND +{alias}.direction = "));
-        self.interface_rest(backend, alias, filter)
-    }
-
-    fn interface_rest(
-        &mut self,
-        backend: &Backend,
-        alias: &str,
-        filter: &InterfaceFilter,
-    ) -> StoreResult<&mut Self> {
-        self.bind(Value::Int(filter.direction.to_db()));
-        self.glob(backend, &format!("{alias}.name"), &filter.name)?;
-        if let Some(version) = &filter.version {
-            self.glob(backend, &format!("{alias}.version"), version)?;
-        }
-        Ok(self)
-    }
-
-    fn query(&self) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
-        let mut query = sqlx::query(&self.text);
-        for value in &self.values {
-            query = match value {
-                Value::Text(text) => query.bind(text.clone()),
-                Value::Int(n) => query.bind(*n),
-            };
-        }
-        query
-    }
-}
-
-/// The least string greater than every string starting with `prefix`
-/// (`None` for an empty prefix: no bound).
-fn prefix_end(prefix: &str) -> Option<String> {
-    let mut bytes = prefix.as_bytes().to_vec();
-    while let Some(last) = bytes.pop() {
-        if last < 0x7f {
-            bytes.push(last + 1);
-            return String::from_utf8(bytes).ok();
-        }
-    }
-    None
-}
 
 fn namespaces_ok(namespaces: Option<&[String]>) -> StoreResult<()> {
     match namespaces {
@@ -683,17 +538,5 @@ impl SearchStore for SqlStore {
             })
             .collect();
         self.releases_of(keys).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_ends_bound_every_extension() {
-        assert_eq!(prefix_end("wasi:cli/").as_deref(), Some("wasi:cli0"));
-        assert_eq!(prefix_end(""), None);
-        assert_eq!(prefix_end("a\x7f").as_deref(), Some("b"));
     }
 }
