@@ -48,6 +48,14 @@ if ! command -v skopeo >/dev/null; then
         || echo "skopeo could not be installed; the skopeo tests will fail under CI=true"
 fi
 
+echo "== chromium"
+# The web catalogue's tests drive headless Chromium (Debian's package);
+# with CI=true a missing browser fails them.
+if ! command -v chromium >/dev/null; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+        || echo "chromium could not be installed; the web tests will fail under CI=true"
+fi
+
 echo "== format"
 cargo fmt --all --check
 

@@ -245,10 +245,6 @@ fn header(headers: &HeaderMap, name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn descriptor(media_type: &str, bytes: &[u8]) -> Value {
-    json!({ "mediaType": media_type, "digest": digest_of(bytes), "size": bytes.len() })
-}
-
 /// An image manifest; `extra`'s fields are added at the top level.
 fn manifest(config: Value, layers: Vec<Value>, extra: Value) -> Vec<u8> {
     let mut manifest = json!({

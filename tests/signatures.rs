@@ -23,7 +23,6 @@ use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePublicKey as _, EncodePublicKey as _};
 use serde_json::{Value, json};
 
-const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const IMAGE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
@@ -32,155 +31,6 @@ const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 const NOTATION: &str = "application/vnd.cncf.notary.signature";
 const EMPTY: &str = "application/vnd.oci.empty.v1+json";
 const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
-
-/// An OCI client session on one repository: a session token from the
-/// token endpoint, as cosign and oras get one.
-struct Oci {
-    http: reqwest::Client,
-    base: String,
-    repo: String,
-    session: String,
-}
-
-type OciFailure = (u16, String, String);
-
-impl Oci {
-    async fn login(server: &TestServer, token: &str, repo: &str) -> Self {
-        let http = reqwest::Client::new();
-        let response = http
-            .get(format!(
-                "{}/v2/token?service=cairn&scope=repository:{repo}:pull,push",
-                server.url
-            ))
-            .basic_auth("cosign", Some(token))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let body: Value = response.json().await.unwrap();
-        Self {
-            http,
-            base: server.url.clone(),
-            repo: repo.to_owned(),
-            session: body["token"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    /// Uploads a blob (POST, then PUT with the digest).
-    async fn blob(&self, bytes: &[u8]) -> Result<(), OciFailure> {
-        let response = self
-            .http
-            .post(format!("{}/v2/{}/blobs/uploads/", self.base, self.repo))
-            .bearer_auth(&self.session)
-            .send()
-            .await
-            .unwrap();
-        if response.status() != 202 {
-            return Err(oci_error(response).await);
-        }
-        let location = response.headers()["location"].to_str().unwrap().to_owned();
-        let response = self
-            .http
-            .put(format!(
-                "{}{location}?digest={}",
-                self.base,
-                digest_of(bytes)
-            ))
-            .bearer_auth(&self.session)
-            .body(bytes.to_vec())
-            .send()
-            .await
-            .unwrap();
-        if response.status() != 201 {
-            return Err(oci_error(response).await);
-        }
-        Ok(())
-    }
-
-    /// Pushes a manifest; `Ok` holds its digest and the `OCI-Subject`
-    /// header.
-    async fn manifest(
-        &self,
-        reference: &str,
-        media_type: &str,
-        body: &[u8],
-    ) -> Result<(String, Option<String>), OciFailure> {
-        let response = self
-            .http
-            .put(format!(
-                "{}/v2/{}/manifests/{reference}",
-                self.base, self.repo
-            ))
-            .bearer_auth(&self.session)
-            .header("content-type", media_type)
-            .body(body.to_vec())
-            .send()
-            .await
-            .unwrap();
-        if response.status() != 201 {
-            return Err(oci_error(response).await);
-        }
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .map(|v| v.to_str().unwrap().to_owned())
-        };
-        Ok((
-            header("docker-content-digest").unwrap(),
-            header("oci-subject"),
-        ))
-    }
-
-    /// Uploads `blobs`, then pushes the manifest.
-    async fn push(
-        &self,
-        reference: &str,
-        blobs: &[&[u8]],
-        manifest: &Value,
-    ) -> Result<(String, Option<String>), OciFailure> {
-        for blob in blobs {
-            self.blob(blob).await?;
-        }
-        let media_type = manifest["mediaType"].as_str().unwrap();
-        self.manifest(
-            reference,
-            media_type,
-            &serde_json::to_vec(manifest).unwrap(),
-        )
-        .await
-    }
-
-    async fn get(&self, path: &str) -> (u16, Vec<u8>) {
-        let response = self
-            .http
-            .get(format!("{}/v2/{}/{path}", self.base, self.repo))
-            .bearer_auth(&self.session)
-            .header(
-                "accept",
-                "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
-            )
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.bytes().await.unwrap().to_vec())
-    }
-
-    /// The referrers of `digest` (all pages), optionally of one type.
-    async fn referrers(&self, digest: &str, artifact_type: Option<&str>) -> Vec<Value> {
-        let filter = artifact_type.map_or_else(String::new, |t| format!("?artifactType={t}"));
-        let (status, body) = self.get(&format!("referrers/{digest}{filter}")).await;
-        assert_eq!(status, 200);
-        let index: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(index["mediaType"], INDEX);
-        index["manifests"].as_array().unwrap().clone()
-    }
-}
-
-fn descriptor(media_type: &str, bytes: &[u8]) -> Value {
-    json!({ "mediaType": media_type, "digest": digest_of(bytes), "size": bytes.len() })
-}
 
 /// `sha256-<hex>` for `sha256:<hex>`.
 fn tag_of(digest: &str) -> String {
@@ -364,7 +214,7 @@ async fn cosign_signatures_and_attestations_round_trip_and_verify() {
 
         // cosign signs with a token that may only sign.
         let sign = token_for(&server, "alice", &["acme"], &[Action::Sign]).await;
-        let oci = Oci::login(&server, &sign, repo).await;
+        let oci = OciSession::login(&server, &sign, repo).await;
         let key = SigningKey::random(&mut rand::rngs::OsRng);
         let (payload, config, manifest) = cosign_signature(&key, &reference, &image);
         let length = log_length(&server);
@@ -529,7 +379,7 @@ async fn referrers_and_the_fallback_index_agree() {
         .unwrap();
         let reference = format!("{}/{repo}", server.addr);
         let sign = token_for(&server, "alice", &["acme"], &[Action::Sign]).await;
-        let oci = Oci::login(&server, &sign, repo).await;
+        let oci = OciSession::login(&server, &sign, repo).await;
         let (_, image_bytes) = oci.get(&format!("manifests/{image}")).await;
         let key = SigningKey::random(&mut rand::rngs::OsRng);
 
@@ -854,7 +704,7 @@ async fn attaching_needs_the_right_to_and_sign_tokens_only_attach() {
             .unwrap();
         assert_eq!(oci_error(response).await.0, 403, "{kind}");
         assert_eq!(log_length(&server), length, "{kind}: nothing logged");
-        let bob_view = Oci::login(&server, &bob, "other/lib").await;
+        let bob_view = OciSession::login(&server, &bob, "other/lib").await;
         assert_eq!(
             bob_view.get(&format!("manifests/{sig_tag}")).await.0,
             404,
@@ -864,7 +714,7 @@ async fn attaching_needs_the_right_to_and_sign_tokens_only_attach() {
 
         // A sign-only token: attachments yes, releases and tags no.
         let sign = token_for(&server, "alice", &["acme"], &[Action::Sign]).await;
-        let oci = Oci::login(&server, &sign, "acme/app").await;
+        let oci = OciSession::login(&server, &sign, "acme/app").await;
         let (payload, config, manifest) =
             cosign_signature(&key, &format!("{}/acme/app", server.addr), &mine);
         oci.push(
@@ -945,7 +795,7 @@ async fn a_warg_cli_package_takes_attachments_and_tag_moves_from_its_release_key
         )
         .await
         .unwrap();
-        let carol_view = Oci::login(&server, &carol, "acme/cli").await;
+        let carol_view = OciSession::login(&server, &carol, "acme/cli").await;
         let (status, derived) = carol_view.get("manifests/1.0.0").await;
         assert_eq!(status, 200, "{kind}");
         let image = digest_of(&derived);
@@ -955,7 +805,7 @@ async fn a_warg_cli_package_takes_attachments_and_tag_moves_from_its_release_key
         // carol may publish in acme, but holds no key of acme:cli: she may
         // neither move `latest`, nor attach, with `publish` or `sign`.
         let sign = token_for(&server, "carol", &["acme"], &[Action::Sign]).await;
-        let carol_sign = Oci::login(&server, &sign, "acme/cli").await;
+        let carol_sign = OciSession::login(&server, &sign, "acme/cli").await;
         let length = log_length(&server);
         let (status, code, message) = oci_push(
             &server,
@@ -1009,7 +859,7 @@ async fn a_warg_cli_package_takes_attachments_and_tag_moves_from_its_release_key
         );
 
         // alice, whose bound key holds `release`, may.
-        let alice_view = Oci::login(&server, &alice, "acme/cli").await;
+        let alice_view = OciSession::login(&server, &alice, "acme/cli").await;
         alice_view
             .push(&sig_tag, &[&payload, &config], &manifest)
             .await

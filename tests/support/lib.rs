@@ -24,6 +24,9 @@ use warg_protocol::registry::{PackageName, RecordId};
 
 pub use cairn_store::testing;
 
+mod oci_session;
+pub use oci_session::{INDEX, OciFailure, OciSession, descriptor};
+
 /// Polls `check` every 20 ms until it returns `Some`, failing after
 /// `seconds` with `what`.
 pub async fn eventually<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
@@ -66,6 +69,9 @@ pub struct TestServer {
     /// An S3 blob store (bucket, prefix and client settings) instead of the
     /// one `extra` selects, applied at every start.
     pub blob_s3: Option<cairn_blob::S3Config>,
+    /// Where tiles are published (a bucket with its client settings, or a
+    /// directory) instead of what `extra` says, applied at every start.
+    pub publish_tiles: Option<cairn_server::config::PublishTiles>,
 }
 
 impl TestServer {
@@ -105,6 +111,7 @@ impl TestServer {
             namespaces: vec!["test".into()],
             extra,
             blob_s3: None,
+            publish_tiles: None,
         }
     }
 
@@ -114,6 +121,9 @@ impl TestServer {
         let mut settings = cairn_server::config::resolve(&self.args(listen))?;
         if let Some(s3) = &self.blob_s3 {
             settings.blob_s3 = Some(s3.clone());
+        }
+        if let Some(target) = &self.publish_tiles {
+            settings.publish_tiles = Some(target.clone());
         }
         Ok(settings)
     }

@@ -232,25 +232,10 @@ impl Shared {
     /// otherwise the new file replaces it (healing a corrupted blob).
     async fn publish(&self, from: &Path, info: &BlobInfo) -> Result<(), BlobError> {
         let _held = self.locks.lock(blob_key(&info.digest)).await;
-        let path = self.path(&info.digest);
-        if let Some(existing) = hash_file(path.clone()).await? {
-            if existing == *info {
-                let _ = tokio::fs::remove_file(from).await;
-                return Ok(());
-            }
-            tracing::warn!(
-                digest = %info.digest,
-                found = %existing.digest,
-                size = existing.size,
-                "a stored blob failed its digest; replacing it with verified content"
-            );
-        }
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        tokio::fs::create_dir_all(&dir).await?;
-        // The rename publishes the blob atomically (also over a corrupted
-        // one); syncing the directory makes the new name durable.
-        tokio::fs::rename(from, &path).await?;
-        sync_dir(&dir).await?;
+        let (from, to, info) = (from.to_path_buf(), self.path(&info.digest), *info);
+        tokio::task::spawn_blocking(move || publish_file(&from, &to, &info, true))
+            .await
+            .map_err(io_join)??;
         Ok(())
     }
 
@@ -292,6 +277,33 @@ async fn sync_dir(path: &Path) -> std::io::Result<()> {
     tokio::fs::File::open(path).await?.sync_all().await
 }
 
+/// [`Shared::publish`] on a blocking thread (the caller holds the digest's
+/// lock): keeps a stored blob that still hashes to `info`, otherwise
+/// renames `from` over `to` (healing a corrupted blob) and, if `sync`,
+/// syncs the directory, which makes the new name durable.
+fn publish_file(from: &Path, to: &Path, info: &BlobInfo, sync: bool) -> std::io::Result<()> {
+    if let Some((existing, _)) = hash_file_blocking(to, false)? {
+        if existing == *info {
+            let _ = std::fs::remove_file(from);
+            return Ok(());
+        }
+        tracing::warn!(
+            digest = %info.digest,
+            found = %existing.digest,
+            size = existing.size,
+            "a stored blob failed its digest; replacing it with verified content"
+        );
+    }
+    let dir = to.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    // The rename publishes the blob atomically (also over a corrupted one).
+    std::fs::rename(from, to)?;
+    if sync {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// A SHA-512 that was asked for and not computed: a bug, never the
 /// client's fault.
 fn not_hashed() -> BlobError {
@@ -308,41 +320,47 @@ async fn hash_file_with(
     path: PathBuf,
     sha512: bool,
 ) -> std::io::Result<Option<(BlobInfo, Option<Sha512Digest>)>> {
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read as _;
-        let mut file = match std::fs::File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    tokio::task::spawn_blocking(move || hash_file_blocking(&path, sha512))
+        .await
+        .map_err(io_join)?
+}
+
+/// [`hash_file_with`] on the calling thread.
+fn hash_file_blocking(
+    path: &Path,
+    sha512: bool,
+) -> std::io::Result<Option<(BlobInfo, Option<Sha512Digest>)>> {
+    use std::io::Read as _;
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut hasher = Sha256::new();
+    let mut hasher512 = sha512.then(Sha512::new);
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut size = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        let mut hasher = Sha256::new();
-        let mut hasher512 = sha512.then(Sha512::new);
-        let mut buf = vec![0u8; READ_CHUNK];
-        let mut size = 0u64;
-        loop {
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            hasher.update(&buf[..n]);
-            if let Some(hasher512) = &mut hasher512 {
-                hasher512.update(&buf[..n]);
-            }
-            size += n as u64;
+        hasher.update(&buf[..n]);
+        if let Some(hasher512) = &mut hasher512 {
+            hasher512.update(&buf[..n]);
         }
-        let info = BlobInfo {
-            digest: Sha256Digest(hasher.finalize().into()),
-            size,
-        };
-        Ok(Some((
-            info,
-            hasher512.map(|h| Sha512Digest(h.finalize().into())),
-        )))
-    })
-    .await
-    .map_err(io_join)?
+        size += n as u64;
+    }
+    let info = BlobInfo {
+        digest: Sha256Digest(hasher.finalize().into()),
+        size,
+    };
+    Ok(Some((
+        info,
+        hasher512.map(|h| Sha512Digest(h.finalize().into())),
+    )))
 }
 
 /// A full read of a blob that hashes what it streams (see
@@ -363,6 +381,61 @@ fn verifying(
             })
         }),
     )
+}
+
+impl FsBlobStore {
+    /// [`BlobStore::put_bytes`] (`sync`) or [`BlobStore::put_bytes_unsynced`].
+    async fn store_bytes(
+        &self,
+        expected: Option<Sha256Digest>,
+        bytes: bytes::Bytes,
+        limit: u64,
+        sync: bool,
+    ) -> Result<BlobInfo, BlobError> {
+        // Small and in memory: hashed here.
+        if bytes.len() as u64 > limit {
+            return Err(BlobError::TooLarge { limit });
+        }
+        let digest = Sha256Digest(Sha256::digest(&bytes).into());
+        if let Some(expected) = expected
+            && expected != digest
+        {
+            return Err(BlobError::DigestMismatch {
+                expected,
+                found: digest,
+            });
+        }
+        let info = BlobInfo {
+            digest,
+            size: bytes.len() as u64,
+        };
+        // One trip to the blocking pool, under the digest's lock: an intact
+        // copy is kept; otherwise a temporary file is written (and synced)
+        // and published.
+        let _held = self.shared.locks.lock(blob_key(&digest)).await;
+        let (temp, to) = (self.shared.temp_path(), self.shared.path(&digest));
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write as _;
+            if hash_file_blocking(&to, false)?.is_some_and(|(existing, _)| existing == info) {
+                return Ok(());
+            }
+            let written = (|| {
+                let mut file = std::fs::File::create(&temp)?;
+                file.write_all(&bytes)?;
+                if sync {
+                    file.sync_all()?;
+                }
+                publish_file(&temp, &to, &info, sync)
+            })();
+            if written.is_err() {
+                let _ = std::fs::remove_file(&temp);
+            }
+            written
+        })
+        .await
+        .map_err(io_join)??;
+        Ok(info)
+    }
 }
 
 #[async_trait]
@@ -422,40 +495,16 @@ impl BlobStore for FsBlobStore {
         bytes: bytes::Bytes,
         limit: u64,
     ) -> Result<BlobInfo, BlobError> {
-        // Small and in memory: hash here, write and sync in one trip to the
-        // blocking pool, then publish (which checks any existing copy).
-        if bytes.len() as u64 > limit {
-            return Err(BlobError::TooLarge { limit });
-        }
-        let digest = Sha256Digest(Sha256::digest(&bytes).into());
-        if let Some(expected) = expected
-            && expected != digest
-        {
-            return Err(BlobError::DigestMismatch {
-                expected,
-                found: digest,
-            });
-        }
-        let info = BlobInfo {
-            digest,
-            size: bytes.len() as u64,
-        };
-        let temp = self.shared.temp_path();
-        let result = async {
-            let write_to = temp.clone();
-            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                use std::io::Write as _;
-                let mut file = std::fs::File::create(&write_to)?;
-                file.write_all(&bytes)?;
-                file.sync_all()
-            })
-            .await
-            .map_err(io_join)??;
-            self.shared.publish(&temp, &info).await
-        }
-        .await;
-        let _ = tokio::fs::remove_file(&temp).await;
-        result.map(|()| info)
+        self.store_bytes(expected, bytes, limit, true).await
+    }
+
+    async fn put_bytes_unsynced(
+        &self,
+        expected: Option<Sha256Digest>,
+        bytes: bytes::Bytes,
+        limit: u64,
+    ) -> Result<BlobInfo, BlobError> {
+        self.store_bytes(expected, bytes, limit, false).await
     }
 
     async fn read_all(

@@ -20,11 +20,14 @@
 //! Two stores keep this contract: [`FsBlobStore`] (files under a
 //! directory) and [`S3BlobStore`] (objects in an S3 bucket, shared by
 //! several server processes). [`BlobInventory`] adds what `cairn gc` needs
-//! to list and collect stored bytes.
+//! to list and collect stored bytes. [`ObjectSink`] is apart from all
+//! this: named, replaceable objects published for outside readers (the
+//! log's tiles and checkpoint).
 
 mod fs;
 mod inventory;
 mod locks;
+mod objects;
 mod s3;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -40,6 +43,7 @@ use thiserror::Error;
 
 pub use fs::FsBlobStore;
 pub use inventory::{Aside, BlobInventory, Stored};
+pub use objects::{DirObjectSink, ObjectHeaders, ObjectSink, S3ObjectSink};
 pub use s3::{MAX_COPY_BYTES, S3BlobStore, S3Config};
 
 /// A stream of body chunks.
@@ -161,6 +165,21 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
             limit,
         )
         .await
+    }
+
+    /// Stores bytes whose durable copy the caller keeps elsewhere (a pushed
+    /// manifest, stored in the database with the records that log it): like
+    /// [`BlobStore::put_bytes`], except that it MAY return before the blob
+    /// is durable. After a crash such a blob may be absent or fail its
+    /// digest (then it reads as absent, see the contract); the caller
+    /// restores it from its copy with [`BlobStore::put_bytes`].
+    async fn put_bytes_unsynced(
+        &self,
+        expected: Option<Sha256Digest>,
+        bytes: Bytes,
+        limit: u64,
+    ) -> Result<BlobInfo, BlobError> {
+        self.put_bytes(expected, bytes, limit).await
     }
 
     /// Reads a whole stored blob of at most `limit` bytes into memory, or

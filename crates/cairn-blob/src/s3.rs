@@ -150,6 +150,17 @@ fn is_not_found(e: &object_store::Error) -> bool {
     matches!(e, object_store::Error::NotFound { .. })
 }
 
+/// A client of the bucket of `config`, with its settings.
+pub(crate) fn client(config: &S3Config) -> Result<AmazonS3, BlobError> {
+    let mut builder = AmazonS3Builder::new().with_bucket_name(&config.bucket);
+    for (name, value) in &config.options {
+        if let Ok(key) = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+            builder = builder.with_config(key, value);
+        }
+    }
+    builder.build().map_err(store_error)
+}
+
 /// A fresh random name part (unique across processes sharing the bucket).
 fn random_name() -> String {
     format!("{:032x}", rand::random::<u128>())
@@ -169,13 +180,7 @@ impl S3BlobStore {
     }
 
     async fn connect(config: &S3Config, read_only: bool) -> Result<Self, BlobError> {
-        let mut builder = AmazonS3Builder::new().with_bucket_name(&config.bucket);
-        for (name, value) in &config.options {
-            if let Ok(key) = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
-                builder = builder.with_config(key, value);
-            }
-        }
-        let s3 = builder.build().map_err(store_error)?;
+        let s3 = client(config)?;
         let store = Self {
             s3: Arc::new(s3),
             prefix: config.prefix.clone(),

@@ -6,8 +6,8 @@
 //! * key id: `sha256:` + hex(SHA-256(UTF-8 of the public key string));
 //! * signature: `ecdsa-p256:` + base64(DER);
 //! * private key: `ecdsa-p256:` + base64(32-byte scalar);
-//! * signed message: `PREFIX ‖ ":" ‖ bytes`, hashed with SHA-256 (RFC 6979
-//!   nonces when signing locally). Verification accepts high-S signatures,
+//! * signed message: `PREFIX ‖ ":" ‖ bytes`, hashed with SHA-256 (random
+//!   nonces, by `ring`, when signing locally). Verification accepts high-S signatures,
 //!   exactly like the reference (ecdsa `verify_prehashed` has no low-S check).
 
 use std::fmt;
@@ -279,13 +279,34 @@ impl<'de> serde::Deserialize<'de> for EcdsaSignature {
 /// An ECDSA P-256 private key held in memory.
 ///
 /// The scalar is zeroized on drop and never appears in `Debug` output.
+/// Signatures are made by `ring` (several times faster than the pure-Rust
+/// implementation, which keeps the key's encodings and public half).
 #[derive(Clone)]
-pub struct EcdsaPrivateKey(SigningKey);
+pub struct EcdsaPrivateKey {
+    key: SigningKey,
+    /// The same key for `ring` (`None` only if `ring` refused it: the
+    /// pure-Rust signer then signs).
+    signer: Option<std::sync::Arc<ring::signature::EcdsaKeyPair>>,
+}
 
 impl EcdsaPrivateKey {
     /// Generates a key from the given random source.
     pub fn generate(rng: &mut dyn CryptoRngCore) -> Self {
-        Self(SigningKey::random(&mut RngAdapter(rng)))
+        Self::from_signing_key(SigningKey::random(&mut RngAdapter(rng)))
+    }
+
+    fn from_signing_key(key: SigningKey) -> Self {
+        let scalar = Zeroizing::new(key.to_bytes());
+        let public = key.verifying_key().to_encoded_point(false);
+        let signer = ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &scalar[..],
+            public.as_bytes(),
+            &ring::rand::SystemRandom::new(),
+        )
+        .ok()
+        .map(std::sync::Arc::new);
+        Self { key, signer }
     }
 
     /// Builds a key from its 32-byte big-endian scalar.
@@ -296,10 +317,10 @@ impl EcdsaPrivateKey {
             });
         }
         SigningKey::from_slice(bytes)
-            .map(Self)
             .map_err(|_| Error::InvalidKey {
                 what: "ecdsa-p256 private key",
             })
+            .map(Self::from_signing_key)
     }
 
     /// Parses the warg form `ecdsa-p256:<base64 scalar>`.
@@ -319,18 +340,26 @@ impl EcdsaPrivateKey {
 
     /// The warg string form. Handle with care: this is the secret.
     pub fn to_warg_string(&self) -> Zeroizing<String> {
-        let bytes = Zeroizing::new(self.0.to_bytes());
+        let bytes = Zeroizing::new(self.key.to_bytes());
         Zeroizing::new(format!("{ECDSA_P256}:{}", STANDARD.encode(&bytes[..])))
     }
 
     /// The public half.
     pub fn public_key(&self) -> EcdsaPublicKey {
-        EcdsaPublicKey::from(*self.0.verifying_key())
+        EcdsaPublicKey::from(*self.key.verifying_key())
     }
 
-    /// Signs `message` (SHA-256, RFC 6979 deterministic nonce).
+    /// Signs `message` (SHA-256; the nonce is random, so two signatures of
+    /// one message differ, as a KMS's do).
     pub fn sign(&self, message: &[u8]) -> EcdsaSignature {
-        EcdsaSignature(self.0.sign(message))
+        let signed = self
+            .signer
+            .as_ref()
+            .and_then(|signer| signer.sign(&ring::rand::SystemRandom::new(), message).ok())
+            .and_then(|s| p256::ecdsa::Signature::from_slice(s.as_ref()).ok());
+        // `ring` fails only if its random source does; the pure-Rust
+        // (RFC 6979, deterministic) signer stands in then.
+        EcdsaSignature(signed.unwrap_or_else(|| self.key.sign(message)))
     }
 
     /// Signs the warg message `prefix ‖ ":" ‖ bytes`.

@@ -114,8 +114,8 @@ impl SignerError {
 ///   themselves; Ed25519 signers sign it with pure Ed25519 (RFC 8032), never
 ///   Ed25519ph. Messages are at most 4096 bytes (the AWS KMS `RAW` limit);
 ///   longer input may be refused with [`SignerError::Refused`].
-/// * **Output may differ between calls.** Local ECDSA keys use RFC 6979
-///   deterministic nonces, but a KMS uses random nonces, so two calls with the
+/// * **Output may differ between calls.** ECDSA signers (local keys and
+///   KMS alike) use random nonces, so two calls with the
 ///   same message can return different, equally valid signatures. Callers
 ///   must sign once and store the result; they must never rely on
 ///   re-signing to reproduce stored bytes.

@@ -30,7 +30,19 @@ async fn connect(settings: &Settings) -> anyhow::Result<(SqlStore, Option<Writer
     let store = SqlStore::connect(&settings.database_url, 4)
         .await
         .with_context(|| format!("cannot open database {}", settings.database_display()))?;
-    match store.lock_writer().await {
+    // On PostgreSQL the servers of a cluster sequence under the sequencer
+    // lease, not this lock: a live lease is a running server too.
+    let locked = match store.lock_writer().await {
+        Ok(lock) => match leading_node(&store).await {
+            Some(node) => {
+                lock.release().await;
+                Err(format!("node {node} is sequencing this database"))
+            }
+            None => Ok(lock),
+        },
+        Err(held) => Err(held.to_string()),
+    };
+    match locked {
         Ok(lock) => {
             store.pending_migrations().await?;
             store.migrate().await?;
@@ -50,6 +62,16 @@ async fn connect(settings: &Settings) -> anyhow::Result<(SqlStore, Option<Writer
             Ok((store, None))
         }
     }
+}
+
+/// The node holding a live sequencer lease, if any (PostgreSQL clusters;
+/// a database without the lease table has no node of this version).
+async fn leading_node(store: &SqlStore) -> Option<String> {
+    if *store.backend() != cairn_store::Backend::Postgres {
+        return None;
+    }
+    let lease = cairn_store::LeaseStore::lease(store).await.ok()?;
+    lease.remaining.map(|_| lease.holder)
 }
 
 /// Administration from the command line: through a running server's
@@ -90,6 +112,12 @@ impl AdminSession {
                     Arc::new(SystemClock),
                     ServiceConfig {
                         origin,
+                        // Fenced like a node's, should a server start
+                        // while this command sequences.
+                        leader_lease: settings.leader_lease.clone().map(|mut lease| {
+                            lease.node = format!("cli:{}", lease.node);
+                            lease
+                        }),
                         ..ServiceConfig::default()
                     },
                 )

@@ -333,6 +333,25 @@ pub enum NamespaceCommand {
         /// do): patterns where `*` matches anything, e.g. `v*` (repeatable).
         #[arg(long)]
         immutable_tags: Vec<String>,
+        /// A public key whose signatures are trusted: a PEM file as
+        /// `cosign generate-key-pair` writes `cosign.pub` (ECDSA P-256 or
+        /// P-384, Ed25519, RSA; repeatable).
+        #[arg(long, value_name = "PATH")]
+        signature_key: Vec<PathBuf>,
+        /// A keyless signer: `ISSUER=IDENTITY_REGEX`, as cosign's
+        /// `--certificate-oidc-issuer` and `--certificate-identity-regexp`
+        /// (the regular expression must match the whole identity;
+        /// repeatable).
+        #[arg(long, value_name = "ISSUER=IDENTITY_REGEX")]
+        signature_identity: Vec<String>,
+        /// Every release needs a signature by a listed key or identity.
+        #[arg(long)]
+        require_signature: bool,
+        /// An in-toto attestation of this predicate type, by a listed key
+        /// or identity, is required; attestations of other types are
+        /// refused (e.g. `https://slsa.dev/provenance/v1`; repeatable).
+        #[arg(long, value_name = "PREDICATE_TYPE")]
+        require_attestation: Vec<String>,
         /// Store options.
         #[command(flatten)]
         store: StoreArgs,
@@ -604,6 +623,58 @@ pub struct ServeArgs {
     /// blob store. Default: false
     #[arg(long, env = "CAIRN_BLOB_REDIRECT", value_name = "BOOL")]
     pub blob_redirect: Option<bool>,
+    /// A Sigstore `trusted_root.json` (Fulcio CAs, Rekor keys): keyless
+    /// signatures pushed into namespaces with trust rules are verified
+    /// against it. Read at start; nothing is fetched. Default: none (only
+    /// listed keys verify). See ops/trusted-root.md.
+    #[arg(long, env = "CAIRN_TRUSTED_ROOT")]
+    pub trusted_root: Option<PathBuf>,
+    /// Publish the log's tiles and checkpoint (c2sp.org/tlog-tiles) to
+    /// `s3://BUCKET/PREFIX` (reached through the standard AWS environment)
+    /// or `file:PATH` (a directory), after each checkpoint, for auditors,
+    /// witnesses and a CDN. Default: off. See docs/tiles.md.
+    #[arg(long, env = "CAIRN_PUBLISH_TILES", value_name = "URL")]
+    pub publish_tiles: Option<String>,
+    /// This node's name in the sequencer lease (PostgreSQL only: every
+    /// `cairn serve` on one PostgreSQL database is a node; one sequences,
+    /// the others stand by). Default: the host name and process id. See
+    /// ops/nodes.md.
+    #[arg(long, env = "CAIRN_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Seconds the sequencer lease lasts without renewal (PostgreSQL only):
+    /// a dead leader is replaced after at most this plus the renewal
+    /// interval. Default: 6
+    #[arg(long, env = "CAIRN_LEASE_DURATION")]
+    pub lease_duration: Option<u64>,
+    /// Seconds between renewals of the sequencer lease, and between a
+    /// standby's attempts to take it (PostgreSQL only); at most half the
+    /// lease duration. Default: 2
+    #[arg(long, env = "CAIRN_LEASE_RENEW_INTERVAL")]
+    pub lease_renew_interval: Option<u64>,
+}
+
+/// Where `--publish-tiles` writes the log's tiles and checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PublishTiles {
+    /// Files under a directory (`file:PATH`).
+    Dir(PathBuf),
+    /// Objects of an S3 bucket under a prefix (`s3://BUCKET/PREFIX`).
+    S3(cairn_blob::S3Config),
+}
+
+impl PublishTiles {
+    /// Parses `file:PATH` or `s3://BUCKET/PREFIX` (with the `AWS_*`
+    /// environment as client settings).
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        match url.strip_prefix("file:") {
+            Some(path) if !path.is_empty() => Ok(Self::Dir(PathBuf::from(path))),
+            _ => cairn_blob::S3Config::parse(url)
+                .map(|s3| Self::S3(s3.with_env()))
+                .map_err(|e| {
+                    anyhow::anyhow!("--publish-tiles: {e} (use file:PATH or s3://BUCKET/PREFIX)")
+                }),
+        }
+    }
 }
 
 /// Settings with every default applied.
@@ -630,6 +701,8 @@ pub struct Settings {
     pub blob_s3: Option<cairn_blob::S3Config>,
     /// Whether authorised blob downloads are redirected to presigned URLs.
     pub blob_redirect: bool,
+    /// The Sigstore trusted root file, if any (read at start).
+    pub trusted_root: Option<PathBuf>,
     /// Upload limit.
     pub max_content_bytes: u64,
     /// Record limit.
@@ -666,6 +739,11 @@ pub struct Settings {
     pub public_log: bool,
     /// Trusted OIDC issuers.
     pub oidc_issuers: Vec<cairn_service::oidc::OidcIssuer>,
+    /// Where the log's tiles and checkpoint are published, if anywhere.
+    pub publish_tiles: Option<PublishTiles>,
+    /// Leader election, for a node on PostgreSQL (`None` on SQLite, whose
+    /// database has one writing process).
+    pub leader_lease: Option<cairn_service::leader::LeaseConfig>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -680,6 +758,7 @@ impl std::fmt::Debug for Settings {
             .field("public_url", &self.public_url)
             .field("blob_dir", &self.blob_dir)
             .field("blob_s3", &self.blob_s3)
+            .field("publish_tiles", &self.publish_tiles)
             .finish_non_exhaustive()
     }
 }
@@ -796,8 +875,16 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
             }
         },
     };
+    let publish_tiles = match args.publish_tiles.as_ref().or(file.publish_tiles.as_ref()) {
+        Some(url) => Some(PublishTiles::parse(url)?),
+        None => None,
+    };
+    let leader_lease = leader_lease(args, &file, &database_url)?;
     let settings = Settings {
+        leader_lease,
+        publish_tiles,
         blob_redirect: args.blob_redirect.or(file.blob_redirect).unwrap_or(false),
+        trusted_root: args.trusted_root.clone().or(file.trusted_root.clone()),
         blob_s3,
         blob_dir,
         listen: args
@@ -867,6 +954,12 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
     if settings.blob_redirect && settings.blob_s3.is_none() {
         anyhow::bail!("--blob-redirect needs an S3 blob store (--blob-store s3://BUCKET/PREFIX)");
     }
+    if settings.publish_tiles.is_some() && !settings.anonymous_read && !settings.public_log {
+        anyhow::bail!(
+            "--publish-tiles makes the log's views (checkpoint, tiles) public, but reads are \
+             private (--anonymous-read false): add --public-log true, or drop --publish-tiles"
+        );
+    }
     if settings.blob_s3.is_some() && settings.max_content_bytes > cairn_blob::MAX_COPY_BYTES {
         anyhow::bail!(
             "--max-content-bytes may be at most {} (5 GiB) with an S3 blob store",
@@ -896,6 +989,57 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         anyhow::bail!("--public-url must be an absolute http:// or https:// URL, got `{url}`");
     }
     Ok(settings)
+}
+
+/// The node's lease settings on PostgreSQL; on SQLite, where one process
+/// writes the database, asking for them is refused.
+fn leader_lease(
+    args: &ServeArgs,
+    file: &ServeArgs,
+    database_url: &str,
+) -> anyhow::Result<Option<cairn_service::leader::LeaseConfig>> {
+    let node = args.node_id.clone().or(file.node_id.clone());
+    let duration = args.lease_duration.or(file.lease_duration);
+    let renew = args.lease_renew_interval.or(file.lease_renew_interval);
+    if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+        if node.is_some() || duration.is_some() || renew.is_some() {
+            anyhow::bail!(
+                "--node-id, --lease-duration and --lease-renew-interval are for a cluster, which \
+                 needs PostgreSQL: a SQLite database is written by one process (use \
+                 --database-url postgres://… for several nodes)"
+            );
+        }
+        return Ok(None);
+    }
+    let node = match node {
+        Some(node) if !node.trim().is_empty() => node,
+        Some(_) => anyhow::bail!("--node-id must not be empty"),
+        None => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "cairn".into());
+            format!("{host}:{}", std::process::id())
+        }
+    };
+    let mut lease = cairn_service::leader::LeaseConfig::new(node);
+    if let Some(seconds) = duration {
+        lease.duration = Duration::from_secs(seconds);
+    }
+    if let Some(seconds) = renew {
+        lease.renew_every = Duration::from_secs(seconds);
+    }
+    if lease.renew_every.is_zero() || lease.renew_every * 2 > lease.duration {
+        anyhow::bail!(
+            "--lease-renew-interval ({} s) must be at least 1 and at most half of \
+             --lease-duration ({} s)",
+            lease.renew_every.as_secs(),
+            lease.duration.as_secs()
+        );
+    }
+    Ok(Some(lease))
 }
 
 /// The public URL for commands that do not bind a listener: the

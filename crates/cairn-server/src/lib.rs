@@ -14,8 +14,11 @@ pub mod oidc;
 pub mod progress;
 pub mod registry_dir;
 pub mod signers;
+pub mod tiles;
+pub mod trusted_root;
 pub mod upstream;
 pub mod verify;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,7 +52,11 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
     sequencer: SequencerHandle,
-    _lock: WriterLock,
+    /// The tile publisher (`--publish-tiles`), stopped with the server.
+    tile_publisher: Option<JoinHandle<()>>,
+    /// The writer lock of a single-process database (`None` for a node of a
+    /// cluster on PostgreSQL, which sequences under the lease instead).
+    _lock: Option<WriterLock>,
 }
 
 impl RunningServer {
@@ -58,8 +65,11 @@ impl RunningServer {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         let served = self.http.await;
+        if let Some(publisher) = self.tile_publisher {
+            let _ = publisher.await;
+        }
         self.sequencer.shutdown().await;
-        self._lock.release().await;
+        release(self._lock).await;
         served.context("HTTP server task")?.context("HTTP server")?;
         Ok(())
     }
@@ -69,12 +79,16 @@ impl RunningServer {
         let RunningServer {
             http,
             sequencer,
+            tile_publisher,
             _lock,
             ..
         } = self;
         let served = http.await;
+        if let Some(publisher) = tile_publisher {
+            let _ = publisher.await;
+        }
         sequencer.shutdown().await;
-        _lock.release().await;
+        release(_lock).await;
         served.context("HTTP server task")?.context("HTTP server")?;
         Ok(())
     }
@@ -85,8 +99,20 @@ impl RunningServer {
     }
 }
 
-/// Opens the store, migrates it and takes the exclusive writer lock.
-pub async fn open_store(settings: &Settings) -> anyhow::Result<(Arc<SqlStore>, WriterLock)> {
+async fn release(lock: Option<WriterLock>) {
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+}
+
+/// Opens the store, migrates it and takes the exclusive writer lock —
+/// except for a node of a cluster on PostgreSQL (`leader_lease`), which
+/// shares its database with other nodes and sequences only under the
+/// sequencer lease; there, concurrent migrations are serialised by the
+/// migrator's own lock (upgrade a cluster migrations first).
+pub async fn open_store(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<SqlStore>, Option<WriterLock>)> {
     if settings.database_url.starts_with("sqlite:") {
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
             format!(
@@ -99,7 +125,10 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<(Arc<SqlStore>, W
         .await
         .with_context(|| format!("cannot open database {}", settings.database_display()))?;
     // The lock first: never migrate a schema under a running server.
-    let lock = store.lock_writer().await?;
+    let lock = match settings.leader_lease {
+        Some(_) => None,
+        None => Some(store.lock_writer().await?),
+    };
     store.pending_migrations().await?;
     store.migrate().await?;
     Ok((Arc::new(store), lock))
@@ -278,6 +307,12 @@ async fn open_registry(
     keys: Option<SigningKeys>,
     public_url: &str,
 ) -> anyhow::Result<(Registry, SequencerHandle)> {
+    // Checked before anything else starts: a bad file stops the server.
+    let trusted_root = settings
+        .trusted_root
+        .as_deref()
+        .map(trusted_root::load)
+        .transpose()?;
     let keys_from_settings = keys.is_none();
     let keys = match keys {
         Some(keys) => keys,
@@ -299,6 +334,8 @@ async fn open_registry(
         max_upload_bytes_per_caller: settings.max_upload_bytes,
         max_manifest_pushes_per_caller: settings.max_manifest_pushes,
         blob_redirect: settings.blob_redirect.then_some(blobs::REDIRECT_TTL),
+        leader_lease: settings.leader_lease.clone(),
+        trusted_root,
         ..ServiceConfig::default()
     };
     let meta_store = store.clone();
@@ -361,6 +398,10 @@ pub async fn start_with_keys(
         Some(path) => Some(witnessing(path)?),
         None => None,
     };
+    let tile_sink = match &settings.publish_tiles {
+        Some(target) => Some(tiles::open_sink(target).await?),
+        None => None,
+    };
     let (store, lock) = open_store(&settings).await?;
     // A refused start releases the database at once (a PostgreSQL lock
     // would otherwise linger until the server notices the closed socket).
@@ -370,7 +411,7 @@ pub async fn start_with_keys(
     let (registry, sequencer) = match opened {
         Ok(opened) => opened,
         Err(error) => {
-            lock.release().await;
+            release(lock).await;
             return Err(error);
         }
     };
@@ -409,6 +450,14 @@ pub async fn start_with_keys(
                 .run_witnessing(witnessing, shutdown.subscribe()),
         );
     }
+    let tile_publisher = tile_sink.map(|sink| {
+        tracing::info!(sink = %sink.location(), "publishing tiles");
+        tokio::spawn(
+            registry
+                .clone()
+                .run_tile_publisher(sink, shutdown.subscribe()),
+        )
+    });
     let http = tokio::spawn(serve(
         listener,
         app,
@@ -424,6 +473,7 @@ pub async fn start_with_keys(
         shutdown,
         http,
         sequencer,
+        tile_publisher,
         _lock: lock,
     })
 }

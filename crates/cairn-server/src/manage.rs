@@ -200,6 +200,10 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<ExitCode> {
             allow_import,
             deny_import,
             immutable_tags,
+            signature_key,
+            signature_identity,
+            require_signature,
+            require_attestation,
             store,
         } => with_session!(&store, |s| {
             if let Some(bad) = immutable_tags
@@ -218,6 +222,17 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<ExitCode> {
                 imports_allow: allow_import,
                 imports_deny: deny_import,
                 immutable_tags,
+                signature_keys: signature_key
+                    .iter()
+                    .map(|path| {
+                        std::fs::read_to_string(path).with_context(|| {
+                            format!("--signature-key {}: cannot read it", path.display())
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+                signature_identities: signature_identity,
+                require_signature,
+                require_attestations: require_attestation,
             };
             s.ctx()
                 .update_namespace(&namespace, false, |settings| {

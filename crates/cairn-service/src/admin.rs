@@ -634,6 +634,7 @@ fn validate_settings(
     _namespace: &str,
     settings: &NamespaceSettings,
 ) -> Result<(), ServiceError> {
+    crate::oci::signatures::check_policy(&settings.policy)?;
     crate::oidc::validate_trusted_publishers(
         registry,
         &settings.owners,

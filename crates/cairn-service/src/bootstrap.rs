@@ -42,11 +42,13 @@ pub enum StartupError {
     Service(#[from] ServiceError),
 }
 
-/// The running sequencer; stop it with [`SequencerHandle::shutdown`].
+/// The running sequencer (or, for a node of a cluster, its leader
+/// election, which runs the sequencer while it leads); stop it with
+/// [`SequencerHandle::shutdown`].
 #[derive(Debug)]
 pub struct SequencerHandle {
-    shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    pub(crate) shutdown: watch::Sender<bool>,
+    pub(crate) task: JoinHandle<()>,
 }
 
 impl SequencerHandle {
@@ -69,6 +71,11 @@ impl Registry {
     /// initialised: a start with another origin, operator key (one that
     /// does not hold `commit`), note key or publisher key is refused with a
     /// message naming the key (see [`crate::pins`]).
+    ///
+    /// With [`ServiceConfig::leader_lease`], the registry is one node of
+    /// several on one database and runs the sequencer only while it holds
+    /// the sequencer lease ([`crate::leader`]); the handle then stops the
+    /// node's leader election too.
     pub async fn start(
         store: Arc<dyn Store>,
         blobs: Arc<dyn BlobStore>,
@@ -76,6 +83,33 @@ impl Registry {
         clock: Arc<dyn Clock>,
         config: ServiceConfig,
     ) -> Result<(Registry, SequencerHandle), StartupError> {
+        if let Some(lease) = config.leader_lease.clone() {
+            return crate::leader::start_node(store, blobs, keys, clock, config, lease).await;
+        }
+        let (registry, sequencer) = Self::open(store, blobs, keys, clock, config).await?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let task = tokio::spawn(sequencer.run(shutdown_rx));
+        let handle = SequencerHandle { shutdown, task };
+        registry.spawn_backfill();
+        if registry.latest_length() == 0 {
+            // A new registry serves nothing until its first checkpoint exists.
+            registry
+                .wait_published(1, Duration::from_secs(60))
+                .await
+                .map_err(StartupError::Service)?;
+        }
+        Ok((registry, handle))
+    }
+
+    /// Checks the store and the keys, initialises an empty store, and
+    /// builds the registry and its sequencer (not started).
+    pub(crate) async fn open(
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        keys: SigningKeys,
+        clock: Arc<dyn Clock>,
+        config: ServiceConfig,
+    ) -> Result<(Registry, Sequencer), StartupError> {
         let SigningKeys {
             operator: signer,
             note,
@@ -136,41 +170,13 @@ impl Registry {
                 )
             }
             Some(head) => {
-                let plan: Vec<NodeId> = tree::root_nodes(head.size);
-                let hashes = store.log_nodes(&plan).await.map_err(|e| match e {
-                    StoreError::Corrupt(m) => StartupError::Inconsistent(m),
-                    other => StartupError::Store(other),
-                })?;
-                let source: std::collections::HashMap<NodeId, cairn_log::Hash> =
-                    plan.into_iter().zip(hashes).collect();
-                let writer = LogWriter::restore(head.size, &source)
-                    .map_err(|e| StartupError::Inconsistent(e.to_string()))?;
-                if writer.root() != head.log_root {
-                    return Err(StartupError::Inconsistent(format!(
-                        "the stored log nodes give root {} at size {}, but the tree head says {}",
-                        writer.root(),
-                        head.size,
-                        head.log_root
-                    )));
-                }
-                let row = store.log(&LogId::operator()).await?.ok_or_else(|| {
-                    StartupError::Inconsistent("the operator log is missing".into())
-                })?;
-                let operator: OperatorState = serde_json::from_str(&row.state).map_err(|e| {
-                    StartupError::Inconsistent(format!("operator state unreadable: {e}"))
-                })?;
+                let (writer, operator, row) = restore_log(store.as_ref(), &head).await?;
                 pins::check_operator(store.as_ref(), &key_id, signer.as_ref(), &operator).await?;
                 (writer, head.map_root, operator, Some(row))
             }
         };
 
-        let registry_row = store.log(&LogId::registry()).await?;
-        let registry_log: RegistryState = match &registry_row {
-            Some(row) => serde_json::from_str(&row.state).map_err(|e| {
-                StartupError::Inconsistent(format!("registry log state unreadable: {e}"))
-            })?,
-            None => RegistryState::new(),
-        };
+        let (registry_log, registry_row) = load_registry_log(store.as_ref()).await?;
         if let Some(publisher) = &publisher {
             pins::check_publisher(store.as_ref(), publisher.as_ref(), &registry_log).await?;
         }
@@ -242,13 +248,17 @@ impl Registry {
             registry_log,
             registry_row,
             resident: crate::maps::ResidentMap::new(resident_limit),
+            term: None,
         };
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let task = tokio::spawn(sequencer.run(shutdown_rx));
-        let handle = SequencerHandle { shutdown, task };
+        Ok((registry, sequencer))
+    }
+
+    /// Work that once-per-version migrations of derived data need, run in
+    /// the background by the node that sequences.
+    pub(crate) fn spawn_backfill(&self) {
         // Content released before released content was linked to its
         // package's repository: linked once, in the background.
-        let backfill = registry.clone();
+        let backfill = self.clone();
         tokio::spawn(async move {
             if let Err(error) = backfill.backfill_content_links().await {
                 tracing::warn!(%error, "linking earlier released content failed; retried at the next start");
@@ -258,13 +268,51 @@ impl Registry {
                 tracing::warn!(%error, "indexing earlier releases failed; retried at the next start");
             }
         });
-        if published_length == 0 {
-            // A new registry serves nothing until its first checkpoint exists.
-            registry
-                .wait_published(1, Duration::from_secs(60))
-                .await
-                .map_err(StartupError::Service)?;
-        }
-        Ok((registry, handle))
     }
+}
+
+/// The log writer (the right edge of the stored tree of `head`) and the
+/// operator log, as stored.
+pub(crate) async fn restore_log(
+    store: &dyn Store,
+    head: &cairn_store::TreeHead,
+) -> Result<(LogWriter, OperatorState, cairn_store::LogRow), StartupError> {
+    let plan: Vec<NodeId> = tree::root_nodes(head.size);
+    let hashes = store.log_nodes(&plan).await.map_err(|e| match e {
+        StoreError::Corrupt(m) => StartupError::Inconsistent(m),
+        other => StartupError::Store(other),
+    })?;
+    let source: std::collections::HashMap<NodeId, cairn_log::Hash> =
+        plan.into_iter().zip(hashes).collect();
+    let writer = LogWriter::restore(head.size, &source)
+        .map_err(|e| StartupError::Inconsistent(e.to_string()))?;
+    if writer.root() != head.log_root {
+        return Err(StartupError::Inconsistent(format!(
+            "the stored log nodes give root {} at size {}, but the tree head says {}",
+            writer.root(),
+            head.size,
+            head.log_root
+        )));
+    }
+    let row = store
+        .log(&LogId::operator())
+        .await?
+        .ok_or_else(|| StartupError::Inconsistent("the operator log is missing".into()))?;
+    let operator: OperatorState = serde_json::from_str(&row.state)
+        .map_err(|e| StartupError::Inconsistent(format!("operator state unreadable: {e}")))?;
+    Ok((writer, operator, row))
+}
+
+/// The registry log's state and row, as stored.
+pub(crate) async fn load_registry_log(
+    store: &dyn Store,
+) -> Result<(RegistryState, Option<cairn_store::LogRow>), StartupError> {
+    let registry_row = store.log(&LogId::registry()).await?;
+    let registry_log: RegistryState = match &registry_row {
+        Some(row) => serde_json::from_str(&row.state).map_err(|e| {
+            StartupError::Inconsistent(format!("registry log state unreadable: {e}"))
+        })?,
+        None => RegistryState::new(),
+    };
+    Ok((registry_log, registry_row))
 }

@@ -75,6 +75,12 @@ impl Registry {
     /// always available; a full tile never changes once it exists.
     pub async fn tile(&self, path: &str) -> Result<TileData, ServiceError> {
         let tile = Tile::parse_path(path).map_err(|_| not_found("not a tile path"))?;
+        self.tile_data(tile).await
+    }
+
+    /// The bytes of `tile` in the tree of the latest checkpoint (404 if
+    /// that tree does not hold it).
+    pub(crate) async fn tile_data(&self, tile: Tile) -> Result<TileData, ServiceError> {
         let size = self.latest_length();
         if !tiles::tile_exists(size, &tile) {
             return Err(not_found(format!(

@@ -31,6 +31,12 @@ impl<K: Hash + Eq + Clone, V: Clone> TwoGen<K, V> {
         Some(value)
     }
 
+    /// Forgets every entry (the values changed elsewhere).
+    pub(crate) fn clear(&mut self) {
+        self.young.clear();
+        self.old.clear();
+    }
+
     pub(crate) fn insert(&mut self, key: K, value: V) {
         self.young.insert(key, value);
         if self.young.len() >= self.capacity / 2 {

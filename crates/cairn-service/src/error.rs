@@ -136,6 +136,8 @@ impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable(reason) => Self::unavailable(reason),
+            // Another node sequences now: retrying reaches it.
+            StoreError::Fenced(reason) => Self::unavailable(reason),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -17,6 +17,7 @@ mod error;
 pub mod fsck;
 pub mod identity;
 mod keys;
+pub mod leader;
 mod locks;
 mod maps;
 pub mod metrics;
@@ -30,6 +31,7 @@ mod publish;
 mod reads;
 pub mod search;
 mod sequencer;
+pub mod tile_publisher;
 pub mod withhold;
 mod witnessing;
 
@@ -124,6 +126,14 @@ pub struct ServiceConfig {
     /// of the blob store valid this long (a presigned S3 URL), when the
     /// store hands out such URLs. Default: `None` (bytes are streamed).
     pub blob_redirect: Option<Duration>,
+    /// Run as one node of several on one database: sequence only while
+    /// holding the sequencer lease ([`leader`]). Default: `None` (the only
+    /// process on its database, guarded by the writer lock).
+    pub leader_lease: Option<leader::LeaseConfig>,
+    /// The Sigstore trusted root (Fulcio CAs, Rekor keys) keyless
+    /// signatures are verified against; loaded at start, never fetched.
+    /// `None`: only listed keys can verify.
+    pub trusted_root: Option<Arc<cairn_sigstore::TrustedRoot>>,
 }
 
 impl Default for ServiceConfig {
@@ -149,6 +159,8 @@ impl Default for ServiceConfig {
             max_upload_bytes_per_caller: 4 * 100 * 1024 * 1024,
             max_manifest_pushes_per_caller: 16,
             blob_redirect: None,
+            leader_lease: None,
+            trusted_root: None,
         }
     }
 }
@@ -220,6 +232,9 @@ pub struct Health {
     pub sequencer_error: Option<String>,
     /// Whether the sequencer task is running.
     pub sequencer_running: bool,
+    /// This node's part in the sequencer lease, when it is a node of a
+    /// cluster ([`leader`]); `None` for the only process on its database.
+    pub leadership: Option<leader::Leadership>,
 }
 
 pub(crate) struct Inner {

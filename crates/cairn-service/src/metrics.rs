@@ -131,6 +131,30 @@ pub struct WitnessMetrics {
     pub failures: Counter,
 }
 
+/// Publishing of tiles and checkpoints to an object sink
+/// (`--publish-tiles`).
+#[derive(Debug, Default)]
+pub struct TileMetrics {
+    /// Full tiles (hash tiles and entry bundles) written.
+    pub full: Counter,
+    /// Partial tiles written (the right edge of a published checkpoint).
+    pub partial: Counter,
+    /// Publishing rounds that failed (each is retried with backoff).
+    pub errors: Counter,
+    size: Gauge<u64, AtomicU64>,
+}
+
+impl TileMetrics {
+    /// The size of the checkpoint last written to the sink.
+    pub fn published_size(&self) -> u64 {
+        self.size.get()
+    }
+
+    pub(crate) fn set_published_size(&self, size: u64) {
+        self.size.set(size);
+    }
+}
+
 /// Gauges read from the registry's state at each scrape.
 #[derive(Debug, Default)]
 struct StateGauges {
@@ -168,6 +192,8 @@ pub struct Metrics {
     /// OCI manifests derived from warg releases (each is derived once,
     /// then served from the store).
     pub oci_derivations: Counter,
+    /// Tile publishing.
+    pub tiles: TileMetrics,
     state: StateGauges,
 }
 
@@ -210,6 +236,7 @@ impl Default for Metrics {
             checkpoints: Counter::default(),
             witness: WitnessMetrics::default(),
             oci_derivations: Counter::default(),
+            tiles: TileMetrics::default(),
             state: StateGauges::default(),
         };
         metrics.register_rest()
@@ -261,6 +288,21 @@ impl Metrics {
                 "OCI manifests derived from warg releases",
                 &self.oci_derivations,
             ),
+            (
+                "cairn_tiles_published",
+                "Full tiles (hash tiles and entry bundles) written to the tile sink",
+                &self.tiles.full,
+            ),
+            (
+                "cairn_partial_tiles_published",
+                "Partial tiles written to the tile sink",
+                &self.tiles.partial,
+            ),
+            (
+                "cairn_tiles_publish_errors",
+                "Tile publishing rounds that failed (retried with backoff)",
+                &self.tiles.errors,
+            ),
         ];
         for (name, help, counter) in counters {
             self.registry.register(name, help, counter.0.clone());
@@ -294,6 +336,11 @@ impl Metrics {
             "cairn_sequencer_lag_seconds",
             "Age of the oldest record queued and not yet sequenced, since it was accepted; 0 when none is queued",
             self.state.lag_seconds.clone(),
+        );
+        self.registry.register(
+            "cairn_tiles_published_size",
+            "Size of the checkpoint last written to the tile sink; 0 before the first",
+            self.tiles.size.clone(),
         );
         self.registry.register(
             "cairn_sequencer_leader",
@@ -393,6 +440,13 @@ mod tests {
         assert!(text.contains("cairn_batch_records_count 1\n"));
         assert!(text.contains("cairn_checkpoint_sign_seconds_count 0\n"));
         assert!(text.contains("cairn_sequencer_leader 0\n"));
+        metrics.tiles.full.add(2);
+        metrics.tiles.set_published_size(300);
+        let text = metrics.render(false);
+        assert!(text.contains("cairn_tiles_published_total 2\n"));
+        assert!(text.contains("cairn_partial_tiles_published_total 0\n"));
+        assert!(text.contains("cairn_tiles_publish_errors_total 0\n"));
+        assert!(text.contains("cairn_tiles_published_size 300\n"));
         assert!(text.contains("cairn_sequencer_lag_seconds 0"));
         assert!(!text.contains("# EOF"));
         let open = metrics.render(true);

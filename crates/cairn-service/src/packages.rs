@@ -10,6 +10,7 @@ use cairn_crypto::Sha256Digest;
 use cairn_protocol::ext::ExtEntry;
 use cairn_protocol::ext::meta::{MetaState, YankEntry};
 use cairn_protocol::ext::registry::NamespaceEntry;
+use cairn_protocol::ext::signature::SignatureCheck;
 use cairn_protocol::operator::NamespaceState;
 use cairn_protocol::package::ReleaseState;
 use cairn_protocol::record::{PackageEntry, PackagePermission};
@@ -68,6 +69,25 @@ pub struct VersionInfo {
     /// Why, and by whom, if a reason was recorded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub yank: Option<YankEntry>,
+    /// The OCI manifest its version tag names, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Sha256Digest>,
+    /// The signatures and attestations logged about that manifest, with
+    /// their verdicts.
+    pub signatures: Vec<VersionSignature>,
+}
+
+/// A signature or attestation of a version, as its metadata log entry
+/// recorded it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionSignature {
+    /// The manifest that carries it (the `.sig` / `.att` manifest or the
+    /// referrer).
+    pub manifest: Sha256Digest,
+    /// The check, as logged.
+    #[serde(flatten)]
+    pub check: SignatureCheck,
 }
 
 /// A package as its logs describe it.
@@ -148,6 +168,8 @@ impl Registry {
                 mirrored: false,
                 yanked: release.yanked(),
                 yank: meta.yank(&release.version).cloned(),
+                manifest: None,
+                signatures: Vec::new(),
             });
         }
         // Releases mirrored from an upstream live in the metadata log only.
@@ -166,10 +188,25 @@ impl Registry {
                     mirrored: true,
                     yanked: false,
                     yank: None,
+                    manifest: None,
+                    signatures: Vec::new(),
                 });
             }
         }
         versions.sort_by(|a, b| a.version.cmp(&b.version));
+        for version in &mut versions {
+            let Some(manifest) = meta.tag(&version.version.to_string()).copied() else {
+                continue;
+            };
+            version.manifest = Some(manifest);
+            version.signatures = meta
+                .signatures_of(&manifest)
+                .map(|(carrier, check)| VersionSignature {
+                    manifest: *carrier,
+                    check: check.clone(),
+                })
+                .collect();
+        }
         Ok(PackageInfo {
             name: package.to_string(),
             log_id: LogId::package(&package),

@@ -18,8 +18,10 @@
 //! itself need not be readable (or even stored here).
 
 mod index;
+mod recent;
 
 pub(crate) use index::{index_meta_record, index_package_record};
+pub use recent::RecentRelease;
 
 use cairn_crypto::Sha256Digest;
 use cairn_protocol::PackageName;

@@ -49,6 +49,9 @@ pub(crate) struct Sequencer {
     pub(crate) registry_row: Option<LogRow>,
     /// The part of the latest map tree seen so far.
     pub(crate) resident: crate::maps::ResidentMap,
+    /// The lease this sequencer was elected with, when the registry is a
+    /// node of a cluster: every commit is fenced with it ([`crate::leader`]).
+    pub(crate) term: Option<Arc<crate::leader::Term>>,
 }
 
 enum Accepted {
@@ -106,6 +109,10 @@ impl OciProjection {
     }
 }
 
+/// The `seq` of the records built for OCI pushes in a batch (never stored
+/// as pending records, they come after every stored one).
+const PUSH_SEQ: i64 = i64::MAX;
+
 /// How long an OCI upload session may stay unfinished.
 const UPLOAD_RETENTION_MS: i64 = 24 * 3600 * 1000;
 
@@ -125,7 +132,8 @@ impl Sequencer {
             async move { registry.read_map_tree(root, limit).await }
         }));
         loop {
-            if *shutdown.borrow() {
+            // A deposed leader stops at once: its lease is another node's.
+            if *shutdown.borrow() || self.deposed() {
                 break;
             }
             if warming.as_ref().is_some_and(|w| w.is_finished())
@@ -166,6 +174,7 @@ impl Sequencer {
                         _ = shutdown.changed() => {}
                     }
                 }
+                Err(_) if self.deposed() => break,
                 Err(error) => {
                     tracing::error!(%error, "sequencer step failed; retrying in {backoff:?}");
                     let message = error.to_string();
@@ -228,7 +237,7 @@ impl Sequencer {
     /// Sequences one batch; returns whether there was anything to do.
     pub(crate) async fn step(&mut self) -> Result<bool, ServiceError> {
         let max_batch = self.registry.inner.config.max_batch;
-        let queued = self.registry.inner.store.queued(max_batch).await?;
+        let queued = self.registry.queued_records(max_batch).await?;
         // OCI pushes: their records are built here, on the heads this
         // sequencer committed, and committed with the batch.
         let pushes = if self.registry.pushes_queued() {
@@ -426,7 +435,7 @@ impl Sequencer {
         let started = Instant::now();
         queued.extend(pushes.iter().flat_map(|built| {
             built.records.iter().map(|record| PendingRecord {
-                seq: i64::MAX,
+                seq: PUSH_SEQ,
                 record: record.clone(),
                 state: cairn_store::PendingState::Queued,
                 reason: None,
@@ -448,6 +457,10 @@ impl Sequencer {
             contents: pushes
                 .iter()
                 .flat_map(|b| b.contents.iter().copied())
+                .collect(),
+            manifest_bytes: pushes
+                .iter()
+                .flat_map(|b| b.manifest_bytes.iter().cloned())
                 .collect(),
             ..Batch::default()
         };
@@ -478,7 +491,11 @@ impl Sequencer {
                 key_id: record.key_id.clone(),
                 signature: record.signature.clone(),
             });
-            batch.sequenced.push((record.log_id, record.record_id));
+            // Only stored pending records have a row to delete (a push's
+            // records are built for this batch).
+            if pending.seq != PUSH_SEQ {
+                batch.sequenced.push((record.log_id, record.record_id));
+            }
             map_updates.insert(record.log_id, map_leaf_hash(&record.record_id.0));
             match accepted {
                 Accepted::Operator(state) => {
@@ -634,7 +651,7 @@ impl Sequencer {
         let prepared = started.elapsed();
         let registry = self.registry.clone();
         let gate = registry.inner.commit_gate.write().await;
-        self.registry.inner.store.commit_batch(&batch).await?;
+        self.commit(&mut batch).await?;
         // CRASH POINT 2 — committed: with its checkpoint (start-up reads it
         // from the store), or without one (signing failed): then the stored
         // tree is ahead of the latest checkpoint and `ensure_checkpoint`
@@ -685,11 +702,11 @@ impl Sequencer {
         metrics.batches.add(1);
         metrics
             .records_sequenced
-            .add(u64::try_from(batch.sequenced.len()).unwrap_or(0));
+            .add(u64::try_from(batch.records.len()).unwrap_or(0));
         metrics
             .records_rejected
             .add(u64::try_from(batch.rejected.len()).unwrap_or(0));
-        let done = u64::try_from(batch.sequenced.len() + batch.rejected.len()).unwrap_or(0);
+        let done = u64::try_from(batch.records.len() + batch.rejected.len()).unwrap_or(0);
         metrics.batch_records.observe(done);
         // The backlog counts stored pending records; pushes' records never
         // were.
@@ -702,7 +719,7 @@ impl Sequencer {
                 Some(b.saturating_sub(stored_done))
             });
         tracing::debug!(
-            sequenced = batch.sequenced.len(),
+            sequenced = batch.records.len(),
             rejected = batch.rejected.len(),
             size = self.writer.size(),
             ?loaded_logs,
@@ -742,7 +759,7 @@ impl Sequencer {
             .await?;
         // CRASH POINT 3 — signed, not stored: the signatures were never
         // served and are simply lost; new ones are made for the same roots.
-        self.registry.inner.store.store_checkpoint(&stored).await?;
+        self.store_checkpoint(&stored).await?;
         // CRASH POINT 4 — stored, not yet announced: start-up reads the
         // latest checkpoint from the store.
         self.announce(stored);

@@ -18,6 +18,12 @@ pub enum StoreError {
     /// this binary, locked by another process).
     #[error("storage misconfigured: {0}")]
     Config(String),
+    /// A fenced write (a batch or checkpoint of the sequencer) was refused
+    /// because its fence no longer holds the sequencer lease: another node
+    /// took over. Nothing was stored; the writer must stop sequencing
+    /// ([`crate::LeaseStore`]).
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 impl StoreError {

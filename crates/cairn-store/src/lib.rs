@@ -11,6 +11,7 @@
 
 mod aliases;
 mod error;
+mod lease;
 mod oci;
 mod pushes;
 mod search;
@@ -22,6 +23,7 @@ mod uploads;
 
 pub use aliases::DigestAliases;
 pub use error::StoreError;
+pub use lease::{Fence, LeaseState, LeaseStore};
 pub use oci::OciStore;
 pub use pushes::PushStore;
 pub use search::{
@@ -62,7 +64,15 @@ pub type StoreResult<T> = Result<T, StoreError>;
 ///   run `cairn fsck`).
 #[async_trait]
 pub trait Store:
-    OciStore + DigestAliases + PushStore + SearchStore + UploadStore + Send + Sync + std::fmt::Debug
+    OciStore
+    + DigestAliases
+    + PushStore
+    + SearchStore
+    + UploadStore
+    + LeaseStore
+    + Send
+    + Sync
+    + std::fmt::Debug
 {
     // ----- tree -----
 
@@ -86,7 +96,9 @@ pub trait Store:
     /// stored tree size equals `batch.old_size` — a second writer, or a
     /// replayed batch, can never extend the log twice. Deletes the sequenced
     /// and rejected records' pending rows in the same transaction (rejected
-    /// ones are kept, marked rejected, for status queries).
+    /// ones are kept, marked rejected, for status queries). With
+    /// [`Batch::fence`], MUST fail with [`StoreError::Fenced`] (and store
+    /// nothing) unless the fence holds the sequencer lease ([`LeaseStore`]).
     async fn commit_batch(&self, batch: &Batch) -> StoreResult<()>;
 
     // ----- checkpoints -----

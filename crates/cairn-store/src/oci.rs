@@ -114,4 +114,9 @@ pub trait OciStore: Send + Sync {
         after: Option<(i64, &Sha256Digest)>,
         limit: u32,
     ) -> StoreResult<Vec<OciManifestRow>>;
+
+    /// The bytes of the manifest `digest` as the batch that logged its push
+    /// stored them (see [`crate::Batch::manifest_bytes`]), or `None` for a
+    /// manifest stored before they were kept, or never pushed.
+    async fn manifest_bytes(&self, digest: &Sha256Digest) -> StoreResult<Option<Vec<u8>>>;
 }

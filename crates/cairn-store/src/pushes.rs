@@ -16,8 +16,20 @@ use crate::StoreResult;
 /// * [`PushStore::live_pending_logs`] returns exactly those of the given
 ///   logs that have a live (sourcing or queued) pending record at the time
 ///   of the call, each once, in no particular order.
+/// * [`PushStore::pending_generation`] changes (increases) after every
+///   committed write through this store value that makes a pending record
+///   live or queued (an insert, or a sourcing record whose content
+///   arrived). So a caller that read generation `g`, then found no live
+///   pending record on some logs, knows that no such write happened through
+///   this value since while it still reads `g`. Writes by other processes
+///   sharing the database are not counted: callers that rely on the
+///   generation still look again now and then.
 #[async_trait]
 pub trait PushStore: Send + Sync {
     /// Which of `log_ids` have a live pending record now.
     async fn live_pending_logs(&self, log_ids: &[LogId]) -> StoreResult<Vec<LogId>>;
+
+    /// The generation of this store value's pending records (see the
+    /// contract).
+    fn pending_generation(&self) -> u64;
 }

@@ -253,6 +253,15 @@ pub trait SearchStore: Send + Sync {
         limit: u32,
     ) -> StoreResult<Vec<ReleaseHit>>;
 
+    /// The most recently sequenced releases (highest registry index
+    /// first), of `namespaces` only if given, at most `limit`, with no
+    /// interfaces matched.
+    async fn recent_releases(
+        &self,
+        namespaces: Option<&[String]>,
+        limit: u32,
+    ) -> StoreResult<Vec<ReleaseHit>>;
+
     /// Releases that import an interface of WIT package `wit_package`
     /// (`ns:pkg`), of `namespaces` only if given, by (package, version)
     /// after `after`, at most `limit`, with the interfaces of `wit_package`

@@ -231,6 +231,10 @@ pub struct Batch {
     /// invisible (`oci_visible` makes those whose record is sequenced
     /// visible).
     pub oci_manifests: Vec<OciManifestRow>,
+    /// The bytes of the manifests pushed by this batch's records (digest,
+    /// bytes): the durable copy, stored with the records, of what the blob
+    /// store holds unsynced (see [`crate::OciStore::manifest_bytes`]).
+    pub manifest_bytes: Vec<(Sha256Digest, Vec<u8>)>,
     /// Content (digest, size) of the wasm layers of the pushes whose records
     /// this batch builds, not yet published (`published_contents` publishes
     /// what a sequenced release names).
@@ -262,6 +266,9 @@ pub struct Batch {
     /// transaction (so a batch's records and the checkpoint that covers them
     /// cost one durable commit). `None` when it is signed afterwards.
     pub checkpoint: Option<StoredCheckpoint>,
+    /// The committing sequencer's lease, checked in the batch's transaction
+    /// (see [`crate::LeaseStore`]); `None` for a single-node registry.
+    pub fence: Option<crate::Fence>,
 }
 
 /// What an API token may do.

@@ -515,14 +515,19 @@ async fn pushes_commit_with_their_batch() {
         let other = LogId(Sha256Digest::of(b"other"));
         let third = LogId(Sha256Digest::of(b"third"));
         // Which logs have a live pending record: queued and sourcing count.
+        // Each insert moves the pending generation on.
+        let generation = store.pending_generation();
         store
             .insert_pending(&pending(1, &log, vec![]))
             .await
             .unwrap();
+        let queued = store.pending_generation();
+        assert!(queued > generation, "{}", db.kind);
         store
             .insert_pending(&pending(2, &other, vec![Sha256Digest::of(b"missing")]))
             .await
             .unwrap();
+        assert!(store.pending_generation() > queued, "{}", db.kind);
         let mut live = store.live_pending_logs(&[third, other, log]).await.unwrap();
         live.sort_by_key(|id| id.0.0);
         let mut expected = vec![other, log];
@@ -540,6 +545,7 @@ async fn pushes_commit_with_their_batch() {
         let (pushed, refused) = (manifest_row("ns/pkg", 5), manifest_row("ns/pkg", 6));
         let (released, unreleased) = (Sha256Digest::of(&[5]), Sha256Digest::of(&[6]));
         b.oci_manifests = vec![pushed.clone(), refused.clone()];
+        b.manifest_bytes = vec![(pushed.digest, b"{\"pushed\": 5}".to_vec())];
         b.contents = vec![(released, 7), (unreleased, 8)];
         b.oci_visible = vec![("ns/pkg".into(), pushed.digest)];
         b.published_contents = vec![released];
@@ -556,6 +562,22 @@ async fn pushes_commit_with_their_batch() {
             }
         };
         assert_eq!(visible(&pushed).await, Some(true), "{}", db.kind);
+        assert_eq!(
+            store
+                .manifest_bytes(&pushed.digest)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(&b"{\"pushed\": 5}"[..]),
+            "{}",
+            db.kind
+        );
+        assert_eq!(
+            store.manifest_bytes(&refused.digest).await.unwrap(),
+            None,
+            "{}",
+            db.kind
+        );
         assert_eq!(visible(&refused).await, Some(false), "{}", db.kind);
         let content = |digest| {
             let store = &store;

@@ -14,6 +14,7 @@ use cairn_crypto::Sha256Digest;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
+use super::signature::{SignatureCheck, check_checks};
 use super::{Attribution, ExtEntry, ExtRecord, check_common, rule};
 use crate::envelope::Envelope;
 use crate::keys::Head;
@@ -80,6 +81,10 @@ pub struct ManifestEntry {
     /// What the wasm layer is, computed by the registry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wasm: Option<WasmFacts>,
+    /// The signatures it carries about its subject, as the registry
+    /// checked them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<SignatureCheck>,
     /// Who pushed it.
     pub by: Attribution,
 }
@@ -96,6 +101,10 @@ pub struct TagEntry {
     /// without a version tag gets one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<ReleaseLink>,
+    /// The signatures the manifest carries, checked when a cosign tag
+    /// (`sha256-<hex>.sig`, `.att`) attaches it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<SignatureCheck>,
     /// Who moved it.
     pub by: Attribution,
 }
@@ -169,6 +178,9 @@ pub struct ManifestState {
     pub subject: Option<Sha256Digest>,
     /// The version it released, if any.
     pub release: Option<Version>,
+    /// The signature checks logged with it (a signature manifest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<SignatureCheck>,
 }
 
 /// The validated state of a package's metadata log.
@@ -312,6 +324,21 @@ impl MetaState {
             .map(|(t, _)| t.as_str())
     }
 
+    /// The signature checks logged about `subject`, with the digest of the
+    /// manifest carrying each, in manifest digest order.
+    pub fn signatures_of<'a>(
+        &'a self,
+        subject: &'a Sha256Digest,
+    ) -> impl Iterator<Item = (&'a Sha256Digest, &'a SignatureCheck)> {
+        self.manifests.iter().flat_map(move |(manifest, state)| {
+            state
+                .signatures
+                .iter()
+                .filter(move |c| c.subject == *subject)
+                .map(move |c| (manifest, c))
+        })
+    }
+
     /// The recorded reason for a yank.
     pub fn yank(&self, version: &Version) -> Option<&YankEntry> {
         self.yanks.get(version)
@@ -426,6 +453,7 @@ impl MetaState {
                     self.attributions
                         .insert(release.record, manifest.by.identity.clone());
                 }
+                check_checks(&manifest.signatures, manifest.subject.as_ref())?;
                 // Pushed again after a deletion: recorded again.
                 self.deleted.remove(&manifest.digest);
                 self.manifests.insert(
@@ -435,6 +463,7 @@ impl MetaState {
                         artifact_type: manifest.artifact_type.clone(),
                         subject: manifest.subject,
                         release: manifest.release.as_ref().map(|r| r.version.clone()),
+                        signatures: manifest.signatures.clone(),
                     },
                 );
                 for tag in &manifest.tags {
@@ -458,6 +487,18 @@ impl MetaState {
                     manifest.release = Some(release.version.clone());
                     self.attributions
                         .insert(release.record, tag.by.identity.clone());
+                }
+                if !tag.signatures.is_empty() {
+                    // About the manifest's own subject, or the one the
+                    // cosign tag (`sha256-<hex>.<suffix>`) names.
+                    let named = tag
+                        .tag
+                        .strip_prefix("sha256-")
+                        .and_then(|rest| rest.split_once('.'))
+                        .and_then(|(hex, _)| Sha256Digest::from_hex(hex).ok());
+                    let subject = manifest.subject.or(named);
+                    check_checks(&tag.signatures, subject.as_ref())?;
+                    manifest.signatures = tag.signatures.clone();
                 }
                 self.set_tag(&tag.tag, tag.digest)?;
             }
@@ -522,6 +563,7 @@ impl MetaState {
                         artifact_type: None,
                         subject: None,
                         release: Some(mirror.version.clone()),
+                        signatures: Vec::new(),
                     });
                 self.set_tag(&mirror.version.to_string(), mirror.digest)?;
             }
@@ -621,6 +663,7 @@ mod tests {
                 content: Sha256Digest([8; 32]),
             }),
             wasm: None,
+            signatures: Vec::new(),
             by: by(),
         })
     }
@@ -666,6 +709,7 @@ mod tests {
             tag: "latest".into(),
             digest: a,
             release: None,
+            signatures: Vec::new(),
             by: by(),
         });
         assert!(state.clone().apply(&retag).is_err());

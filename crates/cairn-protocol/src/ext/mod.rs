@@ -23,6 +23,7 @@
 
 pub mod meta;
 pub mod registry;
+pub mod signature;
 
 use std::collections::BTreeMap;
 

@@ -129,6 +129,23 @@ pub struct PublishPolicy {
     /// (`v*`, `release-*`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub immutable_tags: Vec<String>,
+    /// Public keys (PEM SubjectPublicKeyInfo, as `cosign generate-key-pair`
+    /// writes `cosign.pub`) whose signatures are trusted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signature_keys: Vec<String>,
+    /// Keyless signers: `ISSUER=IDENTITY_REGEX` (cosign's
+    /// `--certificate-oidc-issuer` and anchored
+    /// `--certificate-identity-regexp`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signature_identities: Vec<String>,
+    /// Whether every release needs a signature matching the keys or
+    /// identities.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_signature: bool,
+    /// In-toto predicate types of the attestations the namespace requires
+    /// (and the only ones it accepts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require_attestations: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -139,6 +156,15 @@ impl PublishPolicy {
     /// Whether `tag` matches one of the immutable-tag patterns.
     pub fn tag_is_immutable(&self, tag: &str) -> bool {
         self.immutable_tags.iter().any(|p| glob_matches(p, tag))
+    }
+
+    /// Whether the namespace has trust rules: signatures pushed into it
+    /// must then verify against them.
+    pub fn has_trust_rules(&self) -> bool {
+        !self.signature_keys.is_empty()
+            || !self.signature_identities.is_empty()
+            || self.require_signature
+            || !self.require_attestations.is_empty()
     }
 }
 
@@ -185,6 +211,10 @@ impl Default for PublishPolicy {
             imports_allow: Vec::new(),
             imports_deny: Vec::new(),
             immutable_tags: Vec::new(),
+            signature_keys: Vec::new(),
+            signature_identities: Vec::new(),
+            require_signature: false,
+            require_attestations: Vec::new(),
         }
     }
 }

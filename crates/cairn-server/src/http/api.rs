@@ -46,7 +46,7 @@ async fn admin<'a>(
     Ok(state.registry.admin(&caller.identity, signer))
 }
 
-fn ok(value: serde_json::Value) -> Response {
+pub(super) fn ok(value: serde_json::Value) -> Response {
     json(StatusCode::OK, &value)
 }
 
@@ -169,8 +169,8 @@ pub(super) async fn oidc_token(
 // ---- namespace membership (owners) ---------------------------------------
 
 /// Owners (with a token allowing `publish` there) and admins may change a
-/// namespace's publishers.
-async fn owner_ctx<'a>(
+/// namespace's publishers and trust rules.
+pub(super) async fn owner_ctx<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
     namespace: &str,
@@ -185,7 +185,7 @@ async fn owner_ctx<'a>(
             == Access::Owner;
     if !is_owner && !caller.allows(Action::Admin, None) {
         return Err(ServiceError::forbidden(format!(
-            "only owners of `{namespace}` (or administrators) may change its members"
+            "only owners of `{namespace}` (or administrators) may change its members and trust rules"
         ))
         .into());
     }

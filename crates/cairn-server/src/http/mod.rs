@@ -9,6 +9,8 @@ mod extract;
 pub mod metrics;
 mod oci;
 mod search;
+mod standby;
+mod trust;
 mod warg;
 mod withhold;
 
@@ -130,14 +132,25 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .registry
         .latest_checkpoint()
         .map(|c| c.checkpoint.checkpoint.log_length);
-    let ready =
-        health.sequencer_running && health.sequencer_error.is_none() && checkpoint.is_some();
-    let body = serde_json::json!({
+    // A standby of a cluster is ready once it serves a checkpoint: it
+    // serves reads, and answers writes 503 (`leader` tells a load balancer
+    // where writes go).
+    let standby = health.leadership.as_ref().is_some_and(|l| !l.leader);
+    let ready = checkpoint.is_some()
+        && (standby || (health.sequencer_running && health.sequencer_error.is_none()));
+    let mut body = serde_json::json!({
         "status": if ready { "ready" } else { "not ready" },
         "sequencer": { "running": health.sequencer_running, "error": health.sequencer_error },
         "checkpoint": checkpoint,
         "backlog": state.registry.backlog_len(),
     });
+    if let Some(leadership) = &health.leadership {
+        body["node"] = serde_json::json!({
+            "id": leadership.node,
+            "leader": leadership.leader,
+            "epoch": leadership.epoch,
+        });
+    }
     let status = if ready {
         StatusCode::OK
     } else {
@@ -173,6 +186,10 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
         .route(
             "/api/v1/namespaces/{namespace}/publishers/{identity}",
             put(api::add_publisher).delete(api::remove_publisher),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/signature-policy",
+            put(trust::set_signature_policy),
         )
         .route("/api/v1/packages/{name}", get(api::package))
         .route("/api/v1/packages/{name}/yank", post(api::yank))
@@ -298,9 +315,21 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
         )
         .merge(oci_manifests)
         .merge(oci_blobs);
+    // The web catalogue's pages (HTML, not part of the API: see
+    // `crate::web`), with the ordinary deadline.
+    let web = crate::web::router()
+        .method_not_allowed_fallback(warg::method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(middleware_error))
+                .timeout(limits.request_timeout),
+        );
+    let standby = axum::middleware::from_fn_with_state(state.clone(), standby::refuse_writes);
     api.merge(transfers)
         .merge(oci)
+        .merge(web)
         .with_state(state)
+        .layer(standby)
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(middleware_error))

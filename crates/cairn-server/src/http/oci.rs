@@ -72,6 +72,11 @@ impl IntoResponse for OciResponse {
     }
 }
 
+/// `error` in the OCI format, for middleware that answers before a handler.
+pub(super) fn respond(state: &AppState, error: OciError) -> Response {
+    Ctx { state }.fail(error).into_response()
+}
+
 fn challenge(realm: &str, scope: Option<&str>) -> HeaderValue {
     let mut value = format!("Bearer realm=\"{realm}\",service=\"cairn\"");
     if let Some(scope) = scope {

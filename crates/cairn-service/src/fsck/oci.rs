@@ -551,6 +551,7 @@ mod tests {
                 tags: Vec::new(),
                 release: None,
                 wasm: None,
+                signatures: Vec::new(),
                 by: by.clone(),
             })
         };

@@ -24,7 +24,7 @@ use cairn_store::OciManifestRow;
 
 use super::access::AttachmentTag;
 use super::manifests::TagPage;
-use super::{IMAGE_INDEX, MAX_MANIFEST_BYTES, OciCode, OciError, Repository};
+use super::{IMAGE_INDEX, OciCode, OciError, Repository};
 use crate::identity::Caller;
 use crate::{Registry, ServiceError};
 
@@ -296,7 +296,7 @@ impl Registry {
             // Validated when it was pushed; an index that no longer reads
             // (its bytes collected, or rules that changed since) lists
             // nothing rather than failing the whole listing.
-            let parsed = match self.read_blob(&index, MAX_MANIFEST_BYTES as u64).await {
+            let parsed = match self.read_manifest_bytes(&index).await {
                 Ok(bytes) => cairn_protocol::oci::parse_manifest(&bytes, Some(IMAGE_INDEX))
                     .map_err(|e| e.message),
                 Err(e) if e.code == OciCode::BlobUnknown => Err(e.message),

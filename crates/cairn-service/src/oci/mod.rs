@@ -28,6 +28,7 @@ pub(crate) mod manifests;
 pub mod mirror;
 mod policy;
 mod read_access;
+pub mod signatures;
 
 use cairn_crypto::{Sha256Digest, Sha512Digest};
 use cairn_protocol::PackageName;

@@ -24,6 +24,7 @@ use crate::types::*;
 use crate::{Store, StoreError, StoreResult};
 
 mod aliases;
+mod lease;
 mod oci;
 mod pushes;
 mod search;
@@ -83,6 +84,8 @@ pub struct SqlStore {
     /// SQLite: a single connection, so writers never contend; PostgreSQL:
     /// the same pool as `read`.
     write: AnyPool,
+    /// See [`crate::PushStore::pending_generation`].
+    pending_generation: std::sync::atomic::AtomicU64,
     #[cfg(feature = "fault-injection")]
     fault: std::sync::Mutex<Option<&'static str>>,
 }
@@ -218,9 +221,17 @@ impl SqlStore {
             backend,
             read,
             write,
+            pending_generation: std::sync::atomic::AtomicU64::new(0),
             #[cfg(feature = "fault-injection")]
             fault: std::sync::Mutex::new(None),
         }
+    }
+
+    /// A pending record became live or queued (committed): see
+    /// [`crate::PushStore::pending_generation`].
+    fn pending_changed(&self) {
+        self.pending_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The backend in use.
@@ -617,6 +628,77 @@ impl SqlStore {
         Ok(())
     }
 
+    /// [`Self::insert_manifest_in`] for many manifests, in few statements.
+    async fn insert_manifests_in(
+        tx: &mut Transaction<'_, Any>,
+        manifests: &[OciManifestRow],
+    ) -> StoreResult<()> {
+        for chunk in write_chunks(manifests) {
+            let sql = format!(
+                "INSERT INTO oci_manifests ({MANIFEST_COLUMNS}) VALUES {} \
+                 ON CONFLICT (repository, digest) DO NOTHING",
+                placeholders(1, chunk.len(), 9)
+            );
+            let mut query = sqlx::query(&sql);
+            for manifest in chunk {
+                query = query
+                    .bind(manifest.repository.clone())
+                    .bind(manifest.digest.0.to_vec())
+                    .bind(manifest.media_type.clone())
+                    .bind(manifest.artifact_type.clone())
+                    .bind(manifest.subject.map(|s| s.0.to_vec()))
+                    .bind(i64_from(manifest.size)?)
+                    .bind(manifest.annotations.clone())
+                    .bind(i64::from(manifest.visible))
+                    .bind(manifest.created_at_ms);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_manifest_bytes_in(
+        tx: &mut Transaction<'_, Any>,
+        manifests: &[(Sha256Digest, Vec<u8>)],
+    ) -> StoreResult<()> {
+        for chunk in write_chunks(manifests) {
+            let sql = format!(
+                "INSERT INTO manifest_bytes (digest, bytes) VALUES {} \
+                 ON CONFLICT (digest) DO NOTHING",
+                placeholders(1, chunk.len(), 2)
+            );
+            let mut query = sqlx::query(&sql);
+            for (digest, bytes) in chunk {
+                query = query.bind(digest.0.to_vec()).bind(bytes.clone());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::insert_content_in`] for many contents, in few statements.
+    async fn insert_contents_in(
+        tx: &mut Transaction<'_, Any>,
+        contents: &[(Sha256Digest, u64)],
+    ) -> StoreResult<()> {
+        for chunk in write_chunks(contents) {
+            let sql = format!(
+                "INSERT INTO contents (digest, size, published) VALUES {} \
+                 ON CONFLICT (digest) DO NOTHING",
+                (0..chunk.len())
+                    .map(|row| format!("(${}, ${}, 0)", 2 * row + 1, 2 * row + 2))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let mut query = sqlx::query(&sql);
+            for (digest, size) in chunk {
+                query = query.bind(digest.0.to_vec()).bind(i64_from(*size)?);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn insert_content_in(
         tx: &mut Transaction<'_, Any>,
         digest_value: &Sha256Digest,
@@ -909,14 +991,16 @@ impl Store for SqlStore {
         let t = std::time::Instant::now();
         let mut marks = Vec::new();
         let mut tx = self.write.begin().await?;
+        // The fence first: it locks the lease row, so a takeover either
+        // waits for this commit or makes it fail.
+        if let Some(fence) = &batch.fence {
+            lease::check_fence(&mut tx, fence).await?;
+        }
         Self::check_tree_size(&mut tx, batch.old_size).await?;
         marks.push(("check", t.elapsed()));
-        for manifest in &batch.oci_manifests {
-            Self::insert_manifest_in(&mut tx, manifest).await?;
-        }
-        for (digest, size) in &batch.contents {
-            Self::insert_content_in(&mut tx, digest, *size).await?;
-        }
+        Self::insert_manifests_in(&mut tx, &batch.oci_manifests).await?;
+        Self::insert_manifest_bytes_in(&mut tx, &batch.manifest_bytes).await?;
+        Self::insert_contents_in(&mut tx, &batch.contents).await?;
         Self::insert_records(&mut tx, &batch.records).await?;
         marks.push(("records", t.elapsed()));
         self.check_fault("records")?;
@@ -1153,7 +1237,9 @@ impl Store for SqlStore {
 
     async fn insert_pending(&self, record: &NewPending) -> StoreResult<PendingRecord> {
         let mut connection = self.write.acquire().await?;
-        Self::insert_pending_in(&mut connection, record).await
+        let inserted = Self::insert_pending_in(&mut connection, record).await?;
+        self.pending_changed();
+        Ok(inserted)
     }
 
     async fn insert_pending_many(&self, records: &[NewPending]) -> StoreResult<Vec<PendingRecord>> {
@@ -1163,6 +1249,7 @@ impl Store for SqlStore {
             inserted.push(Self::insert_pending_in(&mut tx, record).await?);
         }
         tx.commit().await?;
+        self.pending_changed();
         Ok(inserted)
     }
 
@@ -1283,6 +1370,9 @@ impl Store for SqlStore {
             .await?;
         }
         tx.commit().await?;
+        if pending.state == PendingState::Queued {
+            self.pending_changed();
+        }
         Ok(Some(pending))
     }
 

@@ -9,6 +9,15 @@ use crate::{OciManifestRow, OciStore, StoreResult};
 
 #[async_trait]
 impl OciStore for SqlStore {
+    async fn manifest_bytes(&self, digest: &Sha256Digest) -> StoreResult<Option<Vec<u8>>> {
+        sqlx::query("SELECT bytes FROM manifest_bytes WHERE digest = $1")
+            .bind(digest.0.to_vec())
+            .fetch_optional(&self.read)
+            .await?
+            .map(|row| Ok(row.try_get::<Vec<u8>, _>(0)?))
+            .transpose()
+    }
+
     async fn derived(&self, repository: &str, version: &str) -> StoreResult<Option<Sha256Digest>> {
         sqlx::query("SELECT digest FROM oci_derived WHERE repository = $1 AND version = $2")
             .bind(repository.to_owned())

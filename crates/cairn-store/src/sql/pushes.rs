@@ -1,5 +1,7 @@
 //! [`PushStore`] on SQL.
 
+use std::sync::atomic::Ordering;
+
 use async_trait::async_trait;
 
 use cairn_protocol::LogId;
@@ -29,5 +31,9 @@ impl PushStore for SqlStore {
             }
         }
         Ok(out)
+    }
+
+    fn pending_generation(&self) -> u64 {
+        self.pending_generation.load(Ordering::Acquire)
     }
 }

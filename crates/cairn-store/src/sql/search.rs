@@ -475,6 +475,42 @@ impl SearchStore for SqlStore {
         self.releases_of(keys).await
     }
 
+    async fn recent_releases(
+        &self,
+        namespaces: Option<&[String]>,
+        limit: u32,
+    ) -> StoreResult<Vec<ReleaseHit>> {
+        namespaces_ok(namespaces)?;
+        if namespaces.is_some_and(<[String]>::is_empty) {
+            return Ok(Vec::new());
+        }
+        // Walks `search_releases_by_index` backwards.
+        let mut sql = Sql::new(
+            "SELECT package, version, content, yanked, registry_index FROM search_releases \
+             WHERE 1 = 1",
+        );
+        if let Some(namespaces) = namespaces {
+            sql.any_of("namespace", namespaces);
+        }
+        sql.push(" ORDER BY registry_index DESC, package, version LIMIT ")
+            .bind(Value::Int(i64::from(limit).min(MAX_KEYS as i64)));
+        sql.query()
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(ReleaseHit {
+                    package: row.try_get("package")?,
+                    version: row.try_get("version")?,
+                    content: digest(&row.try_get::<Vec<u8>, _>("content")?, "release content")?,
+                    yanked: row.try_get::<i64, _>("yanked")? != 0,
+                    registry_index: u64_from(row.try_get("registry_index")?, "registry index")?,
+                    matched: Vec::new(),
+                })
+            })
+            .collect()
+    }
+
     async fn dependents(
         &self,
         wit_package: &str,

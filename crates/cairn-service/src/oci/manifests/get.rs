@@ -166,7 +166,7 @@ impl Registry {
         else {
             return Ok(None);
         };
-        let bytes = self.read_blob(digest, MAX_MANIFEST_BYTES as u64).await?;
+        let bytes = self.read_manifest_bytes(digest).await?;
         Ok(Some(ManifestBody {
             digest: *digest,
             media_type: row.media_type,

@@ -72,6 +72,8 @@ impl Waiting {
 #[derive(Default)]
 pub(crate) struct PushGroup {
     queue: Mutex<Vec<Waiting>>,
+    /// What the store last said about pending records.
+    pub(super) known: super::known::PendingKnown,
 }
 
 impl std::fmt::Debug for PushGroup {
@@ -85,8 +87,10 @@ impl std::fmt::Debug for PushGroup {
 pub(crate) struct BuiltPushes {
     /// The metadata record, then the release record if any.
     pub(crate) records: Vec<NewPending>,
-    /// New manifests, stored invisible with the batch.
+    /// New manifests, stored invisible with the batch…
     pub(crate) manifests: Vec<OciManifestRow>,
+    /// …with their bytes.
+    pub(crate) manifest_bytes: Vec<(Sha256Digest, Vec<u8>)>,
     /// The wasm layers' content (digest, size), stored with the batch.
     pub(crate) contents: Vec<(Sha256Digest, u64)>,
     members: Vec<Waiting>,
@@ -174,7 +178,7 @@ impl Registry {
             .iter()
             .flat_map(|(p, _)| [LogId::package(p), LogId::package_meta(p)])
             .collect();
-        match self.inner.store.live_pending_logs(&log_ids).await {
+        match self.live_pending_logs(&log_ids).await {
             Ok(busy) => {
                 let mut records = 0;
                 for (package, items) in packages {
@@ -236,6 +240,7 @@ impl Registry {
         let mut releases: Vec<(Version, Sha256Digest)> = Vec::new();
         let mut releaser: Option<Caller> = None;
         let mut manifests = Vec::new();
+        let mut manifest_bytes = Vec::new();
         let mut contents = Vec::new();
         for item in items {
             if members.len() >= MAX_GROUP_PUSHES || entry_bytes >= MAX_GROUP_ENTRY_BYTES {
@@ -282,6 +287,7 @@ impl Registry {
             contents.extend(item.push.layer);
             if matches!(entry, ExtEntry::Manifest(_)) {
                 manifests.push(item.push.row.clone());
+                manifest_bytes.push((item.push.digest, item.push.body.to_vec()));
             }
             entries.push(entry);
             members.push(item);
@@ -304,6 +310,7 @@ impl Registry {
                 Some(BuiltPushes {
                     records,
                     manifests,
+                    manifest_bytes,
                     contents,
                     members,
                 }),
@@ -368,4 +375,17 @@ impl Registry {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Registry {
+    /// Answers every queued push with a retryable error: this node stopped
+    /// sequencing (another node leads now), and nothing of them was stored.
+    pub(crate) fn fail_queued_pushes(&self, reason: &str) {
+        let waiting = std::mem::take(&mut *lock(&self.inner.push_group.queue));
+        for item in waiting {
+            item.answer(Outcome::Refused(
+                ServiceError::unavailable(reason.to_owned()).into(),
+            ));
+        }
+    }
 }

@@ -14,6 +14,7 @@ mod check;
 mod delete;
 mod get;
 pub(crate) mod group;
+mod known;
 mod provenance;
 mod put;
 mod records;
@@ -32,7 +33,8 @@ use cairn_store::OciManifestRow;
 use semver::Version;
 
 use super::{
-    LEGACY_WASM_CONFIGS, LEGACY_WASM_LAYERS, OciCode, OciError, Repository, WASM_CONFIG, WASM_LAYER,
+    LEGACY_WASM_CONFIGS, LEGACY_WASM_LAYERS, MAX_MANIFEST_BYTES, OciCode, OciError, Repository,
+    WASM_CONFIG, WASM_LAYER,
 };
 use crate::identity::Caller;
 use crate::{Registry, ServiceError};
@@ -123,6 +125,37 @@ impl Registry {
         Ok(out)
     }
 
+    /// Reads a pushed manifest's bytes: the blob store's copy, or, if that
+    /// is missing or damaged (it is written unsynced, see
+    /// [`cairn_blob::BlobStore::put_bytes_unsynced`]), the copy stored with
+    /// its records, which is then written back.
+    pub(crate) async fn read_manifest_bytes(
+        &self,
+        digest: &Sha256Digest,
+    ) -> Result<Vec<u8>, OciError> {
+        if let Some(bytes) = self
+            .inner
+            .blobs
+            .read_all(digest, MAX_MANIFEST_BYTES as u64)
+            .await?
+        {
+            return Ok(bytes);
+        }
+        let Some(bytes) = self.inner.store.manifest_bytes(digest).await? else {
+            return self.read_blob(digest, MAX_MANIFEST_BYTES as u64).await;
+        };
+        tracing::warn!(%digest, "restoring a manifest's blob from its logged copy");
+        self.inner
+            .blobs
+            .put_bytes(
+                Some(*digest),
+                Bytes::from(bytes.clone()),
+                MAX_MANIFEST_BYTES as u64,
+            )
+            .await?;
+        Ok(bytes)
+    }
+
     /// Reads a whole blob (bounded by `limit`).
     pub(crate) async fn read_blob(
         &self,
@@ -162,6 +195,8 @@ impl Registry {
 /// Everything a push records.
 pub(super) struct Push {
     row: OciManifestRow,
+    /// The manifest's bytes (stored durably with the push's records).
+    body: Bytes,
     repository: Repository,
     caller: Caller,
     digest: Sha256Digest,
@@ -174,6 +209,8 @@ pub(super) struct Push {
     version: Option<Version>,
     layer: Option<(Sha256Digest, u64)>,
     facts: Option<WasmFacts>,
+    /// Its signature layers as checked (`oci::signatures`).
+    signatures: Vec<cairn_protocol::ext::signature::SignatureCheck>,
 }
 
 impl Push {

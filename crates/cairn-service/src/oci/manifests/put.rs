@@ -32,6 +32,7 @@ use cairn_store::OciManifestRow;
 use super::*;
 use crate::identity::Caller;
 use crate::oci::access::{AttachmentTag, PushKind};
+use crate::oci::signatures::Attached;
 use crate::oci::{
     IMAGE_INDEX, IMAGE_MANIFEST, MAX_MANIFEST_BYTES, OciCode, OciError, Reference, Repository,
 };
@@ -237,11 +238,30 @@ impl Registry {
             }
         };
 
+        // Signatures are judged against the namespace's trust rules before
+        // anything is stored or logged.
+        let signatures = if wasm_parts.is_none() && media_type == IMAGE_MANIFEST {
+            self.check_signatures(
+                &repository,
+                Attached {
+                    body: &body,
+                    layers: &manifest.layers,
+                    stored: stored.get(1..).unwrap_or_default(),
+                    subject,
+                    unresolved_subject: manifest.subject.is_some() && own_subject.is_none(),
+                },
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
+
         // The bytes go to the blob store first (content-addressed, so a
-        // retry or a crash leaves nothing that is visible).
+        // retry or a crash leaves nothing that is visible), unsynced: the
+        // batch that logs the push stores them durably with its records.
         self.inner
             .blobs
-            .put_bytes(Some(digest), body.clone(), MAX_MANIFEST_BYTES as u64)
+            .put_bytes_unsynced(Some(digest), body.clone(), MAX_MANIFEST_BYTES as u64)
             .await?;
         let annotations = serde_json::to_string(&manifest.annotations)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
@@ -261,15 +281,17 @@ impl Registry {
             created_at_ms: self.inner.clock.now_ms(),
         };
 
+        let size = body.len() as u64;
         let push = Push {
             row,
+            body,
             repository: repository.clone(),
             caller: caller.clone(),
             digest,
             media_type,
             artifact_type: manifest.artifact_type.clone(),
             subject,
-            size: body.len() as u64,
+            size,
             blobs,
             tag,
             version,
@@ -278,6 +300,7 @@ impl Registry {
                 .as_ref()
                 .and_then(|(_, layer)| Some((stored.get(1).copied().flatten()?, layer.size))),
             facts,
+            signatures,
         };
         if let Some(sha512) = sha512_subject {
             // Before the push: it matters only once the manifest is visible.

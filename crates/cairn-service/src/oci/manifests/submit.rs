@@ -206,6 +206,7 @@ impl Registry {
                 tag: push.tag.clone().unwrap_or_default(),
                 digest: push.digest,
                 release,
+                signatures: push.signatures.clone(),
                 by: push.caller.attribution(),
             })
         } else {
@@ -219,6 +220,7 @@ impl Registry {
                 tags: push.tag.iter().cloned().collect(),
                 release,
                 wasm: push.facts.clone(),
+                signatures: push.signatures.clone(),
                 by: push.caller.attribution(),
             })
         }))
