@@ -752,67 +752,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sha512_names_are_checked_and_stored_under_sha256() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FsBlobStore::open(dir.path()).await.unwrap();
-        let sha256 = Sha256Digest::of(b"hello world");
-        let sha512 = Sha512Digest::of(b"hello world");
-        // Monolithic: a wrong SHA-512 stores nothing.
-        assert!(matches!(
-            store
-                .put_sha512(Sha512Digest::of(b"other"), body(vec![b"hello world"]), 100)
-                .await,
-            Err(BlobError::Sha512Mismatch { found, .. }) if *found == sha512
-        ));
-        assert_eq!(store.stat(&sha256).await.unwrap(), None);
-        let info = store
-            .put_sha512(sha512, body(vec![b"hello ", b"world"]), 100)
-            .await
-            .unwrap();
-        assert_eq!(
-            info,
-            BlobInfo {
-                digest: sha256,
-                size: 11
-            }
-        );
-        assert_eq!(read_all(&store, &sha256, 0, 11).await, b"hello world");
-        // Chunked: the session is hashed both ways when it is finished.
-        let other = Sha256Digest::of(b"chunked");
-        store.upload_start("s512").await.unwrap();
-        store
-            .upload_append("s512", None, body(vec![b"chun", b"ked"]), 100)
-            .await
-            .unwrap();
-        assert!(matches!(
-            store.upload_finish_sha512("s512", sha512).await,
-            Err(BlobError::Sha512Mismatch { .. })
-        ));
-        assert_eq!(store.stat(&other).await.unwrap(), None);
-        assert!(matches!(
-            store.upload_size("s512").await,
-            Err(BlobError::UnknownUpload)
-        ));
-        store.upload_start("s512b").await.unwrap();
-        store
-            .upload_append("s512b", Some(0), body(vec![b"chunked"]), 100)
-            .await
-            .unwrap();
-        let info = store
-            .upload_finish_sha512("s512b", Sha512Digest::of(b"chunked"))
-            .await
-            .unwrap();
-        assert_eq!(
-            info,
-            BlobInfo {
-                digest: other,
-                size: 7
-            }
-        );
-        assert_eq!(store.stat(&other).await.unwrap(), Some(7));
-    }
-
-    #[tokio::test]
     async fn rejects_wrong_digest_and_oversize_without_leftovers() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsBlobStore::open(dir.path()).await.unwrap();

@@ -329,6 +329,37 @@ impl S3BlobStore {
         writer.commit().await
     }
 
+    /// Ends a write of `expected` straight to its final key: `streamed` is
+    /// what writing the bytes (hashed into `hasher`) gave. Published only if
+    /// they hash to `expected`; otherwise the write is aborted and nothing
+    /// new is visible.
+    pub(crate) async fn publish_verified(
+        &self,
+        writer: Writer,
+        streamed: Result<u64, BlobError>,
+        hasher: Sha256,
+        expected: Sha256Digest,
+    ) -> Result<BlobInfo, BlobError> {
+        let size = match streamed {
+            Ok(size) => size,
+            Err(e) => {
+                writer.abort().await;
+                return Err(e);
+            }
+        };
+        let found = Sha256Digest(hasher.finalize().into());
+        if found != expected {
+            writer.abort().await;
+            return Err(BlobError::DigestMismatch { expected, found });
+        }
+        let info = BlobInfo {
+            digest: expected,
+            size,
+        };
+        self.publish_writer(writer, &info).await?;
+        Ok(info)
+    }
+
     /// Copies the verified object at `staged` (`info` is what it hashes
     /// to) to the key of `info.digest` unless a right copy is already
     /// there, then deletes `staged`.
@@ -473,24 +504,9 @@ impl BlobStore for S3BlobStore {
         // verified.
         let mut writer = Writer::new(self.store(), self.blob_key(&expected));
         let mut hasher = Sha256::new();
-        let size = match Self::pump(&mut writer, body, 0, limit, &mut hasher, None).await {
-            Ok(size) => size,
-            Err(e) => {
-                writer.abort().await;
-                return Err(e);
-            }
-        };
-        let found = Sha256Digest(hasher.finalize().into());
-        if found != expected {
-            writer.abort().await;
-            return Err(BlobError::DigestMismatch { expected, found });
-        }
-        let info = BlobInfo {
-            digest: expected,
-            size,
-        };
-        self.publish_writer(writer, &info).await?;
-        Ok(info)
+        let streamed = Self::pump(&mut writer, body, 0, limit, &mut hasher, None).await;
+        self.publish_verified(writer, streamed, hasher, expected)
+            .await
     }
 
     async fn put_sha512(

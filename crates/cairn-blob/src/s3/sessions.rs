@@ -249,27 +249,11 @@ impl S3BlobStore {
             Expected::Sha256(expected) => {
                 // Straight to the final key, completed only once verified.
                 let mut writer = Writer::new(self.store(), self.blob_key(&expected));
-                let size = match self
+                let streamed = self
                     .stream_chain(listed, &mut writer, &mut hasher, None)
+                    .await;
+                self.publish_verified(writer, streamed, hasher, expected)
                     .await
-                {
-                    Ok(size) => size,
-                    Err(e) => {
-                        writer.abort().await;
-                        return Err(e);
-                    }
-                };
-                let found = Sha256Digest(hasher.finalize().into());
-                if found != expected {
-                    writer.abort().await;
-                    return Err(BlobError::DigestMismatch { expected, found });
-                }
-                let info = BlobInfo {
-                    digest: expected,
-                    size,
-                };
-                self.publish_writer(writer, &info).await?;
-                Ok(info)
             }
             Expected::Sha512(expected) => {
                 if listed.size() > MAX_COPY_BYTES {
