@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use cairn_protocol::record::{PackageRecord, RecordKind as _};
 use cairn_protocol::{LogId, PackageName};
+use cairn_store::StoredRecord;
 
 use crate::{Registry, ServiceError};
 
@@ -17,7 +18,36 @@ const DONE: &str = "content_links_v1";
 /// Records read per step.
 const PAGE: u64 = 1000;
 
+/// Sequenced records, with the names of their logs.
+pub(crate) type NamedRecords = (Vec<StoredRecord>, HashMap<LogId, Option<String>>);
+
 impl Registry {
+    /// The next page of sequenced records from `*start` (moved past them)
+    /// up to `end`, with their logs' names; `None` when there are no more.
+    /// The backfills read the log this way.
+    pub(crate) async fn named_records(
+        &self,
+        start: &mut u64,
+        end: u64,
+    ) -> Result<Option<NamedRecords>, ServiceError> {
+        if *start >= end {
+            return Ok(None);
+        }
+        let store = &self.inner.store;
+        let records = store
+            .records_range(*start, (*start + PAGE).min(end))
+            .await?;
+        let Some(last) = records.last() else {
+            return Ok(None);
+        };
+        *start = last.registry_index + 1;
+        let mut ids: Vec<LogId> = records.iter().map(|r| r.log_id).collect();
+        ids.sort_unstable_by_key(|id| id.0.0);
+        ids.dedup();
+        let names = store.log_names(&ids).await?.into_iter().collect();
+        Ok(Some((records, names)))
+    }
+
     /// Links released content of every package to its repository, once.
     /// Returns how many links it wrote (0 when it had run before).
     pub async fn backfill_content_links(&self) -> Result<u64, ServiceError> {
@@ -28,15 +58,7 @@ impl Registry {
         let end = self.latest_length();
         let mut start = 0;
         let mut linked = 0u64;
-        while start < end {
-            let records = store.records_range(start, (start + PAGE).min(end)).await?;
-            let Some(last) = records.last() else { break };
-            start = last.registry_index + 1;
-            let mut ids: Vec<LogId> = records.iter().map(|r| r.log_id).collect();
-            ids.sort_unstable_by_key(|id| id.0.0);
-            ids.dedup();
-            let names: HashMap<LogId, Option<String>> =
-                store.log_names(&ids).await?.into_iter().collect();
+        while let Some((records, names)) = self.named_records(&mut start, end).await? {
             let mut links = Vec::new();
             for record in &records {
                 // Package logs only: other logs' names are not package names.

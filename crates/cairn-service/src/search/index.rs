@@ -20,7 +20,7 @@
 //! entries cannot be read here (which validation makes impossible) is
 //! logged and left out of the index.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use cairn_crypto::Sha256Digest;
 use cairn_protocol::ext::{ExtEntry, ExtRecord, META_LOG_PREFIX, meta_log_package};
@@ -33,8 +33,6 @@ use crate::{Registry, ServiceError};
 
 /// The store fact saying the index was built for the records before it.
 const DONE: &str = "search_index_v1";
-/// Records read per step of the rebuild.
-const PAGE: u64 = 1000;
 
 /// The summary of `package` as of its log's `state` at `head_index`, or
 /// `None` while it has no release.
@@ -195,15 +193,7 @@ impl Registry {
         let end = self.latest_length();
         let mut start = 0;
         let mut indexed = 0u64;
-        while start < end {
-            let records = store.records_range(start, (start + PAGE).min(end)).await?;
-            let Some(last) = records.last() else { break };
-            start = last.registry_index + 1;
-            let mut ids: Vec<LogId> = records.iter().map(|r| r.log_id).collect();
-            ids.sort_unstable_by_key(|id| id.0.0);
-            ids.dedup();
-            let names: HashMap<LogId, Option<String>> =
-                store.log_names(&ids).await?.into_iter().collect();
+        while let Some((records, names)) = self.named_records(&mut start, end).await? {
             let mut update = SearchUpdate::default();
             let mut packages: BTreeSet<(LogId, String)> = BTreeSet::new();
             for record in &records {
