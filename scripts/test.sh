@@ -70,6 +70,8 @@ BENCH_PROFILE=dev REGISTRIES=cairn SMALL_ITERATIONS=1 LARGE_ITERATIONS=1 \
 BENCH_PROFILE=dev REGISTRIES=cairn-s3 SMALL_ITERATIONS=1 LARGE_ITERATIONS=1 LARGE_MIB=6 \
     MANIFESTS=20 CONCURRENCY=2 ./scripts/bench-oci.sh
 BENCH_PROFILE=dev BENCH_DIR="$(mktemp -d)" ./scripts/bench-server.sh publish cairn 20
+BENCH_PROFILE=dev PUBLISHES=20 CONCURRENCY=2 RUNS=1 FAILOVER_PACKAGES=2000 \
+    ./scripts/bench-cluster.sh publish failover
 BENCH_PROFILE=dev RUNS=1 ./scripts/bench-verify.sh 3
 BENCH_PROFILE=dev ./scripts/bench-search.sh 400
 

@@ -21,6 +21,9 @@
 #[path = "../crates/cairn-sigstore/tests/verification/support.rs"]
 mod world;
 
+#[path = "support/cosign.rs"]
+mod cosign;
+
 use std::collections::BTreeMap;
 
 use cairn_protocol::ext::registry::PublishPolicy;
@@ -28,8 +31,10 @@ use cairn_server::config::ServeArgs;
 use cairn_service::identity::Action;
 use cairn_tests::testing::TestDatabase;
 use cairn_tests::*;
+use cosign::{
+    Layer, SIMPLESIGNING, cosign_manifest, keyed_layer, package_view, public_pem, set_trust,
+};
 use p256::ecdsa::SigningKey;
-use p256::ecdsa::signature::Signer as _;
 use p256::pkcs8::EncodePublicKey as _;
 use rcgen::SanType;
 use serde_json::{Value, json};
@@ -38,8 +43,6 @@ use world::{
     hashedrekord, keyless_layer, sha256, statement, tlog_entry, trusted_root,
 };
 
-const IMAGE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
 const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 const EMPTY: &str = "application/vnd.oci.empty.v1+json";
@@ -79,37 +82,10 @@ impl Sigstore {
     }
 }
 
-/// `cosign.pub` of `key`.
-fn public_pem(key: &SigningKey) -> String {
-    let der = key.verifying_key().to_public_key_der().unwrap();
-    world::pem("PUBLIC KEY", der.as_bytes())
-}
-
 fn fingerprint(key: &SigningKey) -> String {
     hex::encode(sha256(
         key.verifying_key().to_public_key_der().unwrap().as_bytes(),
     ))
-}
-
-/// A signature layer: blob, media type and annotations.
-struct Layer {
-    blob: Vec<u8>,
-    media_type: &'static str,
-    annotations: BTreeMap<String, String>,
-}
-
-/// A keyed cosign signature of `image`.
-fn keyed_layer(key: &SigningKey, image: &str) -> Layer {
-    let payload = world::simplesigning_payload("registry.test/acme/app", image);
-    let signature: p256::ecdsa::Signature = key.sign(&payload);
-    Layer {
-        blob: payload,
-        media_type: SIMPLESIGNING,
-        annotations: BTreeMap::from([(
-            "dev.cosignproject.cosign/signature".to_owned(),
-            b64(signature.to_der().as_bytes()),
-        )]),
-    }
 }
 
 /// A keyless cosign signature of `image` by a certificate `fulcio` issues
@@ -177,33 +153,6 @@ fn keyless_bundle(fulcio: &Fulcio, rekor: &mut Rekor, image: &str) -> Vec<u8> {
         "dsseEnvelope": envelope,
     }))
     .unwrap()
-}
-
-/// A cosign tag-scheme manifest (`.sig` or `.att`) with `layers`.
-fn cosign_manifest(layers: &[&Layer]) -> (Vec<u8>, Value) {
-    let config = serde_json::to_vec(&json!({
-        "architecture": "",
-        "created": "0001-01-01T00:00:00Z",
-        "os": "",
-        "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|l| digest_of(&l.blob)).collect::<Vec<_>>() },
-        "config": {},
-    }))
-    .unwrap();
-    let layers: Vec<Value> = layers
-        .iter()
-        .map(|l| {
-            let mut d = descriptor(l.media_type, &l.blob);
-            d["annotations"] = json!(l.annotations);
-            d
-        })
-        .collect();
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": MANIFEST,
-        "config": descriptor(IMAGE_CONFIG, &config),
-        "layers": layers,
-    });
-    (config, manifest)
 }
 
 /// An OCI session on one repository, attaching the way cosign does.
@@ -281,35 +230,6 @@ async fn meta_length(server: &TestServer, package: &str) -> usize {
         .await
         .unwrap();
     logs.packages[&meta].len()
-}
-
-async fn package_view(server: &TestServer, package: &str) -> Value {
-    let response = reqwest::get(format!("{}/api/v1/packages/{package}", server.url))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
-}
-
-/// Sets `namespace`'s trust rules over the owners' API with `token`.
-async fn set_trust(
-    server: &TestServer,
-    token: &str,
-    namespace: &str,
-    body: &Value,
-) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .put(format!(
-            "{}/api/v1/namespaces/{namespace}/signature-policy",
-            server.url
-        ))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// The workflow identity rule of [`WORKFLOW`].

@@ -15,39 +15,17 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use cairn_crypto::Sha256Digest;
 use cairn_server::config::ServeArgs;
 use cairn_service::identity::Action;
+use cairn_tests::cluster::cairn_bin;
 use cairn_tests::testing::TestDatabase;
 use cairn_tests::*;
 use sqlx::Connection as _;
 use wasm_pkg_client_016 as wkg;
 use wasm_pkg_core_016::lock::{LockFile, LockedPackage, LockedPackageVersion};
 use wasm_pkg_core_016::resolver::DependencyResolver;
-
-/// The `cairn` binary, built once (a no-op when `cargo test` built it).
-fn cairn_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        // target/<profile>/deps/verify-…
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let target = profile_dir.parent().unwrap();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = std::process::Command::new(cargo);
-        build
-            .args(["build", "-q", "-p", "cairn-server", "--bin", "cairn"])
-            .env("CARGO_TARGET_DIR", target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile_dir.file_name().unwrap() == "release" {
-            build.arg("--release");
-        }
-        assert!(build.status().unwrap().success(), "building cairn");
-        profile_dir.join("cairn")
-    })
-}
 
 struct Run {
     code: i32,

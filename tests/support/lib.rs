@@ -24,7 +24,9 @@ use warg_protocol::registry::{PackageName, RecordId};
 
 pub use cairn_store::testing;
 
+pub mod cluster;
 mod oci_session;
+pub mod private_pg;
 pub use oci_session::{INDEX, OciFailure, OciSession, descriptor};
 
 /// Polls `check` every 20 ms until it returns `Some`, failing after

@@ -12,6 +12,9 @@
 //! * [`receipt`]: verify a `c2sp.org/tlog-proof` receipt offline.
 //! * [`oci`]: check what the OCI door serves for every tag and manifest
 //!   against the replayed metadata and package logs.
+//! * [`signatures`]: recheck every logged signature verdict from the
+//!   signature manifests and blobs the OCI door serves, against the trust
+//!   rules in force when it was logged and a Sigstore trusted root.
 //! * [`verify`]: prove that what a consumer fetched (a `wkg.lock`, a file,
 //!   an OCI manifest) is what the log says was released.
 //! * [`witness_server`] and [`witness_client`]: both sides of
@@ -19,7 +22,8 @@
 //!
 //! An auditor trusts nothing the registry serves without checking it
 //! against a signed checkpoint; the only inputs it trusts are the log's
-//! verifier key, an optional witness policy, and its own stored state.
+//! verifier key, an optional witness policy, its own stored state and, to
+//! recheck keyless signatures, the Sigstore trusted root it is given.
 
 pub mod follow;
 pub mod fsck;
@@ -27,6 +31,7 @@ pub mod oci;
 pub mod package;
 pub mod receipt;
 pub mod remote;
+pub mod signatures;
 pub mod state;
 pub mod verify;
 pub mod witness_client;

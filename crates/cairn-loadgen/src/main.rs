@@ -8,6 +8,13 @@
 //! plus a release. Content is shared by default (so a publish is one record
 //! and no upload); `--unique-content` gives each release its own content,
 //! which the client uploads.
+//!
+//! Given several `--url`s (the nodes of a cluster), it is also the load
+//! balancer: client `i` sends its publishes to node `i mod n`, and only
+//! when that node answers 503 or cannot be reached, to the next node (a
+//! whole round of refusals waits `--poll-ms`); it reports how many
+//! publishes each node accepted. A record's state is asked of the node
+//! that accepted it (of the next one if that node is gone).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,9 +30,10 @@ use serde_json::{Value, json};
 #[derive(Debug, Parser)]
 #[command(name = "cairn-load", about = "Load generator for warg v1 registries")]
 struct Args {
-    /// Registry base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
+    /// Registry base URL; several (comma-separated or repeated) for the
+    /// nodes of a cluster.
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
+    url: Vec<String>,
     /// Namespace to publish in (must be defined on the registry).
     #[arg(long, default_value = "load")]
     namespace: String,
@@ -148,11 +156,26 @@ fn prepare(args: &Args) -> anyhow::Result<(Vec<Job>, Vec<u8>)> {
     Ok((jobs.into_iter().flatten().collect(), shared))
 }
 
-#[derive(Default)]
 struct Outcome {
     latencies: Vec<Duration>,
     retries: usize,
+    /// Publishes accepted, per node.
+    accepted: Vec<usize>,
 }
+
+impl Outcome {
+    fn new(nodes: usize) -> Self {
+        Self {
+            latencies: Vec::new(),
+            retries: 0,
+            accepted: vec![0; nodes],
+        }
+    }
+}
+
+/// How long a publish keeps being refused (503, or no node reachable)
+/// before the load generator gives up.
+const GIVE_UP: Duration = Duration::from_secs(120);
 
 async fn upload(
     http: &reqwest::Client,
@@ -188,9 +211,15 @@ async fn upload(
     Ok(())
 }
 
+/// The nodes, and the one a client sends its publishes to first.
+struct Route<'a> {
+    bases: &'a [String],
+    preferred: usize,
+}
+
 async fn publish(
     http: &reqwest::Client,
-    base: &str,
+    route: Route<'_>,
     job: &Job,
     shared: &[u8],
     poll: Duration,
@@ -198,28 +227,47 @@ async fn publish(
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
     let start = Instant::now();
-    let response = loop {
-        let response = http
-            .post(format!("{base}{}", job.log_path))
+    let Route { bases, preferred } = route;
+    let nodes = bases.len();
+    let mut attempt = 0;
+    let (node, response) = loop {
+        let node = (preferred + attempt) % nodes;
+        let sent = http
+            .post(format!("{}{}", bases[node], job.log_path))
             .header("content-type", "application/json")
             .body(job.body.clone())
             .send()
-            .await?;
-        let status = response.status();
-        if status.as_u16() == 503 || status.as_u16() == 409 {
+            .await;
+        let status = sent.as_ref().map(reqwest::Response::status).ok();
+        if status.is_none_or(|s| s.as_u16() == 503) || status.is_some_and(|s| s.as_u16() == 409) {
+            if start.elapsed() > GIVE_UP {
+                bail!("publish refused for {GIVE_UP:?}: {:?}", status);
+            }
             outcome.retries += 1;
-            tokio::time::sleep(poll).await;
+            // 409: this log has a pending record; wait at the same node.
+            // 503 or unreachable: the next node, waiting after a full round.
+            if status.is_some_and(|s| s.as_u16() == 409) {
+                tokio::time::sleep(poll).await;
+            } else {
+                attempt += 1;
+                if attempt % nodes == 0 {
+                    tokio::time::sleep(poll).await;
+                }
+            }
             continue;
         }
+        let response = sent?;
+        let status = response.status();
         let body: Value = response.json().await?;
         if !status.is_success() {
             bail!("publish answered {status}: {body}");
         }
-        break body;
+        break (node, body);
     };
+    outcome.accepted[node] += 1;
     upload(
         http,
-        base,
+        &bases[node],
         &response,
         job.content.as_deref().unwrap_or(shared),
     )
@@ -228,37 +276,53 @@ async fn publish(
         .as_str()
         .context("record id")?
         .to_owned();
-    let status_url = format!("{base}{}/{record_id}", job.log_path);
     let mut state = response["state"].as_str().unwrap_or_default().to_owned();
     // A record can only become `published` when a new checkpoint appears, so
     // its state is checked once per new checkpoint (or every `poll` at most).
     checkpoints.borrow_and_update();
+    let mut asked = node;
     while state != "published" {
         if state == "rejected" {
             bail!("record rejected");
         }
         let _ = tokio::time::timeout(poll, checkpoints.changed()).await;
-        let body: Value = http.get(&status_url).send().await?.json().await?;
-        state = body["state"].as_str().unwrap_or_default().to_owned();
+        let status_url = format!("{}{}/{record_id}", bases[asked], job.log_path);
+        match http.get(&status_url).send().await {
+            Ok(answer) => {
+                let body: Value = answer.json().await?;
+                state = body["state"].as_str().unwrap_or_default().to_owned();
+            }
+            Err(e) if start.elapsed() > GIVE_UP => return Err(e.into()),
+            // That node is gone: ask the next.
+            Err(_) => asked = (asked + 1) % nodes,
+        }
     }
     outcome.latencies.push(start.elapsed());
     Ok(())
 }
 
 /// Polls the (in-memory, cheap) checkpoint every 2 ms and announces each new length.
-fn watch_checkpoints(http: reqwest::Client, base: String) -> tokio::sync::watch::Receiver<u64> {
+/// Several nodes: asks the first, and the next while one does not answer.
+fn watch_checkpoints(
+    http: reqwest::Client,
+    bases: Vec<String>,
+) -> tokio::sync::watch::Receiver<u64> {
     let (tx, rx) = tokio::sync::watch::channel(0u64);
     tokio::spawn(async move {
+        let mut node = 0;
         loop {
+            let base = &bases[node];
             if let Ok(response) = http.get(format!("{base}v1/fetch/checkpoint")).send().await
                 && let Ok(body) = response.json::<Value>().await
                 && let Some(length) = body["contents"]["logLength"].as_u64()
             {
                 tx.send_if_modified(|current| {
-                    let changed = *current != length;
-                    *current = length;
+                    let changed = *current < length;
+                    *current = (*current).max(length);
                     changed
                 });
+            } else {
+                node = (node + 1) % bases.len();
             }
             if tx.is_closed() {
                 break;
@@ -280,7 +344,15 @@ fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let base = format!("{}/", args.url.trim_end_matches('/'));
+    let bases: Vec<String> = args
+        .url
+        .iter()
+        .map(|url| format!("{}/", url.trim_end_matches('/')))
+        .collect();
+    let nodes = bases.len();
+    if nodes == 0 {
+        bail!("no --url");
+    }
     let t = Instant::now();
     let (jobs, shared) = prepare(&args)?;
     eprintln!("signed {} records in {:.1?}", jobs.len(), t.elapsed());
@@ -294,11 +366,14 @@ async fn main() -> anyhow::Result<()> {
         warm.packages = 1;
         let (mut warm_jobs, _) = prepare(&warm)?;
         if let Some(job) = warm_jobs.pop() {
-            let mut outcome = Outcome::default();
-            let mut checkpoints = watch_checkpoints(http.clone(), base.clone());
+            let mut outcome = Outcome::new(nodes);
+            let mut checkpoints = watch_checkpoints(http.clone(), bases.clone());
             publish(
                 &http,
-                &base,
+                Route {
+                    bases: &bases,
+                    preferred: 0,
+                },
                 &job,
                 &shared,
                 Duration::from_millis(args.poll_ms),
@@ -312,27 +387,30 @@ async fn main() -> anyhow::Result<()> {
     let jobs = Arc::new(jobs);
     let next = Arc::new(AtomicUsize::new(0));
     let shared = Arc::new(shared);
-    let checkpoints = watch_checkpoints(http.clone(), base.clone());
+    let checkpoints = watch_checkpoints(http.clone(), bases.clone());
     let start = Instant::now();
     let workers: Vec<_> = (0..args.concurrency)
-        .map(|_| {
-            let (jobs, next, http, base, shared) = (
+        .map(|worker| {
+            let (jobs, next, http, bases, shared) = (
                 jobs.clone(),
                 next.clone(),
                 http.clone(),
-                base.clone(),
+                bases.clone(),
                 shared.clone(),
             );
             let poll = Duration::from_millis(args.poll_ms);
             let mut checkpoints = checkpoints.clone();
             tokio::spawn(async move {
-                let mut outcome = Outcome::default();
+                let mut outcome = Outcome::new(bases.len());
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = jobs.get(i) else { break };
                     publish(
                         &http,
-                        &base,
+                        Route {
+                            bases: &bases,
+                            preferred: worker % bases.len(),
+                        },
                         job,
                         &shared,
                         poll,
@@ -347,15 +425,19 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let mut latencies = Vec::new();
     let mut retries = 0;
+    let mut accepted = vec![0; nodes];
     for worker in workers {
         let outcome = worker.await??;
         latencies.extend(outcome.latencies);
         retries += outcome.retries;
+        for (total, n) in accepted.iter_mut().zip(outcome.accepted) {
+            *total += n;
+        }
     }
     let elapsed = start.elapsed();
     latencies.sort();
     println!(
-        "{} publishes, {} clients, {}: {:.1?} = {:.1} publishes/s; publish→published p50 {:.1?}, p90 {:.1?}, p99 {:.1?}, max {:.1?}; {} retries (409/503)",
+        "{} publishes, {} clients, {}: {:.1?} = {:.1} publishes/s; publish→published p50 {:.1?}, p90 {:.1?}, p99 {:.1?}, max {:.1?}; {} retries (409/503/unreachable){}",
         latencies.len(),
         args.concurrency,
         if args.unique_content {
@@ -370,6 +452,11 @@ async fn main() -> anyhow::Result<()> {
         percentile(&latencies, 990),
         latencies.last().copied().unwrap_or_default(),
         retries,
+        if nodes > 1 {
+            format!("; accepted per node {accepted:?}")
+        } else {
+            String::new()
+        },
     );
     Ok(())
 }

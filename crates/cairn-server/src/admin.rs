@@ -116,6 +116,8 @@ impl AdminSession {
                         // while this command sequences.
                         leader_lease: settings.leader_lease.clone().map(|mut lease| {
                             lease.node = format!("cli:{}", lease.node);
+                            // It serves nothing: writes wait for a server.
+                            lease.address = String::new();
                             lease
                         }),
                         ..ServiceConfig::default()

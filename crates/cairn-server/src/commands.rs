@@ -137,6 +137,48 @@ pub async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
                 Err(error) => Ok(failed(&error)),
             }
         }
+        AuditCommand::Signatures {
+            url,
+            trust: args,
+            trusted_root,
+            token,
+        } => {
+            let trust = trust(&args)?;
+            let root = match &trusted_root {
+                Some(path) => Some(crate::trusted_root::load(path)?),
+                None => None,
+            };
+            let remote = Remote::new(&url)?;
+            let door = cairn_audit::oci::Door::new(&url, token.as_deref())?;
+            let mut progress = Progress::stderr();
+            let checked =
+                cairn_audit::signatures::check(&remote, &door, &trust, root.as_deref(), |p| {
+                    progress.update(|| p.to_owned());
+                })
+                .await;
+            progress.clear();
+            match checked {
+                Ok(report) => {
+                    for note in &report.not_rechecked {
+                        println!("{note}");
+                    }
+                    println!(
+                        "{} signature verdicts logged at checkpoint {}: {} keyed and {} keyless \
+                         verified verdicts recomputed identically, {} unverified where no trust \
+                         rules applied, {} not rechecked",
+                        report.verdicts,
+                        report.size,
+                        report.keyed,
+                        report.keyless,
+                        report.unverified,
+                        report.not_rechecked.len()
+                    );
+                    println!("no problems found");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => Ok(failed(&error)),
+            }
+        }
         AuditCommand::VerifyPackage {
             url,
             package,

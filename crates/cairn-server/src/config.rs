@@ -178,6 +178,25 @@ pub enum AuditCommand {
         #[command(flatten)]
         trust: TrustArgs,
     },
+    /// Recheck every logged signature verdict: fetch each signature
+    /// manifest and blob over the OCI door and verify it again against the
+    /// namespace's trust rules in force when it was logged (exit 2 with the
+    /// signed record when one does not hold).
+    Signatures {
+        /// The registry's URL.
+        url: String,
+        /// Trust options.
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// The Sigstore `trusted_root.json` the registry verifies keyless
+        /// signatures with; without it keyless verdicts are not rechecked
+        /// (keyed ones are).
+        #[arg(long, env = "CAIRN_AUDIT_TRUSTED_ROOT")]
+        trusted_root: Option<PathBuf>,
+        /// A token (`Authorization: Bearer`) for the OCI door's reads.
+        #[arg(long, env = "CAIRN_AUDIT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
     /// Prove a package's full history against a trusted checkpoint.
     VerifyPackage {
         /// The registry's URL.
@@ -651,6 +670,13 @@ pub struct ServeArgs {
     /// lease duration. Default: 2
     #[arg(long, env = "CAIRN_LEASE_RENEW_INTERVAL")]
     pub lease_renew_interval: Option<u64>,
+    /// The URL the other nodes of the cluster reach this node at
+    /// (PostgreSQL only): recorded with the sequencer lease while this node
+    /// leads, the standbys forward to it the writes that need the leader
+    /// (OCI manifest pushes and deletes, `/api` writes). Default:
+    /// `http://<listen address>`. See ops/nodes.md.
+    #[arg(long, env = "CAIRN_ADVERTISE_URL", value_name = "URL")]
+    pub advertise_url: Option<String>,
 }
 
 /// Where `--publish-tiles` writes the log's tiles and checkpoint.
@@ -1001,12 +1027,13 @@ fn leader_lease(
     let node = args.node_id.clone().or(file.node_id.clone());
     let duration = args.lease_duration.or(file.lease_duration);
     let renew = args.lease_renew_interval.or(file.lease_renew_interval);
+    let advertise = args.advertise_url.clone().or(file.advertise_url.clone());
     if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-        if node.is_some() || duration.is_some() || renew.is_some() {
+        if node.is_some() || duration.is_some() || renew.is_some() || advertise.is_some() {
             anyhow::bail!(
-                "--node-id, --lease-duration and --lease-renew-interval are for a cluster, which \
-                 needs PostgreSQL: a SQLite database is written by one process (use \
-                 --database-url postgres://… for several nodes)"
+                "--node-id, --lease-duration, --lease-renew-interval and --advertise-url are for a \
+                 cluster, which needs PostgreSQL: a SQLite database is written by one process \
+                 (use --database-url postgres://… for several nodes)"
             );
         }
         return Ok(None);
@@ -1025,6 +1052,20 @@ fn leader_lease(
         }
     };
     let mut lease = cairn_service::leader::LeaseConfig::new(node);
+    if let Some(url) = advertise {
+        let url = url.trim().trim_end_matches('/');
+        let host = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .unwrap_or_default();
+        if host.is_empty() || host.contains('/') {
+            anyhow::bail!(
+                "--advertise-url must be http://HOST[:PORT] or https://HOST[:PORT] (the URL the \
+                 other nodes reach this one at), not `{url}`"
+            );
+        }
+        lease.address = url.to_owned();
+    }
     if let Some(seconds) = duration {
         lease.duration = Duration::from_secs(seconds);
     }

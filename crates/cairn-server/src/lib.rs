@@ -382,6 +382,19 @@ pub async fn start_with_keys(
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
+    let mut settings = settings;
+    if let Some(lease) = settings.leader_lease.as_mut()
+        && lease.address.is_empty()
+    {
+        // The other nodes forward writes here while this node leads.
+        if addr.ip().is_unspecified() {
+            tracing::warn!(
+                "listening on all interfaces; set --advertise-url to the address the other \
+                 nodes reach this one at"
+            );
+        }
+        lease.address = format!("http://{addr}");
+    }
     let public_url = settings.public_url.clone().unwrap_or_else(|| {
         let host = if addr.ip().is_unspecified() {
             tracing::warn!(

@@ -214,6 +214,10 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<ExitCode> {
                     "--immutable-tags `{bad}`: use tag characters (A-Z a-z 0-9 . _ -) and `*`"
                 );
             }
+            for rule in &signature_identity {
+                cairn_sigstore::IdentityRule::parse(rule)
+                    .map_err(|e| anyhow::anyhow!("--signature-identity: {e}"))?;
+            }
             let policy = PublishPolicy {
                 max_bytes,
                 allow_modules,
@@ -225,9 +229,17 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<ExitCode> {
                 signature_keys: signature_key
                     .iter()
                     .map(|path| {
-                        std::fs::read_to_string(path).with_context(|| {
+                        let pem = std::fs::read_to_string(path).with_context(|| {
                             format!("--signature-key {}: cannot read it", path.display())
-                        })
+                        })?;
+                        cairn_sigstore::PublicKey::from_pem(&pem).map_err(|e| {
+                            anyhow::anyhow!(
+                                "--signature-key {}: {e} (expected a PEM `PUBLIC KEY`, as \
+                                 `cosign generate-key-pair` writes cosign.pub)",
+                                path.display()
+                            )
+                        })?;
+                        Ok(pem)
                     })
                     .collect::<anyhow::Result<_>>()?,
                 signature_identities: signature_identity,

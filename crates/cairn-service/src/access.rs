@@ -253,6 +253,7 @@ impl Registry {
             return Err(WargError::ContentDigestNotFound(parsed).into());
         }
         self.refuse_withheld(&parsed)?;
+        self.refuse_held_content(&parsed).await?;
         let mut response = self.content_sources(digest).await?;
         if self.reads_are_private() {
             let expires = self.inner.clock.now_ms() / 1000
@@ -267,8 +268,8 @@ impl Registry {
         Ok(response)
     }
 
-    /// Whether a content download may proceed: content that is not
-    /// withheld, and public reads, a caller whose scope covers the content,
+    /// Whether a content download may proceed: content that is neither
+    /// withheld nor held until signed ([`crate::hold`]), and public reads, a caller whose scope covers the content,
     /// or a valid unexpired signed URL.
     pub async fn authorize_content_download(
         &self,
@@ -278,7 +279,8 @@ impl Registry {
     ) -> Result<(), ServiceError> {
         self.authorize_content_reader(caller, digest, signed)
             .await?;
-        self.refuse_withheld(digest)
+        self.refuse_withheld(digest)?;
+        self.refuse_held_content(digest).await
     }
 
     async fn authorize_content_reader(

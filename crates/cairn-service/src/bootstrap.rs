@@ -233,6 +233,7 @@ impl Registry {
             health: Mutex::new(Health::default()),
             config,
             commit_gate: tokio::sync::RwLock::new(()),
+            follow_lock: tokio::sync::Mutex::new(()),
             oci_limits: Default::default(),
             derivations: Default::default(),
             push_group: Default::default(),

@@ -138,6 +138,9 @@ impl From<StoreError> for ServiceError {
             StoreError::Unavailable(reason) => Self::unavailable(reason),
             // Another node sequences now: retrying reaches it.
             StoreError::Fenced(reason) => Self::unavailable(reason),
+            // A log moved under a write decided on it: deciding again (the
+            // client's retry) sees where it is now.
+            StoreError::Moved(reason) => Self::unavailable(reason),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -275,12 +275,20 @@ impl Registry {
         if row.expires_at_ms.is_some_and(|at| at <= now) {
             return Err(unauthorized(AuthError::Expired));
         }
-        if self
-            .registry_log()
-            .identity(&row.identity)
-            .is_none_or(|i| i.disabled)
-        {
-            return Err(unauthorized(AuthError::IdentityDisabled));
+        let disabled = |registry: &Registry| {
+            registry
+                .registry_log()
+                .identity(&row.identity)
+                .is_none_or(|i| i.disabled)
+        };
+        if disabled(self) {
+            // A standby's copy of the registry log may be a poll interval
+            // behind (an identity created a moment ago): look again in the
+            // store (a no-op on the leader, whose copy is never behind).
+            self.reload_log_states().await?;
+            if disabled(self) {
+                return Err(unauthorized(AuthError::IdentityDisabled));
+            }
         }
         // A session works only while the token it was exchanged for does.
         if let Some(parent) = &row.parent {

@@ -1,9 +1,11 @@
 //! Leader election among the nodes of one PostgreSQL database, with
 //! fencing.
 //!
-//! Every node serves reads; exactly one — the node holding the **sequencer
-//! lease** ([`cairn_store::LeaseStore`]) — runs the sequencer and signs
-//! checkpoints. The life of a node:
+//! Every node serves reads and accepts writes (see [`crate::cluster`] and
+//! `cairn_store::DecidedStore`); exactly one — the node holding the
+//! **sequencer lease** ([`cairn_store::LeaseStore`]) — runs the sequencer
+//! and signs checkpoints, and records with the lease the URL the other
+//! nodes forward leader-only writes to ([`LeaseConfig::address`]). The life of a node:
 //!
 //! 1. **Start.** It tries to take the lease. If it gets it, it starts like
 //!    a single process (initialising an empty registry if need be) and
@@ -72,6 +74,11 @@ pub struct LeaseConfig {
     /// How often the leader renews and standbys try to take the lease.
     /// Must be well below `duration`. Default: 2 s.
     pub renew_every: Duration,
+    /// The URL the other nodes reach this node at, recorded with the lease
+    /// when it leads (standbys forward to it the writes that need the
+    /// sequencer's memory). Empty: none (standbys then answer those
+    /// writes 503).
+    pub address: String,
 }
 
 impl LeaseConfig {
@@ -81,6 +88,7 @@ impl LeaseConfig {
             node: node.into(),
             duration: Duration::from_secs(6),
             renew_every: Duration::from_secs(2),
+            address: String::new(),
         }
     }
 }
@@ -131,6 +139,12 @@ impl Sequencer {
     pub(crate) async fn commit(&self, batch: &mut Batch) -> Result<(), ServiceError> {
         batch.fence = self.term.as_ref().map(|t| t.fence.clone());
         let committed = self.registry.inner.store.commit_batch(batch).await;
+        if let Err(StoreError::Moved(reason)) = &committed {
+            // A pending record (of this node or another) is ahead of a push
+            // built on its log's head: the pushes wait for it.
+            tracing::debug!(%reason, "batch refused: a pending record is ahead of a push");
+            self.registry.pushes_met_pending();
+        }
         committed.map_err(|e| self.refused(e))
     }
 
@@ -177,7 +191,10 @@ pub(crate) async fn start_node(
     // Only a leader may initialise an empty registry; a standby waits for
     // the registry to exist (or for the lease to expire, and leads).
     let initial = loop {
-        if let Some(fence) = store.try_acquire_lease(&lease.node, lease.duration).await? {
+        if let Some(fence) = store
+            .try_acquire_lease_at(&lease.node, &lease.address, lease.duration)
+            .await?
+        {
             break Some(fence);
         }
         if store.latest_checkpoint().await?.is_some() {
@@ -282,6 +299,8 @@ impl Node {
                     Ended::Lost(reason) => {
                         tracing::warn!(%reason, epoch = term.fence.epoch, "stepped down: now a standby");
                         self.set_role(false, term.fence.epoch);
+                        // The leader counts the backlog; a standby does not.
+                        self.registry.backlog().store(0, Ordering::Relaxed);
                         self.registry.fail_queued_pushes(
                             "this node stopped sequencing (another node leads now); retry",
                         );
@@ -374,14 +393,18 @@ impl Node {
             if *shutdown.borrow() {
                 return None;
             }
-            if let Err(error) = self.follow().await {
+            if let Err(error) = self.registry.follow_store().await {
                 tracing::warn!(%error, "standby: reading the latest checkpoint failed");
             }
             if last_try.is_none_or(|t| t.elapsed() >= self.lease.renew_every) {
                 last_try = Some(Instant::now());
                 match self
                     .store()
-                    .try_acquire_lease(&self.lease.node, self.lease.duration)
+                    .try_acquire_lease_at(
+                        &self.lease.node,
+                        &self.lease.address,
+                        self.lease.duration,
+                    )
                     .await
                 {
                     Ok(Some(fence)) => return Some(fence),
@@ -396,48 +419,6 @@ impl Node {
                 _ = shutdown.changed() => {}
             }
         }
-    }
-
-    /// Serves the stored latest checkpoint if it is newer than the one
-    /// served, with the logs' states as of it.
-    async fn follow(&self) -> Result<(), StartupError> {
-        let Some(latest) = self.store().latest_checkpoint().await? else {
-            return Ok(());
-        };
-        if latest.checkpoint.checkpoint.log_length <= self.registry.latest_length() {
-            return Ok(());
-        }
-        self.refresh(latest).await
-    }
-
-    /// Replaces the served checkpoint and the cached states by the stored
-    /// ones (states first: a request that sees the new checkpoint reads
-    /// states at least as new).
-    async fn refresh(&self, latest: StoredCheckpoint) -> Result<(), StartupError> {
-        let store = self.store();
-        let operator = match store.log(&cairn_protocol::LogId::operator()).await? {
-            Some(row) => serde_json::from_str(&row.state).map_err(|e| {
-                StartupError::Inconsistent(format!("operator state unreadable: {e}"))
-            })?,
-            None => cairn_protocol::operator::OperatorState::new(),
-        };
-        let (registry_log, _) = load_registry_log(store).await?;
-        let inner = &self.registry.inner;
-        if let Ok(mut shared) = inner.operator.write() {
-            *shared = Arc::new(operator);
-        }
-        if let Ok(mut shared) = inner.registry_log.write() {
-            *shared = Arc::new(registry_log);
-        }
-        if let Ok(mut states) = inner.states.lock() {
-            states.clear();
-        }
-        let length = latest.checkpoint.checkpoint.log_length;
-        if let Ok(mut served) = inner.latest.write() {
-            *served = Some(Arc::new(latest));
-        }
-        inner.published.send_replace(length);
-        Ok(())
     }
 
     /// The sequencer for a new term, from the store as it is now (read
@@ -458,7 +439,7 @@ impl Node {
                     writer.size()
                 )));
             }
-            self.refresh(latest).await?;
+            self.registry.refresh(latest).await?;
         }
         Ok(Sequencer {
             registry: self.registry.clone(),
@@ -476,7 +457,8 @@ impl Node {
 
 impl Registry {
     /// Whether this registry is a standby node of a cluster: it serves
-    /// reads, and writes are answered 503 until it leads.
+    /// reads and the writes the database decides, and forwards the others
+    /// to the leader.
     pub fn is_standby(&self) -> bool {
         self.inner
             .health

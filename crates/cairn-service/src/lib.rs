@@ -12,9 +12,12 @@ mod backfill;
 mod bootstrap;
 mod c2sp;
 mod cache;
+pub mod catalogue;
 mod clock;
+mod cluster;
 mod error;
 pub mod fsck;
+mod hold;
 pub mod identity;
 mod keys;
 pub mod leader;
@@ -273,6 +276,9 @@ pub(crate) struct Inner {
     /// the record ahead of it, and an accepted record is never rejected
     /// later for a race.
     pub(crate) commit_gate: tokio::sync::RwLock<()>,
+    /// Serialises the refreshes of a node that does not sequence
+    /// ([`cluster`]).
+    pub(crate) follow_lock: tokio::sync::Mutex<()>,
     /// Per-caller OCI limits of requests in flight.
     pub(crate) oci_limits: oci::access::CallerLimits,
     /// One derivation at a time per (repository, version): concurrent

@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use cairn_crypto::Sha256Digest;
 use cairn_protocol::ext::ExtEntry;
+use cairn_protocol::ext::hold::Hold;
 use cairn_protocol::ext::meta::{MetaState, YankEntry};
 use cairn_protocol::ext::registry::NamespaceEntry;
 use cairn_protocol::ext::signature::SignatureCheck;
@@ -75,6 +76,16 @@ pub struct VersionInfo {
     /// The signatures and attestations logged about that manifest, with
     /// their verdicts.
     pub signatures: Vec<VersionSignature>,
+    /// Whether it is held until signed ([`crate::hold`]): its manifest and
+    /// content are refused to all but the namespace's signers.
+    pub held: bool,
+    /// While held, what the doors answer (what it awaits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_reason: Option<String>,
+    /// The hold logged for it, if it was ever held: what it required and,
+    /// once released, the signature manifests that released it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
 }
 
 /// A signature or attestation of a version, as its metadata log entry
@@ -170,6 +181,9 @@ impl Registry {
                 yank: meta.yank(&release.version).cloned(),
                 manifest: None,
                 signatures: Vec::new(),
+                held: false,
+                held_reason: None,
+                hold: meta.hold(&release.version).cloned(),
             });
         }
         // Releases mirrored from an upstream live in the metadata log only.
@@ -190,6 +204,9 @@ impl Registry {
                     yank: None,
                     manifest: None,
                     signatures: Vec::new(),
+                    held: false,
+                    held_reason: None,
+                    hold: None,
                 });
             }
         }
@@ -199,6 +216,10 @@ impl Registry {
                 continue;
             };
             version.manifest = Some(manifest);
+            if let Some(refusal) = self.held_manifest_refusal(&package, &meta, &manifest) {
+                version.held = true;
+                version.held_reason = Some(refusal.to_string());
+            }
             version.signatures = meta
                 .signatures_of(&manifest)
                 .map(|(carrier, check)| VersionSignature {

@@ -12,7 +12,6 @@ use std::sync::atomic::Ordering;
 
 use cairn_blob::ByteStream;
 use cairn_crypto::Sha256Digest;
-use cairn_protocol::operator::NamespaceState;
 use cairn_protocol::record::{PackageEntry, PackageRecord, RecordKind as _};
 use cairn_protocol::wire::{
     MissingContent, PackageRecordResponse, PackageRecordState, PublishRecordRequest,
@@ -23,6 +22,10 @@ use cairn_store::{NewPending, PendingState, RecordStatus, StoreError};
 
 use crate::identity::{Action, Caller};
 use crate::{Registry, ServiceError};
+
+mod decide;
+
+use decide::Decided;
 
 pub(crate) fn parse_log_id(text: &str) -> Result<LogId, ServiceError> {
     text.parse()
@@ -173,15 +176,15 @@ impl Registry {
     /// the record's actions there and act as that identity.
     fn check_warg_signer(
         &self,
+        registry: &cairn_protocol::ext::registry::RegistryState,
         name: &PackageName,
         envelope: &Envelope<PackageRecord>,
         record_id: &RecordId,
         caller: Option<&Caller>,
     ) -> Result<(), ServiceError> {
-        let registry = self.registry_log();
         let namespace = name.namespace();
         let identity = crate::identity::check_publisher(
-            &registry,
+            registry,
             None,
             name,
             envelope.key_id(),
@@ -257,127 +260,30 @@ impl Registry {
                 self.inner.config.max_record_bytes
             )));
         }
-        match self.operator_state().namespace(name.namespace()) {
-            Some(NamespaceState::Defined) => {}
-            Some(NamespaceState::Imported { .. }) => {
-                return Err(WargError::NamespaceImported(name.namespace().into()).into());
-            }
-            None => return Err(WargError::NamespaceNotDefined(name.namespace().into()).into()),
-        }
+        self.refuse_warg_release_in_holding_namespace(&name, envelope.record())?;
         let record_id = envelope.record_id();
-        self.check_warg_signer(&name, &envelope, &record_id, caller)?;
-
-        // Validate completely before storing anything. The common path is
-        // one state lookup (usually cached), one content lookup and one
-        // insert; the record's existing state is only looked up when the
-        // insert or the validation says there is one.
-        let gate = self.inner.commit_gate.read().await;
-        let state = match self.cached_log(&log_id) {
-            Some(cached) => cached.package().cloned().unwrap_or_default(),
-            None => match self.inner.store.log(&log_id).await? {
-                Some(row) => serde_json::from_str(&row.state).map_err(|e| {
-                    ServiceError::Internal(format!(
-                        "stored state of log {log_id} is unreadable: {e}"
-                    ))
-                })?,
-                None => Default::default(),
-            },
-        };
-        if let Err(error) = state.validate(&envelope) {
-            // The same record again (already pending or sequenced) reports
-            // its state instead of failing; a record built on a pending one
-            // conflicts with it (it cannot be judged before that one is
-            // sequenced).
-            if let Some(state) = self.record_state(&log_id, &record_id, true).await? {
-                return Ok(state);
-            }
-            if let Some(live) = self.inner.store.live_pending_for_log(&log_id).await? {
-                return Err(WargError::ConflictPendingPublish(live.record.record_id).into());
-            }
-            if let Some(head) = self.stale_prev(&log_id, &envelope, &error).await? {
-                return Err(WargError::ConflictPendingPublish(head).into());
-            }
-            return Err(WargError::Rejection(error.to_string()).into());
-        }
-
-        if let Some(error) = self.health().sequencer_error {
-            // Do not accept what cannot be published now (e.g. the signer
-            // is down): the client retries later.
-            return Err(ServiceError::Unavailable {
-                retry_after: 5,
-                reason: format!("the registry cannot sequence records right now: {error}"),
-            });
-        }
-        if self.backlog_len() >= self.inner.config.max_backlog {
-            return Err(ServiceError::Unavailable {
-                retry_after: 2,
-                reason: "too many records are waiting to be sequenced".into(),
-            });
-        }
-
-        let mut missing = Vec::new();
-        for digest in envelope.record().contents() {
-            let size = match self.inner.store.content(&digest).await? {
-                Some(_) => self.inner.blobs.stat(&digest).await?,
-                None => None,
-            };
-            match size {
-                // Content already here is held to the namespace's policy now.
-                Some(size) => {
-                    self.check_warg_content(&name, envelope.record(), &digest, size)
-                        .await?;
-                    self.record_release_facts(&digest).await?;
-                }
-                None => missing.push(digest),
-            }
-        }
-        let new = NewPending {
-            record_id,
-            log_id,
-            package_name: Some(name.to_string()),
-            content_bytes: envelope.content_bytes().to_vec(),
-            key_id: envelope.key_id().to_string(),
-            signature: request.record.signature.clone(),
-            missing,
-            created_at_ms: self.inner.clock.now_ms(),
-        };
-        let mut inserted = self.inner.store.insert_pending(&new).await;
-        drop(gate);
-        let mut attempts = 0;
+        let mut attempt = 0;
         let pending = loop {
-            match inserted {
-                Ok(pending) => break pending,
-                Err(StoreError::Conflict(_)) => {
-                    // The same record is already pending, or another record
-                    // of this log is (or was, and has just been sequenced).
-                    if let Some(state) = self.record_state(&log_id, &record_id, true).await? {
-                        return Ok(state);
-                    }
-                    if let Some(live) = self.inner.store.live_pending_for_log(&log_id).await? {
-                        return Err(WargError::ConflictPendingPublish(live.record.record_id).into());
-                    }
-                    let head = self.inner.store.log(&log_id).await?.map(|r| r.head_record);
-                    if let Some(head) = head
-                        && Some(head) != envelope.record().prev
-                    {
-                        // Built on a head that has moved: like any conflict,
-                        // the client waits for that record and rebuilds.
-                        return Err(WargError::ConflictPendingPublish(head).into());
-                    }
-                    attempts += 1;
-                    if attempts > 3 {
-                        return Err(ServiceError::unavailable("concurrent publish; retry"));
-                    }
-                    let gate = self.inner.commit_gate.read().await;
-                    inserted = self.inner.store.insert_pending(&new).await;
-                    drop(gate);
+            attempt += 1;
+            match self
+                .decide_and_insert(&log_id, &name, &envelope, &request, caller)
+                .await?
+            {
+                Decided::Stored(pending) => break pending,
+                Decided::Answer(state) => return Ok(state),
+                // A log the record was decided on moved before the insert
+                // (a batch committed in between, or this node's copy of
+                // the logs was behind): decide again on the stored state.
+                Decided::Moved if attempt < 4 => self.reload_log_states().await?,
+                Decided::Moved => {
+                    return Err(ServiceError::unavailable(
+                        "the package's log is moving; retry",
+                    ));
                 }
-                Err(other) => return Err(other.into()),
             }
         };
         if pending.state == PendingState::Queued {
-            self.backlog().fetch_add(1, Ordering::Relaxed);
-            self.wake_sequencer();
+            self.record_queued();
         }
         Ok(self.pending_response(
             &log_id,
@@ -493,8 +399,7 @@ impl Registry {
             .content_stored(&log_id, &record_id, &digest, info.size)
             .await?;
         if after.is_some_and(|p| p.state == PendingState::Queued) {
-            self.backlog().fetch_add(1, Ordering::Relaxed);
-            self.wake_sequencer();
+            self.record_queued();
         }
         Ok(())
     }
@@ -521,8 +426,17 @@ impl Registry {
             }
             Err(other) => return Err(other.into()),
         }
-        self.backlog().fetch_add(1, Ordering::Relaxed);
-        self.wake_sequencer();
+        self.record_queued();
         Ok(record_id)
+    }
+
+    /// A record became queued: counted in the backlog (by the node that
+    /// sequences: a standby's sequencer is the leader's, which finds the
+    /// record within its poll interval) and the sequencer is woken.
+    pub(crate) fn record_queued(&self) {
+        if !self.is_standby() {
+            self.backlog().fetch_add(1, Ordering::Relaxed);
+        }
+        self.wake_sequencer();
     }
 }

@@ -58,7 +58,11 @@ enum Accepted {
     Operator(OperatorState),
     Registry(RegistryState),
     Package(PackageState, Vec<cairn_crypto::Sha256Digest>),
-    Meta(MetaState, OciProjection, Vec<cairn_crypto::Sha256Digest>),
+    Meta(
+        Box<MetaState>,
+        OciProjection,
+        Vec<cairn_crypto::Sha256Digest>,
+    ),
 }
 
 /// What a metadata record changes in the OCI tables.
@@ -258,6 +262,13 @@ impl Sequencer {
         let sequenced = self.sequence(queued, &pushes).await;
         match &sequenced {
             Ok(()) => pushes.into_iter().for_each(BuiltPushes::committed),
+            // Refused for a pending record ahead of a push: nothing was
+            // stored, and the pushes are built again after that record.
+            // Not a failure of the sequencer: the next step goes on.
+            Err(_) if self.registry.take_pushes_met_pending() => {
+                self.registry.requeue_pushes(pushes);
+                return Ok(true);
+            }
             Err(error) => {
                 let reason = error.to_string();
                 for built in pushes {
@@ -374,7 +385,7 @@ impl Sequencer {
             let contents = envelope.record().contents();
             return state
                 .validate(&envelope, operator)
-                .map(|state| Accepted::Meta(state, projection, contents))
+                .map(|state| Accepted::Meta(Box::new(state), projection, contents))
                 .map_err(|e| e.to_string());
         }
         let name = PackageName::new(name).map_err(|e| e.to_string())?;
@@ -556,7 +567,7 @@ impl Sequencer {
                         record,
                         index,
                         LogKind::PackageMeta,
-                        LogState::Meta(state),
+                        LogState::Meta(*state),
                     );
                     batch.oci_visible.extend(projection.visible);
                     batch.oci_tags.extend(projection.tags);

@@ -24,6 +24,13 @@ pub enum StoreError {
     /// ([`crate::LeaseStore`]).
     #[error("fenced: {0}")]
     Fenced(String),
+    /// A log the write was decided on has moved since (another record was
+    /// sequenced on it), or a record the sequencer built on a log's head
+    /// met a pending record of that log decided on the same head. Nothing
+    /// was stored: decide again on the stored state
+    /// ([`crate::DecidedStore`]).
+    #[error("moved: {0}")]
+    Moved(String),
 }
 
 impl StoreError {

@@ -42,6 +42,9 @@ pub struct LeaseState {
     /// How long until it expires by the database's clock; `None` if it has
     /// expired (or was released), so that anyone may take it.
     pub remaining: Option<Duration>,
+    /// The URL the holder is reached at by the other nodes (recorded when
+    /// it took the lease; empty when unknown).
+    pub address: String,
 }
 
 /// The sequencer lease.
@@ -74,10 +77,23 @@ pub struct LeaseState {
 ///   writer is guarded by the exclusive writer lock instead).
 #[async_trait]
 pub trait LeaseStore: Send + Sync {
-    /// Takes the lease for `holder` for `duration` if it is free.
+    /// Takes the lease for `holder` for `duration` if it is free, recording
+    /// no address.
     async fn try_acquire_lease(
         &self,
         holder: &str,
+        duration: Duration,
+    ) -> StoreResult<Option<Fence>> {
+        self.try_acquire_lease_at(holder, "", duration).await
+    }
+
+    /// Takes the lease for `holder` for `duration` if it is free, recording
+    /// `address` (where the other nodes reach the holder) in the same
+    /// statement.
+    async fn try_acquire_lease_at(
+        &self,
+        holder: &str,
+        address: &str,
         duration: Duration,
     ) -> StoreResult<Option<Fence>>;
 

@@ -10,6 +10,7 @@
 //! atomically, and answers reads.
 
 mod aliases;
+mod decided;
 mod error;
 mod lease;
 mod oci;
@@ -22,6 +23,7 @@ mod types;
 mod uploads;
 
 pub use aliases::DigestAliases;
+pub use decided::{DecidedStore, ExpectedHead};
 pub use error::StoreError;
 pub use lease::{Fence, LeaseState, LeaseStore};
 pub use oci::OciStore;
@@ -66,6 +68,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait Store:
     OciStore
     + DigestAliases
+    + DecidedStore
     + PushStore
     + SearchStore
     + UploadStore
@@ -99,6 +102,10 @@ pub trait Store:
     /// ones are kept, marked rejected, for status queries). With
     /// [`Batch::fence`], MUST fail with [`StoreError::Fenced`] (and store
     /// nothing) unless the fence holds the sequencer lease ([`LeaseStore`]).
+    /// MUST be ordered against pending inserts and fail with
+    /// [`StoreError::Moved`] (and store nothing) when a record it did not
+    /// take from the pending table meets a live pending record of its log
+    /// ([`DecidedStore`]).
     async fn commit_batch(&self, batch: &Batch) -> StoreResult<()>;
 
     // ----- checkpoints -----
@@ -174,7 +181,9 @@ pub trait Store:
     ///
     /// MUST fail with [`StoreError::Conflict`] if the record is already
     /// pending in its log, or if its log already has a live (sourcing or
-    /// queued) record.
+    /// queued) record. Ordered against batch commits like
+    /// [`DecidedStore::insert_pending_decided`] (which also checks the heads
+    /// the record was decided on).
     async fn insert_pending(&self, record: &NewPending) -> StoreResult<PendingRecord>;
 
     /// Stores several newly accepted records of different logs in one

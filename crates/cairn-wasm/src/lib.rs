@@ -11,7 +11,12 @@
 //! OCI config that `wkg` pushes, with wkg's own decoder (`wit-parser`),
 //! so a registry can check a client's claims instead of trusting them.
 //!
+//! [`wit::view`] goes further for people: the whole WIT of a component's
+//! world or of a WIT package, with doc comments, as a display model.
+//!
 //! No I/O: callers pass bytes they have already bounded in size.
+
+pub mod wit;
 
 use std::collections::BTreeSet;
 
@@ -80,8 +85,9 @@ pub enum WasmError {
     Undecodable(String),
 }
 
-/// Validates `bytes` and describes them.
-pub fn inspect(bytes: &[u8]) -> Result<WasmInfo, WasmError> {
+/// Validates `bytes` and decodes a component's WIT (`None` for a core
+/// module).
+pub(crate) fn validate_and_decode(bytes: &[u8]) -> Result<Option<DecodedWasm>, WasmError> {
     let module = wasmparser::Parser::is_core_wasm(bytes);
     if !module && !wasmparser::Parser::is_component(bytes) {
         return Err(WasmError::NotWasm);
@@ -90,18 +96,26 @@ pub fn inspect(bytes: &[u8]) -> Result<WasmInfo, WasmError> {
         .validate_all(bytes)
         .map_err(|e| WasmError::Invalid(e.to_string()))?;
     if module {
+        return Ok(None);
+    }
+    // The decoder relies on validation having passed; a panic inside it is
+    // still a refusal, never a crash.
+    std::panic::catch_unwind(|| decode(bytes))
+        .map_err(|_| WasmError::Undecodable("the decoder failed".into()))?
+        .map(Some)
+        .map_err(|e| WasmError::Undecodable(format!("{e:#}")))
+}
+
+/// Validates `bytes` and describes them.
+pub fn inspect(bytes: &[u8]) -> Result<WasmInfo, WasmError> {
+    let Some(decoded) = validate_and_decode(bytes)? else {
         return Ok(WasmInfo {
             kind: Kind::Module,
             imports: Vec::new(),
             exports: Vec::new(),
             package: None,
         });
-    }
-    // The decoder relies on validation having passed; a panic inside it is
-    // still a refusal, never a crash.
-    let decoded = std::panic::catch_unwind(|| decode(bytes))
-        .map_err(|_| WasmError::Undecodable("the decoder failed".into()))?
-        .map_err(|e| WasmError::Undecodable(format!("{e:#}")))?;
+    };
     Ok(match decoded {
         DecodedWasm::Component(resolve, world) => {
             let world = &resolve.worlds[world];

@@ -25,6 +25,7 @@
 //! withholds anything).
 
 use cairn_crypto::Sha256Digest;
+use cairn_protocol::ext::hold::Requirement;
 use cairn_protocol::ext::meta::{MetaState, version_tag};
 use cairn_protocol::ext::registry::RegistryState;
 use cairn_protocol::package::PackageState;
@@ -81,6 +82,10 @@ pub struct Expectation {
     pub record: Option<Logged>,
     /// Whether a `451` (withheld) answer agrees with the logs.
     pub may_be_withheld: bool,
+    /// Whether a `403` agrees with the logs: the manifest is a release held
+    /// until signed (its hold unanswered while its namespace's policy
+    /// requires signatures), which only the namespace's signers may read.
+    pub may_be_held: bool,
 }
 
 impl Expectation {
@@ -136,6 +141,13 @@ impl Expected {
             (Some(registry), None) => registry.withheld_all().next().is_some(),
             (None, _) => false,
         };
+        // Whether `package`'s namespace holds releases now.
+        let holding = |package: &PackageName| {
+            registry
+                .and_then(|r| r.namespace(package.namespace()))
+                .and_then(|n| Requirement::of(&n.policy))
+                .is_some()
+        };
         let mut expectations = Vec::new();
         for p in packages {
             let repository = cairn_service::oci_repository(p.package);
@@ -147,7 +159,9 @@ impl Expected {
                 record_id: *record_id,
             };
             let mut tagged = std::collections::BTreeSet::new();
+            let holds = holding(p.package);
             if let Some(meta) = p.meta {
+                let held = |digest: &Sha256Digest| holds && meta.held_manifest(digest).is_some();
                 // The content a logged manifest released, if still live.
                 let content = |digest: &Sha256Digest| {
                     meta.manifest(digest)?
@@ -177,6 +191,7 @@ impl Expected {
                         },
                         record: meta.tag_record(tag).map(in_meta),
                         may_be_withheld: withheld(content(digest).as_ref()),
+                        may_be_held: held(digest),
                     });
                 }
                 for (digest, _) in meta.manifests() {
@@ -187,6 +202,7 @@ impl Expected {
                         must: Must::Manifest(*digest),
                         record: meta.manifest_record(digest).map(in_meta),
                         may_be_withheld: withheld(content(digest).as_ref()),
+                        may_be_held: held(digest),
                     });
                 }
             }
@@ -208,6 +224,7 @@ impl Expected {
                     reference: version,
                     is_tag: true,
                     may_be_withheld: withheld(r.content()),
+                    may_be_held: false,
                     must,
                     record: Some(Logged {
                         log_id: package_log,
@@ -244,7 +261,9 @@ impl Expected {
             return wrong;
         }
         for (method, answer) in [("HEAD", head), ("GET", get)] {
-            if answer.status == 451 && expectation.may_be_withheld {
+            if (answer.status == 451 && expectation.may_be_withheld)
+                || (answer.status == 403 && expectation.may_be_held)
+            {
                 return wrong;
             }
             if answer.status != 200 {
@@ -395,6 +414,7 @@ mod tests {
                 record_id: RecordId(Sha256Digest::of(b"record")),
             }),
             may_be_withheld: false,
+            may_be_held: false,
         };
         (expected, expectation)
     }

@@ -82,8 +82,14 @@ impl Door {
     }
 
     /// Asks `path` (`/v2/…`) with `method`. Statuses that say nothing about
-    /// the logs (401, 403, 429, 5xx) are errors, not answers.
-    async fn ask(&self, method: reqwest::Method, path: &str) -> Result<Answer, AuditError> {
+    /// the logs (401, 429, 5xx; 403 unless `held`, the reference being a
+    /// release held until signed) are errors, not answers.
+    async fn ask(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        held: bool,
+    ) -> Result<Answer, AuditError> {
         let url = format!("{}{path}", self.base);
         let what = format!("{method} {url}");
         let mut response = self
@@ -98,6 +104,7 @@ impl Door {
             .map_err(|e| AuditError::Network(format!("{what}: {e}")))?;
         let status = response.status().as_u16();
         match status {
+            403 if held => {}
             401 | 403 => {
                 return Err(AuditError::Local(format!(
                     "{what}: HTTP {status}; the OCI door needs a token with read access (--token)"
@@ -136,6 +143,57 @@ impl Door {
         })
     }
 
+    /// GETs `path` (`/v2/…`) accepting `accept`, reading at most `limit`
+    /// bytes. Like [`Door::ask`], statuses that say nothing about the logs
+    /// are errors; a transfer that breaks after a `200` is
+    /// [`Fetched::Broken`] (cairn ends a blob whose stored bytes fail their
+    /// digest that way), not a network error.
+    pub(crate) async fn fetch(
+        &self,
+        path: &str,
+        accept: &str,
+        limit: usize,
+    ) -> Result<Fetched, AuditError> {
+        let url = format!("{}{path}", self.base);
+        let what = format!("GET {url}");
+        let mut response = self
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, accept)
+            .send()
+            .await
+            .map_err(|e| AuditError::Network(format!("{what}: {e}")))?;
+        let status = response.status().as_u16();
+        match status {
+            200 => {}
+            401 | 403 => {
+                return Err(AuditError::Local(format!(
+                    "{what}: HTTP {status}; the OCI door needs a token with read access (--token)"
+                )));
+            }
+            429 | 500.. => return Err(AuditError::Network(format!("{what}: HTTP {status}"))),
+            _ => return Ok(Fetched::Status(status)),
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > limit {
+                        return Ok(Fetched::Broken(format!("larger than {limit} bytes")));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(Fetched::Body(body)),
+                Err(e) => {
+                    return Ok(Fetched::Broken(format!(
+                        "the transfer broke after {} bytes: {e}",
+                        body.len()
+                    )));
+                }
+            }
+        }
+    }
+
     /// HEAD and GET of the reference, and the config a derived manifest
     /// names.
     async fn answers(
@@ -143,8 +201,9 @@ impl Door {
         expectation: &Expectation,
     ) -> Result<(Answer, Answer, Option<Answer>), AuditError> {
         let path = expectation.path();
-        let head = self.ask(reqwest::Method::HEAD, &path).await?;
-        let get = self.ask(reqwest::Method::GET, &path).await?;
+        let held = expectation.may_be_held;
+        let head = self.ask(reqwest::Method::HEAD, &path, held).await?;
+        let get = self.ask(reqwest::Method::GET, &path, held).await?;
         let config = match &expectation.must {
             Must::Derived { .. } if get.status == 200 => {
                 let named = serde_json::from_slice::<serde_json::Value>(&get.body)
@@ -155,6 +214,7 @@ impl Door {
                         self.ask(
                             reqwest::Method::GET,
                             &format!("/v2/{}/blobs/{digest}", expectation.repository),
+                            false,
                         )
                         .await?,
                     ),
@@ -165,6 +225,17 @@ impl Door {
         };
         Ok((head, get, config))
     }
+}
+
+/// What a [`Door::fetch`] got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Fetched {
+    /// The whole body of a `200`.
+    Body(Vec<u8>),
+    /// Another status that is an answer (404, 451, …).
+    Status(u16),
+    /// A `200` whose body did not arrive whole, or was too large.
+    Broken(String),
 }
 
 /// One reference whose answers contradict the logs.

@@ -14,6 +14,7 @@ use cairn_crypto::Sha256Digest;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
+use super::hold::Hold;
 use super::signature::{SignatureCheck, check_checks};
 use super::{Attribution, ExtEntry, ExtRecord, check_common, rule};
 use crate::envelope::Envelope;
@@ -202,6 +203,9 @@ pub struct MetaState {
     /// Manifests deleted (and not pushed again since).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     deleted: BTreeSet<Sha256Digest>,
+    /// Releases held until signed (and those released since), by version.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    holds: BTreeMap<Version, Hold>,
 }
 
 /// Whether `tag` is a valid OCI tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
@@ -337,6 +341,24 @@ impl MetaState {
                 .filter(move |c| c.subject == *subject)
                 .map(move |c| (manifest, c))
         })
+    }
+
+    /// The hold logged for release `version` (held or released since).
+    pub fn hold(&self, version: &Version) -> Option<&Hold> {
+        self.holds.get(version)
+    }
+
+    /// Every hold logged, by version.
+    pub fn holds(&self) -> impl Iterator<Item = (&Version, &Hold)> {
+        self.holds.iter()
+    }
+
+    /// The release whose manifest is `digest`, while its hold waits.
+    pub fn held_manifest(&self, digest: &Sha256Digest) -> Option<&Version> {
+        self.holds
+            .iter()
+            .find(|(_, hold)| hold.is_held() && hold.digest == *digest)
+            .map(|(version, _)| version)
     }
 
     /// The recorded reason for a yank.
@@ -566,6 +588,12 @@ impl MetaState {
                         signatures: Vec::new(),
                     });
                 self.set_tag(&mirror.version.to_string(), mirror.digest)?;
+            }
+            ExtEntry::ReleaseHeld(held) => {
+                super::hold::apply_held(&mut self.holds, &self.manifests, held)?;
+            }
+            ExtEntry::ReleaseReleased(released) => {
+                super::hold::apply_released(&mut self.holds, &self.manifests, released)?;
             }
             ExtEntry::Identity(_)
             | ExtEntry::IdentityDisabled(_)

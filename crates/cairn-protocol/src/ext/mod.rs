@@ -21,6 +21,7 @@
 //! in the operator log may sign them. warg clients never request these
 //! logs; `v1/fetch/logs` serves them to auditors like any other log.
 
+pub mod hold;
 pub mod meta;
 pub mod registry;
 pub mod signature;
@@ -107,6 +108,11 @@ pub enum ExtEntry {
     Untag(meta::UntagEntry),
     /// Metadata log: a manifest that is not a release is deleted.
     ManifestDeleted(meta::ManifestDeletedEntry),
+    /// Metadata log: a release is held (not served) until signatures
+    /// meeting its namespace's requirement arrive.
+    ReleaseHeld(hold::HeldEntry),
+    /// Metadata log: a held release is served, its requirement met.
+    ReleaseReleased(hold::ReleasedEntry),
 }
 
 #[derive(Serialize, Deserialize)]

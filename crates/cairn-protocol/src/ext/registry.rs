@@ -549,7 +549,9 @@ impl RegistryState {
             | ExtEntry::YankReason(_)
             | ExtEntry::Mirrored(_)
             | ExtEntry::Untag(_)
-            | ExtEntry::ManifestDeleted(_) => {
+            | ExtEntry::ManifestDeleted(_)
+            | ExtEntry::ReleaseHeld(_)
+            | ExtEntry::ReleaseReleased(_) => {
                 return Err(rule("package metadata does not belong in the registry log"));
             }
         }

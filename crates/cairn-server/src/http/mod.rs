@@ -133,8 +133,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .latest_checkpoint()
         .map(|c| c.checkpoint.checkpoint.log_length);
     // A standby of a cluster is ready once it serves a checkpoint: it
-    // serves reads, and answers writes 503 (`leader` tells a load balancer
-    // where writes go).
+    // serves reads and accepts writes (forwarding those that need the
+    // leader's memory; `leader` says which node sequences).
     let standby = health.leadership.as_ref().is_some_and(|l| !l.leader);
     let ready = checkpoint.is_some()
         && (standby || (health.sequencer_running && health.sequencer_error.is_none()));
@@ -324,7 +324,17 @@ pub fn router(state: AppState, limits: &HttpLimits) -> Router {
                 .layer(HandleErrorLayer::new(middleware_error))
                 .timeout(limits.request_timeout),
         );
-    let standby = axum::middleware::from_fn_with_state(state.clone(), standby::refuse_writes);
+    // A standby handles or forwards writes (see `standby`); a forwarded
+    // request gets the leader's longest deadline.
+    let standby = axum::middleware::from_fn_with_state(
+        standby::Standby {
+            app: state.clone(),
+            forwarder: Arc::new(standby::Forwarder::new(
+                (limits.request_timeout + OCI_PUSH_WAIT).max(limits.upload_timeout),
+            )),
+        },
+        standby::forward_writes,
+    );
     api.merge(transfers)
         .merge(oci)
         .merge(web)

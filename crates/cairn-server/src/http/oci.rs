@@ -604,6 +604,11 @@ pub(super) async fn head_blob(
         .await;
     refuse_withheld(&ctx, &digest, &size).await?;
     let size = ctx.err(size)?;
+    let held = state
+        .registry
+        .oci_refuse_held_blob(caller.as_ref(), &repository(&ns, &name), &digest)
+        .await;
+    ctx.err(held)?;
     Ok(with_headers(
         StatusCode::OK,
         vec![
@@ -631,6 +636,11 @@ pub(super) async fn get_blob(
         .await;
     refuse_withheld(&ctx, &digest, &size).await?;
     let size = ctx.err(size)?;
+    let held = state
+        .registry
+        .oci_refuse_held_blob(caller.as_ref(), &repository, &digest)
+        .await;
+    ctx.err(held)?;
     // `--blob-redirect`: the authorised caller fetches the bytes from the
     // blob store (a short-lived presigned URL), as CNCF distribution does.
     if let Some(url) = ctx.err(state.registry.oci_blob_redirect(&digest).await)? {

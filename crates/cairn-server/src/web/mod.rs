@@ -13,15 +13,21 @@
 //! `sessionStorage` and fetches the page again with `Authorization:
 //! Bearer`, so the server renders only what that token may read.
 //!
-//! What this module is *not*: an API. Nothing here is in `openapi/`, and
-//! no page computes anything a JSON endpoint does not also answer.
+//! What this module is *not*: an API. Nothing here is in `openapi/`.
+//! Pages read through the service's use cases; the few reads made for
+//! people only (a release's WIT, tag history, the diff of two versions,
+//! the checkpoint history, one record) are in `cairn_service::catalogue`
+//! and recompute what the log already says.
 
 mod assets;
+mod diff;
 mod home;
 mod log;
 mod namespace;
 mod package;
+mod record;
 mod search;
+mod wit;
 
 use std::sync::OnceLock;
 
@@ -43,8 +49,11 @@ pub fn router() -> Router<AppState> {
         .route("/", get(home::page))
         .route("/search", get(search::page))
         .route("/packages/{name}", get(package::page))
+        .route("/packages/{name}/diff", get(diff::page))
+        .route("/packages/{name}/versions/{version}/wit", get(wit::page))
         .route("/namespaces/{namespace}", get(namespace::page))
         .route("/log", get(log::page))
+        .route("/log/record", get(record::page))
         .route("/assets/{file}", get(assets::serve))
 }
 
@@ -97,6 +106,9 @@ fn environment() -> &'static Environment<'static> {
             ("package.html", include_str!("templates/package.html")),
             ("namespace.html", include_str!("templates/namespace.html")),
             ("log.html", include_str!("templates/log.html")),
+            ("wit.html", include_str!("templates/wit.html")),
+            ("diff.html", include_str!("templates/diff.html")),
+            ("record.html", include_str!("templates/record.html")),
             ("token.html", include_str!("templates/token.html")),
             ("error.html", include_str!("templates/error.html")),
         ] {
@@ -231,6 +243,9 @@ mod tests {
             "package.html",
             "namespace.html",
             "log.html",
+            "wit.html",
+            "diff.html",
+            "record.html",
             "token.html",
             "error.html",
         ] {

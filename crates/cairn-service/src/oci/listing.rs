@@ -52,19 +52,26 @@ pub struct ReferrersPage {
 impl Registry {
     /// The first `n` tags after `last` (exclusive, byte order): version tags
     /// of live releases, and the tags pushed to the repository except
-    /// version tags of yanked releases. Returns them and whether more
+    /// version tags of yanked releases — and of held releases
+    /// ([`crate::hold`]) unless `show_held`. Returns them and whether more
     /// follow.
     async fn tag_page(
         &self,
         repository: &Repository,
         n: usize,
         last: Option<&str>,
+        show_held: bool,
     ) -> Result<(Vec<String>, bool), OciError> {
-        let (state, _) = self.oci_states(&repository.package).await?;
+        let (state, meta) = self.oci_states(&repository.package).await?;
+        let held = if show_held {
+            BTreeSet::new()
+        } else {
+            self.held_versions(&repository.package, &meta)
+        };
         let after = |tag: &str| last.is_none_or(|l| tag > l);
         let mut releases: VecDeque<String> = state
             .releases()
-            .filter(|r| !r.yanked())
+            .filter(|r| !r.yanked() && !held.contains(&r.version))
             .map(|r| r.version.to_string())
             .filter(|t| after(t))
             .collect::<BTreeSet<_>>()
@@ -72,7 +79,7 @@ impl Registry {
             .collect();
         let yanked = |tag: &str| {
             version_tag(tag)
-                .and_then(|v| state.release(&v).map(|r| r.yanked()))
+                .and_then(|v| state.release(&v).map(|r| r.yanked() || held.contains(&v)))
                 .unwrap_or(false)
         };
         let chunk = (n + 1).clamp(1, TAG_CHUNK);
@@ -118,7 +125,8 @@ impl Registry {
     }
 
     /// `GET /v2/<name>/tags/list?n=&last=`: at most `n` (and at most
-    /// [`MAX_TAGS_PAGE`]) tags after `last`, in byte order.
+    /// [`MAX_TAGS_PAGE`]) tags after `last`, in byte order. Held releases
+    /// are listed only to the namespace's publishers and signers.
     pub async fn oci_tags(
         &self,
         caller: Option<&Caller>,
@@ -137,7 +145,8 @@ impl Registry {
             ));
         }
         let n = n.unwrap_or(MAX_TAGS_PAGE).min(MAX_TAGS_PAGE);
-        let (tags, more) = self.tag_page(&repository, n, last).await?;
+        let show_held = self.sees_held(caller, &repository);
+        let (tags, more) = self.tag_page(&repository, n, last, show_held).await?;
         let next = if more { tags.last().cloned() } else { None };
         Ok(TagPage {
             name: repository.name,

@@ -201,31 +201,37 @@ impl Registry {
         };
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
+            // Any node mirrors (on a read): the insert is refused if the
+            // metadata log moved since it was read.
             let gate = self.inner.commit_gate.read().await;
-            let (_, meta) = self.oci_states(package).await?;
+            let (_, meta) = self.oci_states_to_write(package).await?;
             if meta.tag(&version.to_string()).is_some() {
                 return Ok(());
             }
             let record = self
                 .meta_record(package, &meta, vec![ExtEntry::Mirrored(entry.clone())])
                 .await?;
+            let decided_on = [cairn_store::ExpectedHead::new(
+                record.log_id,
+                meta.head().map(|h| h.record_id),
+            )];
             let inserted = store
-                .insert_pending_many(std::slice::from_ref(&record))
+                .insert_pending_decided(std::slice::from_ref(&record), &decided_on)
                 .await;
             drop(gate);
             match inserted {
                 Ok(_) => {
-                    self.backlog()
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.wake_sequencer();
+                    self.record_queued();
                     return self
                         .wait_sequenced(&record.log_id, &record.record_id, deadline)
                         .await;
                 }
-                Err(StoreError::Conflict(_)) if tokio::time::Instant::now() < deadline => {
+                Err(StoreError::Conflict(_) | StoreError::Moved(_))
+                    if tokio::time::Instant::now() < deadline =>
+                {
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
-                Err(StoreError::Conflict(_)) => {
+                Err(StoreError::Conflict(_) | StoreError::Moved(_)) => {
                     return Err(ServiceError::unavailable("the package is busy; retry").into());
                 }
                 Err(other) => return Err(other.into()),

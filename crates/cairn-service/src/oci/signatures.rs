@@ -33,10 +33,8 @@
 //! The verdicts travel with the push into its metadata log entry
 //! ([`SignatureCheck`]), so the log says who signed what.
 //!
-//! This module does not hold releases back until they are signed: a
-//! release in a namespace requiring signatures is served as soon as it is
-//! pushed; the package view shows which versions carry verified
-//! signatures.
+//! This module does not hold releases back until they are signed:
+//! [`crate::hold`] does, from the verdicts logged here.
 
 use std::time::UNIX_EPOCH;
 
@@ -121,7 +119,7 @@ pub fn check_policy(policy: &PublishPolicy) -> Result<(), ServiceError> {
 }
 
 /// The logged facts of a verified signature.
-fn verified(
+pub fn verified(
     format: SignatureFormat,
     subject: Sha256Digest,
     blob: Sha256Digest,
@@ -309,7 +307,7 @@ impl Registry {
 /// In a namespace requiring attestations, an attestation (an in-toto
 /// statement other than cosign's own signing statement) must be of one of
 /// the required predicate types.
-fn required_predicate(
+pub fn required_predicate(
     policy: &PublishPolicy,
     verdict: cairn_sigstore::Verdict,
 ) -> Result<cairn_sigstore::Verdict, Refusal> {

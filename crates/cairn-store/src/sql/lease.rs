@@ -1,4 +1,4 @@
-//! [`LeaseStore`] on SQL: one row, `sequencer_lease` (migration 0009).
+//! [`LeaseStore`] on SQL: one row, `sequencer_lease` (migrations 0009, 0011).
 //!
 //! Time is the database's: each backend's expression for "now in
 //! milliseconds" is the only difference between the two dialects here.
@@ -48,18 +48,20 @@ pub(super) async fn check_fence(tx: &mut Transaction<'_, Any>, fence: &Fence) ->
 
 #[async_trait]
 impl LeaseStore for SqlStore {
-    async fn try_acquire_lease(
+    async fn try_acquire_lease_at(
         &self,
         holder: &str,
+        address: &str,
         duration: Duration,
     ) -> StoreResult<Option<Fence>> {
         let now = now_ms(&self.backend);
         let row = sqlx::query(&format!(
-            "UPDATE sequencer_lease SET epoch = epoch + 1, holder = $1, expires_at = {now} + $2 \
-             WHERE id = 1 AND expires_at <= {now} RETURNING epoch"
+            "UPDATE sequencer_lease SET epoch = epoch + 1, holder = $1, expires_at = {now} + $2, \
+             address = $3 WHERE id = 1 AND expires_at <= {now} RETURNING epoch"
         ))
         .bind(holder)
         .bind(millis(duration)?)
+        .bind(address)
         .fetch_optional(&self.write)
         .await?;
         row.map(|row| {
@@ -107,7 +109,7 @@ impl LeaseStore for SqlStore {
     async fn lease(&self) -> StoreResult<LeaseState> {
         let now = now_ms(&self.backend);
         let row = sqlx::query(&format!(
-            "SELECT epoch, holder, expires_at - {now} FROM sequencer_lease WHERE id = 1"
+            "SELECT epoch, holder, expires_at - {now}, address FROM sequencer_lease WHERE id = 1"
         ))
         .fetch_one(&self.read)
         .await?;
@@ -119,6 +121,7 @@ impl LeaseStore for SqlStore {
                 .ok()
                 .filter(|ms| *ms > 0)
                 .map(Duration::from_millis),
+            address: row.try_get(3)?,
         })
     }
 

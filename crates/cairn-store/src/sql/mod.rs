@@ -21,9 +21,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor as _, Row as _, Transaction};
 
 use crate::types::*;
-use crate::{Store, StoreError, StoreResult};
+use crate::{DecidedStore as _, Store, StoreError, StoreResult};
 
 mod aliases;
+mod decided;
 mod lease;
 mod oci;
 mod pushes;
@@ -175,6 +176,11 @@ fn list(first: usize, count: usize) -> String {
         .join(",")
 }
 
+/// How long a PostgreSQL session may sit idle inside a transaction before
+/// the server ends it: below the shortest sensible sequencer lease, far
+/// above any pause between the statements of a healthy transaction.
+pub const IDLE_IN_TRANSACTION: std::time::Duration = std::time::Duration::from_secs(4);
+
 impl SqlStore {
     /// Connects to `url`: `sqlite://PATH` (created if missing) or
     /// `postgres://…`. Does not migrate.
@@ -207,6 +213,24 @@ impl SqlStore {
             let pool = AnyPoolOptions::new()
                 .max_connections(max_connections.max(2))
                 .acquire_timeout(std::time::Duration::from_secs(10))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // A process paused or stuck inside a transaction
+                        // (a leader stopped mid-batch) must not hold its
+                        // locks — the lease row, the commit gate — for
+                        // longer than a lease: the server ends such a
+                        // session and rolls its transaction back.
+                        conn.execute(
+                            format!(
+                                "SET idle_in_transaction_session_timeout = {}",
+                                IDLE_IN_TRANSACTION.as_millis()
+                            )
+                            .as_str(),
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
                 .connect(url)
                 .await?;
             return Ok(Self::new(Backend::Postgres, pool.clone(), pool));
@@ -996,6 +1020,11 @@ impl Store for SqlStore {
         if let Some(fence) = &batch.fence {
             lease::check_fence(&mut tx, fence).await?;
         }
+        // Then the commit gate, exclusively: pending inserts (of any node)
+        // wait for this commit, or this commit for them (and then sees
+        // their rows in the next check).
+        decided::take_gate(&mut tx, &self.backend, true).await?;
+        decided::check_built_records(&mut tx, batch).await?;
         Self::check_tree_size(&mut tx, batch.old_size).await?;
         marks.push(("check", t.elapsed()));
         Self::insert_manifests_in(&mut tx, &batch.oci_manifests).await?;
@@ -1236,21 +1265,17 @@ impl Store for SqlStore {
     }
 
     async fn insert_pending(&self, record: &NewPending) -> StoreResult<PendingRecord> {
-        let mut connection = self.write.acquire().await?;
-        let inserted = Self::insert_pending_in(&mut connection, record).await?;
-        self.pending_changed();
-        Ok(inserted)
+        let inserted = self
+            .insert_pending_decided(std::slice::from_ref(record), &[])
+            .await?;
+        inserted
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("an insert returned no row".into()))
     }
 
     async fn insert_pending_many(&self, records: &[NewPending]) -> StoreResult<Vec<PendingRecord>> {
-        let mut tx = self.write.begin().await?;
-        let mut inserted = Vec::with_capacity(records.len());
-        for record in records {
-            inserted.push(Self::insert_pending_in(&mut tx, record).await?);
-        }
-        tx.commit().await?;
-        self.pending_changed();
-        Ok(inserted)
+        self.insert_pending_decided(records, &[]).await
     }
 
     async fn record_status(

@@ -89,6 +89,44 @@
     });
   }
 
+  // Keyboard navigation of result lists (`data-keynav`): from the search
+  // box, ArrowDown enters the list; in it, ArrowDown / ArrowUp move between
+  // the results' main links (ArrowUp from the first goes back to the box),
+  // Home / End go to the first / last, and Enter opens the focused link
+  // (links do that themselves). Tab walks the same links in order.
+  function resultLinks() {
+    var list = document.querySelector("[data-keynav]");
+    return list ? Array.prototype.slice.call(list.querySelectorAll("a.result-link")) : [];
+  }
+  function searchBox() {
+    return document.getElementById("search-q") || document.getElementById("quick-q");
+  }
+  function onResultKey(event) {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.shiftKey) { return; }
+    var links = resultLinks();
+    if (!links.length) { return; }
+    var target = event.target;
+    var at = links.indexOf(target);
+    var box = searchBox();
+    var next = null;
+    if (at === -1) {
+      if (target === box && event.key === "ArrowDown") { next = links[0]; }
+    } else if (event.key === "ArrowDown") {
+      next = links[Math.min(at + 1, links.length - 1)];
+    } else if (event.key === "ArrowUp") {
+      next = at === 0 ? box : links[at - 1];
+    } else if (event.key === "Home") {
+      next = links[0];
+    } else if (event.key === "End") {
+      next = links[links.length - 1];
+    }
+    if (next) {
+      event.preventDefault();
+      next.focus();
+    }
+  }
+  document.addEventListener("keydown", onResultKey);
+
   window.cairnToken = storedToken;
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", start);

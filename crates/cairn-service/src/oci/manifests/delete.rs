@@ -28,7 +28,7 @@ use cairn_crypto::Sha256Digest;
 use cairn_protocol::ext::ExtEntry;
 use cairn_protocol::ext::meta::{ManifestDeletedEntry, MetaState, UntagEntry, version_tag};
 use cairn_protocol::package::PackageState;
-use cairn_store::StoreError;
+use cairn_store::{ExpectedHead, StoreError};
 
 use super::*;
 use crate::identity::Caller;
@@ -87,29 +87,42 @@ impl Registry {
             // still pending makes the insert conflict (then: again, on the
             // state it leaves).
             let gate = self.inner.commit_gate.read().await;
-            let (package_state, meta) = self.oci_states(&repository.package).await?;
+            let (package_state, meta) = self.oci_states_to_write(&repository.package).await?;
             let entries = self
                 .deletion(&repository, &package_state, &meta, &reference, caller)
                 .await?;
             let record = self
                 .meta_record(&repository.package, &meta, entries)
                 .await?;
+            // Checked in the inserting transaction too (this node may have
+            // stopped leading since it read the states).
+            let package = &repository.package;
+            let decided_on = [
+                ExpectedHead::new(
+                    LogId::package(package),
+                    package_state.head().map(|h| h.record_id),
+                ),
+                ExpectedHead::new(
+                    LogId::package_meta(package),
+                    meta.head().map(|h| h.record_id),
+                ),
+            ];
             let inserted = self
                 .inner
                 .store
-                .insert_pending_many(std::slice::from_ref(&record))
+                .insert_pending_decided(std::slice::from_ref(&record), &decided_on)
                 .await;
             drop(gate);
             match inserted {
                 Ok(_) => {
-                    self.backlog()
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.wake_sequencer();
+                    self.record_queued();
                     return self
                         .wait_sequenced(&record.log_id, &record.record_id, deadline)
                         .await;
                 }
-                Err(StoreError::Conflict(_)) if tokio::time::Instant::now() < deadline => {
+                Err(StoreError::Conflict(_) | StoreError::Moved(_))
+                    if tokio::time::Instant::now() < deadline =>
+                {
                     let mut published = self.inner.published.subscribe();
                     let _ = tokio::time::timeout(
                         std::time::Duration::from_millis(100),
@@ -117,7 +130,7 @@ impl Registry {
                     )
                     .await;
                 }
-                Err(StoreError::Conflict(_)) => {
+                Err(StoreError::Conflict(_) | StoreError::Moved(_)) => {
                     return Err(ServiceError::unavailable(
                         "another publish of this package is in progress; retry",
                     )

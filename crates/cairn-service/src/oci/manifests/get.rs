@@ -197,7 +197,7 @@ impl Registry {
                 None => None,
             },
             Reference::Tag(tag) => {
-                let (state, _) = self.oci_states(&repository.package).await?;
+                let (state, meta) = self.oci_states(&repository.package).await?;
                 let mut tag = tag.clone();
                 if tag == "latest"
                     && self
@@ -207,10 +207,16 @@ impl Registry {
                         .await?
                         .is_none()
                 {
-                    // Without a pushed `latest`, the newest live release.
+                    // Without a pushed `latest`, the newest live release
+                    // (not held, unless the caller may sign it).
+                    let held = if self.sees_held(caller, &repository) {
+                        Default::default()
+                    } else {
+                        self.held_versions(&repository.package, &meta)
+                    };
                     if let Some(newest) = state
                         .releases()
-                        .filter(|r| !r.yanked())
+                        .filter(|r| !r.yanked() && !held.contains(&r.version))
                         .map(|r| r.version.clone())
                         .max()
                     {
@@ -262,6 +268,10 @@ impl Registry {
         };
         match found {
             Some(mut body) => {
+                // A release held until signed: refused by tag and by digest,
+                // except to those who sign it.
+                self.oci_refuse_held_manifest(caller, &repository, &body.digest)
+                    .await?;
                 body.record = self
                     .manifest_record(&repository, resolved.as_deref(), &body)
                     .await?;

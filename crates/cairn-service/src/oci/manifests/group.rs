@@ -21,6 +21,13 @@
 //! left out: its pushes wait for the batch after that record's, and are
 //! then built on the heads it leaves.
 //!
+//! In a namespace that holds releases until they are signed
+//! ([`crate::hold`]), the entry of a push that makes a release is followed,
+//! in the same record, by the `releaseHeld` entry that holds it, and the
+//! entry of a signature that meets a held release's requirement by the
+//! `releaseReleased` entry that serves it
+//! ([`cairn_protocol::ext::hold::follow_up`]).
+//!
 //! A push whose caller went away (a client that disconnected, a deadline)
 //! before its batch took it is dropped.
 
@@ -28,6 +35,7 @@ use std::sync::Mutex;
 
 use cairn_crypto::Sha256Digest;
 use cairn_protocol::ext::ExtEntry;
+use cairn_protocol::ext::hold::follow_up;
 use cairn_protocol::ext::meta::MetaState;
 use cairn_protocol::package::PackageState;
 use cairn_protocol::{LogId, PackageName, RecordId};
@@ -74,6 +82,9 @@ pub(crate) struct PushGroup {
     queue: Mutex<Vec<Waiting>>,
     /// What the store last said about pending records.
     pub(super) known: super::known::PendingKnown,
+    /// The last batch was refused because a pending record (decided on
+    /// another node, or after the check) was ahead of a push.
+    met_pending: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for PushGroup {
@@ -232,6 +243,8 @@ impl Registry {
         };
         // Whether the publisher key may release here, once for the group.
         let releasing = self.release_signer(package, &package_state);
+        // What new releases are held to, once for the group.
+        let requirement = self.hold_requirement(package.namespace());
         let mut meta = meta_state.clone();
         let mut members = Vec::new();
         let mut later = Vec::new();
@@ -272,13 +285,34 @@ impl Registry {
                     continue;
                 }
             };
-            if let Err(error) = meta.apply_entry(&entry) {
-                item.answer(Outcome::Refused(super::denied(format!(
-                    "refused by the metadata log's rules: {error}"
-                ))));
-                continue;
-            }
+            // The hold of a release it makes, the release of a hold its
+            // signatures meet: logged with it, or it is refused (only a
+            // package that may hold anything pays for the copy).
+            let may_hold = requirement.is_some() || meta.holds().next().is_some();
+            let applied = if may_hold {
+                let mut pushed = meta.clone();
+                pushed.apply_entry(&entry).and_then(|()| {
+                    let follow = follow_up(&pushed, &entry, requirement.as_ref());
+                    for next in &follow {
+                        pushed.apply_entry(next)?;
+                    }
+                    meta = pushed;
+                    Ok(follow)
+                })
+            } else {
+                meta.apply_entry(&entry).map(|()| Vec::new())
+            };
+            let follow = match applied {
+                Ok(follow) => follow,
+                Err(error) => {
+                    item.answer(Outcome::Refused(super::denied(format!(
+                        "refused by the metadata log's rules: {error}"
+                    ))));
+                    continue;
+                }
+            };
             entry_bytes += serde_json::to_vec(&entry).map_or(0, |b| b.len());
+            entry_bytes += serde_json::to_vec(&follow).map_or(0, |b| b.len());
             if let Some((version, content, _)) = release {
                 releases.push((version, content));
                 releaser.get_or_insert_with(|| item.push.caller.clone());
@@ -290,6 +324,7 @@ impl Registry {
                 manifest_bytes.push((item.push.digest, item.push.body.to_vec()));
             }
             entries.push(entry);
+            entries.extend(follow);
             members.push(item);
         }
         if members.is_empty() {
@@ -378,6 +413,38 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Registry {
+    /// The store refused a batch because a live pending record is ahead of
+    /// a push built on its log's head: forget what the store said about
+    /// pending records (it was stale) and remember it for
+    /// [`Registry::take_pushes_met_pending`].
+    pub(crate) fn pushes_met_pending(&self) {
+        let group = &self.inner.push_group;
+        group.known.forget();
+        group
+            .met_pending
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the last batch was refused for a pending record ahead of a
+    /// push (and clears it).
+    pub(crate) fn take_pushes_met_pending(&self) -> bool {
+        self.inner
+            .push_group
+            .met_pending
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Puts the pushes of a batch that stored nothing back at the head of
+    /// the queue, in their order: they are built again, on the heads the
+    /// pending record ahead of them leaves.
+    pub(crate) fn requeue_pushes(&self, built: Vec<BuiltPushes>) {
+        let again: Vec<Waiting> = built.into_iter().flat_map(|b| b.members).collect();
+        let mut queue = lock(&self.inner.push_group.queue);
+        let newer = std::mem::take(&mut *queue);
+        *queue = again;
+        queue.extend(newer);
+    }
+
     /// Answers every queued push with a retryable error: this node stopped
     /// sequencing (another node leads now), and nothing of them was stored.
     pub(crate) fn fail_queued_pushes(&self, reason: &str) {

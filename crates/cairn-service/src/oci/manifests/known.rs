@@ -5,9 +5,13 @@
 //! every write through this process that makes a pending record live. An
 //! answer "nothing queued" or "no live pending record on these logs" stays
 //! true while the generation is unchanged, except for writes by other
-//! processes sharing the database (`cairn` commands run beside the
-//! server): those are seen once the answer is older than the poll
-//! interval, as soon as an idle sequencer would see them.
+//! processes sharing the database (the other nodes of a cluster, `cairn`
+//! commands run beside the server): those are seen once the answer is
+//! older than the poll interval, as soon as an idle sequencer would see
+//! them. A push built on a stale answer is never committed: the batch
+//! commit refuses it when a live pending record is ahead of it
+//! ([`cairn_store::StoreError::Moved`]), the answers are forgotten and the
+//! pushes are built again.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -51,6 +55,11 @@ impl Known {
 }
 
 impl PendingKnown {
+    /// Forgets every answer (one turned out stale).
+    pub(crate) fn forget(&self) {
+        self.with(|k| *k = Known::default());
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Known) -> T) -> T {
         f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner()))
     }

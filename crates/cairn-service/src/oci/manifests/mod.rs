@@ -100,14 +100,34 @@ impl Registry {
         &self,
         package: &PackageName,
     ) -> Result<(PackageState, MetaState), ServiceError> {
+        self.oci_states_from(package, true).await
+    }
+
+    /// [`Registry::oci_states`] for a write decided on them: on a node
+    /// that does not sequence, read from the store (its cached copies may
+    /// be behind by a poll interval).
+    pub(crate) async fn oci_states_to_write(
+        &self,
+        package: &PackageName,
+    ) -> Result<(PackageState, MetaState), ServiceError> {
+        self.oci_states_from(package, !self.is_standby()).await
+    }
+
+    async fn oci_states_from(
+        &self,
+        package: &PackageName,
+        use_cache: bool,
+    ) -> Result<(PackageState, MetaState), ServiceError> {
         let mut out = (PackageState::default(), MetaState::default());
         for log_id in [LogId::package(package), LogId::package_meta(package)] {
-            let cached = match self.cached_log(&log_id) {
+            let cached = match self.cached_log(&log_id).filter(|_| use_cache) {
                 Some(cached) => Some(cached),
                 None => match self.inner.store.log(&log_id).await? {
                     Some(row) => {
                         let cached = Arc::new(crate::CachedLog::from_row(row)?);
-                        self.cache_log(cached.clone());
+                        if use_cache {
+                            self.cache_log(cached.clone());
+                        }
                         Some(cached)
                     }
                     None => None,
