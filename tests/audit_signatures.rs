@@ -13,12 +13,16 @@
     reason = "tests"
 )]
 
+#[path = "support/cosign.rs"]
+mod cosign;
+#[path = "support/sigstore.rs"]
+mod sigstore;
 #[allow(dead_code, reason = "the verification tests' world, partly used here")]
 #[path = "../crates/cairn-sigstore/tests/verification/support.rs"]
 mod world;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use base64::Engine as _;
@@ -34,140 +38,24 @@ use cairn_protocol::ext::{Attribution, ExtEntry, ExtRecord, meta_log_name};
 use cairn_protocol::record::{Record, RecordKind as _};
 use cairn_protocol::wire::FetchLogsRequest;
 use cairn_protocol::{Envelope, LogId, PackageName, Timestamp};
-use cairn_server::config::ServeArgs;
 use cairn_service::identity::Action;
 use cairn_sigstore::TrustedRoot;
 use cairn_store::Store as _;
 use cairn_tests::cluster::cairn_bin;
 use cairn_tests::testing::TestDatabase;
 use cairn_tests::*;
+use cosign::{attach, keyed_layer, public_pem};
 use p256::ecdsa::SigningKey;
-use p256::ecdsa::signature::Signer as _;
-use p256::pkcs8::EncodePublicKey as _;
 use serde_json::{Value, json};
-use world::{
-    Fulcio, GITHUB, LeafSpec, Rekor, T0, b64, dsse_entry, envelope, keyless_layer, statement,
-    tlog_entry, trusted_root,
-};
+use sigstore::{BUNDLE, Sigstore, keyless, keyless_bundle, workflow_rule};
+use world::LeafSpec;
 
-const IMAGE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
-const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 const EMPTY: &str = "application/vnd.oci.empty.v1+json";
-const COSIGN_SIGN: &str = "https://sigstore.dev/cosign/sign/v1";
 
 /// A test Fulcio and Rekor, and the trusted root file naming them.
-struct Sigstore {
-    fulcio: Fulcio,
-    rekor: Rekor,
-    _dir: tempfile::TempDir,
-    root_path: PathBuf,
-}
-
-impl Sigstore {
-    fn new() -> Self {
-        let fulcio = Fulcio::new("fulcio");
-        let rekor = Rekor::new();
-        let dir = tempfile::tempdir().unwrap();
-        let root_path = dir.path().join("trusted_root.json");
-        std::fs::write(&root_path, trusted_root(&fulcio, &rekor)).unwrap();
-        Self {
-            fulcio,
-            rekor,
-            _dir: dir,
-            root_path,
-        }
-    }
-
-    fn root(&self) -> TrustedRoot {
-        TrustedRoot::from_json(&std::fs::read(&self.root_path).unwrap()).unwrap()
-    }
-}
-
-fn public_pem(key: &SigningKey) -> String {
-    let der = key.verifying_key().to_public_key_der().unwrap();
-    world::pem("PUBLIC KEY", der.as_bytes())
-}
-
-fn workflow_rule() -> String {
-    format!(
-        "{GITHUB}=https://github\\.com/acme/app/\\.github/workflows/release\\.yml@refs/heads/main"
-    )
-}
-
-/// A signature layer: blob and annotations (simplesigning).
-struct Layer {
-    blob: Vec<u8>,
-    annotations: BTreeMap<String, String>,
-}
-
-fn keyed_layer(key: &SigningKey, image: &str) -> Layer {
-    let payload = world::simplesigning_payload("registry.test/acme/app", image);
-    let signature: p256::ecdsa::Signature = key.sign(&payload);
-    Layer {
-        blob: payload,
-        annotations: BTreeMap::from([(
-            "dev.cosignproject.cosign/signature".to_owned(),
-            b64(signature.to_der().as_bytes()),
-        )]),
-    }
-}
-
-fn keyless(sigstore: &mut Sigstore, image: &str) -> Layer {
-    let leaf = sigstore.fulcio.issue(LeafSpec::workflow());
-    let (blob, annotations) = keyless_layer(&leaf, &sigstore.fulcio, &mut sigstore.rekor, image);
-    Layer { blob, annotations }
-}
-
-/// A cosign 3 bundle v0.3 of `image`: keyless DSSE, SET and proof.
-fn keyless_bundle(sigstore: &mut Sigstore, image: &str) -> Vec<u8> {
-    let leaf = sigstore.fulcio.issue(LeafSpec::workflow());
-    let statement = statement(image, COSIGN_SIGN);
-    let (envelope, signature) = envelope(&statement, |m| leaf.sign(m));
-    let body = dsse_entry(
-        &serde_json::to_vec(&envelope).unwrap(),
-        &statement,
-        &signature,
-        &leaf.pem(),
-    );
-    let entry = sigstore.rekor.log(body, T0 + 30);
-    serde_json::to_vec(&json!({
-        "mediaType": BUNDLE,
-        "verificationMaterial": {
-            "certificate": { "rawBytes": b64(&leaf.der) },
-            "tlogEntries": [tlog_entry(&entry, "dsse", true, true)],
-        },
-        "dsseEnvelope": envelope,
-    }))
-    .unwrap()
-}
-
-/// Pushes a cosign `.sig` manifest of `layers` about `image`.
-async fn attach(oci: &OciSession, image: &str, layers: &[&Layer]) -> Result<String, OciFailure> {
-    let config = serde_json::to_vec(&json!({
-        "architecture": "", "os": "", "config": {},
-        "rootfs": { "type": "layers", "diff_ids": layers.iter().map(|l| digest_of(&l.blob)).collect::<Vec<_>>() },
-    }))
-    .unwrap();
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": MANIFEST,
-        "config": descriptor(IMAGE_CONFIG, &config),
-        "layers": layers.iter().map(|l| {
-            let mut d = descriptor(SIMPLESIGNING, &l.blob);
-            d["annotations"] = json!(l.annotations);
-            d
-        }).collect::<Vec<_>>(),
-    });
-    let mut blobs: Vec<&[u8]> = layers.iter().map(|l| l.blob.as_slice()).collect();
-    blobs.push(&config);
-    oci.push(
-        &format!("{}.sig", image.replace(':', "-")),
-        &blobs,
-        &manifest,
-    )
-    .await
-    .map(|(digest, _)| digest)
+/// The trusted root `sigstore` writes.
+fn root(sigstore: &Sigstore) -> TrustedRoot {
+    TrustedRoot::from_json(&std::fs::read(&sigstore.root_path).unwrap()).unwrap()
 }
 
 /// Attaches a Sigstore bundle to `image` (`size` bytes) as a referrer.
@@ -191,18 +79,10 @@ async fn attach_bundle(
         .map(|(digest, _)| digest)
 }
 
+/// Sets `acme`'s trust rules; they must be accepted.
 async fn set_trust(server: &TestServer, token: &str, body: &Value) {
-    let response = reqwest::Client::new()
-        .put(format!(
-            "{}/api/v1/namespaces/acme/signature-policy",
-            server.url
-        ))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let (status, answer) = cosign::set_trust(server, token, "acme", body).await;
+    assert_eq!(status, 200, "{answer}");
 }
 
 /// A server trusting `sigstore` with `acme` owned by alice, release
@@ -212,14 +92,7 @@ async fn acme(
     db: TestDatabase,
     sigstore: &Sigstore,
 ) -> (TestServer, String, OciSession, String, usize) {
-    let server = TestServer::start_with(
-        db,
-        ServeArgs {
-            trusted_root: Some(sigstore.root_path.clone()),
-            ..ServeArgs::default()
-        },
-    )
-    .await;
+    let server = TestServer::start_with(db, sigstore.args()).await;
     let owner = identity_with_token(&server, "alice", &["acme"], &[Action::Publish]).await;
     claim(&server, "acme", &["alice"], PublishPolicy::default()).await;
     let wasm = wit_package("acme:app", "1.0.0", "interface api { run: func(); }");
@@ -284,13 +157,20 @@ async fn verdicts_are_rechecked_and_a_tampered_bundle_is_found() {
         )
         .await;
         let keyed = keyed_layer(&key, &image);
-        let keyless = keyless(&mut sigstore, &image);
-        attach(&oci, &image, &[&keyed, &keyless]).await.unwrap();
-        let bundle = keyless_bundle(&mut sigstore, &image);
+        let keyless = keyless(
+            &sigstore.fulcio,
+            &mut sigstore.rekor,
+            LeafSpec::workflow(),
+            &image,
+        );
+        attach(&oci, &image, "sig", &[&keyed, &keyless])
+            .await
+            .unwrap();
+        let bundle = keyless_bundle(&sigstore.fulcio, &mut sigstore.rekor, &image);
         attach_bundle(&oci, &image, size, &bundle).await.unwrap();
 
         // Clean, with the trusted root: every verdict recomputed.
-        let root = sigstore.root();
+        let root = root(&sigstore);
         let report = audit(&server, Some(&root)).await.unwrap();
         assert_eq!(
             (
@@ -428,10 +308,10 @@ async fn a_verdict_the_rules_in_force_do_not_support_is_reported() {
             &json!({ "signatureKeys": [public_pem(&key)] }),
         )
         .await;
-        let sig = attach(&oci, &image, &[&keyed_layer(&key, &image)])
+        let sig = attach(&oci, &image, "sig", &[&keyed_layer(&key, &image)])
             .await
             .unwrap();
-        let root = sigstore.root();
+        let root = root(&sigstore);
         assert_eq!(
             audit(&server, Some(&root)).await.unwrap().keyed,
             1,

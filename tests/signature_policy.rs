@@ -23,6 +23,8 @@ mod world;
 
 #[path = "support/cosign.rs"]
 mod cosign;
+#[path = "support/sigstore.rs"]
+mod sigstore;
 
 use std::collections::BTreeMap;
 
@@ -31,73 +33,28 @@ use cairn_server::config::ServeArgs;
 use cairn_service::identity::Action;
 use cairn_tests::testing::TestDatabase;
 use cairn_tests::*;
-use cosign::{
-    Layer, SIMPLESIGNING, cosign_manifest, keyed_layer, package_view, public_pem, set_trust,
-};
+use cosign::{Layer, cosign_manifest, keyed_layer, package_view, public_pem, set_trust};
 use p256::ecdsa::SigningKey;
 use p256::pkcs8::EncodePublicKey as _;
 use rcgen::SanType;
 use serde_json::{Value, json};
+use sigstore::{BUNDLE, COSIGN_SIGN, Sigstore, keyless, keyless_bundle, workflow_rule};
 use world::{
-    Fulcio, GITHUB, LeafSpec, Rekor, T0, WORKFLOW, b64, bundle_annotation, dsse_entry, envelope,
-    hashedrekord, keyless_layer, sha256, statement, tlog_entry, trusted_root,
+    Fulcio, GITHUB, LeafSpec, Rekor, T0, WORKFLOW, bundle_annotation, dsse_entry, envelope,
+    hashedrekord, sha256, statement,
 };
 
 const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
-const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 const EMPTY: &str = "application/vnd.oci.empty.v1+json";
 const SLSA: &str = "https://slsa.dev/provenance/v1";
 const SPDX: &str = "https://spdx.dev/Document";
-const COSIGN_SIGN: &str = "https://sigstore.dev/cosign/sign/v1";
 
 /// The Sigstore-like world: a trusted Fulcio and Rekor, and the trusted
 /// root file the server starts with.
-struct Sigstore {
-    fulcio: Fulcio,
-    rekor: Rekor,
-    _dir: tempfile::TempDir,
-    root_path: std::path::PathBuf,
-}
-
-impl Sigstore {
-    fn new() -> Self {
-        let fulcio = Fulcio::new("fulcio");
-        let rekor = Rekor::new();
-        let dir = tempfile::tempdir().unwrap();
-        let root_path = dir.path().join("trusted_root.json");
-        std::fs::write(&root_path, trusted_root(&fulcio, &rekor)).unwrap();
-        Self {
-            fulcio,
-            rekor,
-            _dir: dir,
-            root_path,
-        }
-    }
-
-    fn args(&self) -> ServeArgs {
-        ServeArgs {
-            trusted_root: Some(self.root_path.clone()),
-            ..ServeArgs::default()
-        }
-    }
-}
-
 fn fingerprint(key: &SigningKey) -> String {
     hex::encode(sha256(
         key.verifying_key().to_public_key_der().unwrap().as_bytes(),
     ))
-}
-
-/// A keyless cosign signature of `image` by a certificate `fulcio` issues
-/// for `spec`, logged in `rekor`.
-fn keyless(fulcio: &Fulcio, rekor: &mut Rekor, spec: LeafSpec, image: &str) -> Layer {
-    let leaf = fulcio.issue(spec);
-    let (payload, annotations) = keyless_layer(&leaf, fulcio, rekor, image);
-    Layer {
-        blob: payload,
-        media_type: SIMPLESIGNING,
-        annotations,
-    }
 }
 
 /// A keyless `cosign attest` layer: a DSSE envelope of an in-toto
@@ -129,30 +86,6 @@ fn keyless_attestation(
             ),
         ]),
     }
-}
-
-/// A cosign 3 Sigstore bundle v0.3 of `image`: a DSSE statement of
-/// cosign's signing predicate, keyless, with SET and inclusion proof.
-fn keyless_bundle(fulcio: &Fulcio, rekor: &mut Rekor, image: &str) -> Vec<u8> {
-    let leaf = fulcio.issue(LeafSpec::workflow());
-    let statement = statement(image, COSIGN_SIGN);
-    let (envelope, signature) = envelope(&statement, |m| leaf.sign(m));
-    let body = dsse_entry(
-        &serde_json::to_vec(&envelope).unwrap(),
-        &statement,
-        &signature,
-        &leaf.pem(),
-    );
-    let entry = rekor.log(body, T0 + 30);
-    serde_json::to_vec(&json!({
-        "mediaType": BUNDLE,
-        "verificationMaterial": {
-            "certificate": { "rawBytes": b64(&leaf.der) },
-            "tlogEntries": [tlog_entry(&entry, "dsse", true, true)],
-        },
-        "dsseEnvelope": envelope,
-    }))
-    .unwrap()
 }
 
 /// An OCI session on one repository, attaching the way cosign does.
@@ -233,12 +166,6 @@ async fn meta_length(server: &TestServer, package: &str) -> usize {
 }
 
 /// The workflow identity rule of [`WORKFLOW`].
-fn workflow_rule() -> String {
-    format!(
-        "{GITHUB}=https://github\\.com/acme/app/\\.github/workflows/release\\.yml@refs/heads/main"
-    )
-}
-
 /// A server trusting `sigstore`, namespace `acme` owned by alice; alice's
 /// owner token, her `sign` token, and release 1.0.0 of `acme:app` with its
 /// manifest digest and size.
