@@ -306,8 +306,8 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
-    use crate::ext::Attribution;
-    use crate::ext::meta::{ManifestEntry, ReleaseLink};
+    use crate::ext::meta::ManifestEntry;
+    use crate::ext::meta::tests::{by, pushed};
     use crate::ext::signature::{SignatureFormat, Verdict};
 
     fn check(verdict: Verdict, predicate: Option<&str>) -> SignatureCheck {
@@ -356,35 +356,6 @@ mod tests {
             both.describe(),
             format!("a signature by a trusted key or identity and an attestation of type {slsa}")
         );
-    }
-
-    fn by() -> Attribution {
-        Attribution {
-            identity: "alice".into(),
-            via: "token".into(),
-            token: None,
-            claims: std::collections::BTreeMap::new(),
-        }
-    }
-
-    fn pushed(digest: Sha256Digest, tags: &[&str], release: Option<&str>) -> ExtEntry {
-        ExtEntry::Manifest(ManifestEntry {
-            digest,
-            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-            artifact_type: None,
-            subject: None,
-            size: 10,
-            blobs: Vec::new(),
-            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
-            release: release.map(|v| ReleaseLink {
-                version: v.parse().unwrap(),
-                record: crate::RecordId(Sha256Digest([9; 32])),
-                content: Sha256Digest([8; 32]),
-            }),
-            wasm: None,
-            signatures: Vec::new(),
-            by: by(),
-        })
     }
 
     fn signature(carrier: Sha256Digest, subject: Sha256Digest) -> ExtEntry {

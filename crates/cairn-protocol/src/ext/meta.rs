@@ -612,7 +612,7 @@ impl MetaState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
@@ -667,7 +667,8 @@ mod tests {
         }
     }
 
-    fn by() -> Attribution {
+    /// The attribution of the test entries (also used by `hold`'s tests).
+    pub(crate) fn by() -> Attribution {
         Attribution {
             identity: "alice".into(),
             via: "token".into(),
@@ -676,7 +677,8 @@ mod tests {
         }
     }
 
-    fn pushed(digest: Sha256Digest, tags: &[&str], release: Option<&str>) -> ExtEntry {
+    /// A pushed manifest entry (also used by `hold`'s tests).
+    pub(crate) fn pushed(digest: Sha256Digest, tags: &[&str], release: Option<&str>) -> ExtEntry {
         ExtEntry::Manifest(ManifestEntry {
             digest,
             media_type: "application/vnd.oci.image.manifest.v1+json".into(),
