@@ -14,7 +14,8 @@
 # on 503, to the next node. `failover` starts three nodes with the default
 # lease settings RUNS times (default 3), kills the leader while `cairn-load`
 # publishes through all three, and prints the time from the kill to the
-# first checkpoint stored by the new leader, then the median.
+# first checkpoint stored by the new leader, then the median. Each run
+# prints the machine's load average when it starts.
 #
 # Needs: PostgreSQL at $PGURL (default postgres://postgres@127.0.0.1:5432),
 # `psql`, `moto_server`.
@@ -54,7 +55,7 @@ cleanup() {
 trap cleanup EXIT
 
 if [ $# -eq 0 ]; then
-    sed -n '2,21p' "$0"
+    sed -n '2,22p' "$0"
     exit 2
 fi
 
@@ -127,7 +128,7 @@ publish() {
     start_moto
     for n in 1 2 3; do
         cluster "$n"
-        echo "== $n node(s), $CONCURRENCY clients, $PUBLISHES publishes"
+        echo "== $n node(s), $CONCURRENCY clients, $PUBLISHES publishes ($(uptime | sed 's/.*load/load/'))"
         "$BIN/cairn-load" --url "$URLS" --namespace load --packages "$PUBLISHES" \
             --concurrency "$CONCURRENCY" --run "n$n"
     done
@@ -155,7 +156,7 @@ failover() {
         wait "$load" 2>/dev/null || true
         times+=("$(echo "$end - $start" | bc)")
         echo "run $run: SIGKILL -> first new checkpoint: ${times[-1]} s (lease now $(psql "$PGURL/$DB" -tAc \
-            "SELECT holder || ' epoch ' || epoch FROM sequencer_lease"))"
+            "SELECT holder || ' epoch ' || epoch FROM sequencer_lease"); $(uptime | sed 's/.*load/load/'))"
     done
     stop_nodes
     printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print "failover median of " NR ": " a[int((NR+1)/2)] " s"}'
@@ -171,7 +172,7 @@ for what in "$@"; do
     failover) failover ;;
     blobs) blobs ;;
     *)
-        sed -n '2,21p' "$0"
+        sed -n '2,22p' "$0"
         exit 2
         ;;
     esac

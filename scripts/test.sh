@@ -3,6 +3,7 @@
 # - starts the local PostgreSQL cluster if it is not running (the
 #   PostgreSQL tests need it; with CI=true a missing database fails them);
 # - installs the moto AWS emulator (KMS, S3) from PyPI if it is missing;
+# - installs the sigstore-js test fixture's npm packages if they are missing;
 # - builds into a target directory outside the checkout, so repeated runs
 #   on one machine reuse the build (override with CARGO_TARGET_DIR);
 # - installs cargo-fuzz if it is missing (the fuzz targets run for
@@ -46,6 +47,22 @@ echo "== skopeo"
 if ! command -v skopeo >/dev/null; then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo >/dev/null; } \
         || echo "skopeo could not be installed; the skopeo tests will fail under CI=true"
+fi
+
+echo "== sigstore-js"
+# A real Sigstore client (npm's @sigstore/sign, with @sigstore/mock's
+# Fulcio and Rekor on loopback) signs in the sigstore_js tests; its
+# packages are pinned by tests/fixtures/sigstore-js/package-lock.json.
+# With CI=true a failed install fails the run.
+if [ ! -f tests/fixtures/sigstore-js/node_modules/.package-lock.json ] \
+    || [ tests/fixtures/sigstore-js/package-lock.json -nt tests/fixtures/sigstore-js/node_modules/.package-lock.json ]; then
+    if ! npm ci --prefix tests/fixtures/sigstore-js --no-audit --no-fund --silent; then
+        if [ "${CI:-}" = "true" ]; then
+            echo "the sigstore-js fixture could not be installed"
+            exit 1
+        fi
+        echo "the sigstore-js fixture could not be installed; the sigstore_js tests will be skipped"
+    fi
 fi
 
 echo "== chromium"

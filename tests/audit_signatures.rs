@@ -40,7 +40,7 @@ use cairn_protocol::wire::FetchLogsRequest;
 use cairn_protocol::{Envelope, LogId, PackageName, Timestamp};
 use cairn_service::identity::Action;
 use cairn_sigstore::TrustedRoot;
-use cairn_store::Store as _;
+use cairn_store::PendingStore as _;
 use cairn_tests::cluster::cairn_bin;
 use cairn_tests::testing::TestDatabase;
 use cairn_tests::*;

@@ -1,18 +1,19 @@
 //! cairn as a cluster: three `cairn serve` processes (the real binary) on
 //! one PostgreSQL database and one S3 bucket (`moto_server` on loopback),
 //! each with its own data directory holding only copies of the registry's
-//! keys, driven by real clients (`warg-client`, OCI pushes) through a
-//! client-side load balancer that sends each write to a chosen node and
-//! retries at another only on 503 or an unreachable node.
+//! keys, driven by real clients (`warg-client`, OCI pushes,
+//! `wasm-pkg-client` 0.16 publishes) through a client-side load balancer
+//! that sends each write to a chosen node and retries at another only on
+//! 503 or an unreachable node.
 //!
 //! * A storm of publishes and pushes through every node survives the
 //!   sequencer node's SIGKILL: another node signs a new checkpoint within
-//!   10 s of the kill, every acknowledged write is served by every
-//!   surviving node, a client that followed the log before the failover
-//!   verifies consistency after it, and `cairn fsck` is clean.
+//!   10 s of the kill, every acknowledged write (of each client) is served
+//!   by every surviving node, a client that followed the log before the
+//!   failover verifies consistency after it, and `cairn fsck` is clean.
 //! * A leader paused past its lease (SIGSTOP, then SIGCONT) commits and
-//!   signs nothing: the manifest push it held is refused and never served,
-//!   and the log has no fork.
+//!   signs nothing: the manifest push it held is refused at once (503) and
+//!   never served, and the log has no fork.
 //! * A restart of PostgreSQL (a private server, `pg_ctl restart -m fast`)
 //!   under the running cluster and its writers loses no acknowledged write
 //!   and forks nothing; the log keeps growing.
@@ -27,7 +28,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cairn_blob::testing::S3Emulator;
@@ -37,6 +38,9 @@ use cairn_tests::private_pg::PrivatePostgres;
 use cairn_tests::testing::TestDatabase;
 use cairn_tests::*;
 use warg_protocol::registry::PackageName;
+
+mod cluster_wkg;
+use cluster_wkg::WkgPublished;
 
 /// One test at a time: three nodes each are enough for two cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -104,17 +108,20 @@ impl Cluster {
 struct Acked {
     publishes: Vec<Acknowledged>,
     pushes: Vec<Pushed>,
+    wkg: Vec<WkgPublished>,
     failures: Vec<WriteFailure>,
     before: (Vec<usize>, Vec<usize>),
 }
 
-/// Writers through the balancer: per node, one `warg-client` publisher
-/// and one OCI pusher preferring it, each writing until stopped (at most
-/// 400 writes each).
+/// Writers through the balancer: per node, one `warg-client` publisher,
+/// one OCI pusher and one `wasm-pkg-client` publisher preferring it, each
+/// writing until stopped (at most 400 writes each).
 struct Storm {
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<Acked>>,
     before: (Vec<usize>, Vec<usize>),
+    /// `wasm-pkg-client` publishes acknowledged so far.
+    wkg: Arc<AtomicUsize>,
 }
 
 impl Storm {
@@ -125,8 +132,10 @@ impl Storm {
             cluster.balancer.pushes_accepted(),
         );
         let key = Arc::new(new_key());
+        let wkg = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for node in 0..cluster.nodes.len() {
+            let wkg_token = token.to_owned();
             let (balancer, stopped, key) = (cluster.balancer.clone(), stop.clone(), key.clone());
             let prefix = format!("test:{tag}-w{node}");
             tasks.push(tokio::spawn(async move {
@@ -164,12 +173,61 @@ impl Storm {
                 }
                 acked
             }));
+            let (balancer, stopped, token, count) = (
+                cluster.balancer.clone(),
+                stop.clone(),
+                wkg_token,
+                wkg.clone(),
+            );
+            let prefix = format!("test:{tag}-k{node}");
+            tasks.push(tokio::spawn(async move {
+                let mut acked = Acked::default();
+                for i in 0..400 {
+                    if stopped.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let (package, version) = (format!("{prefix}-n{i}"), "1.0.0");
+                    let component =
+                        wit_package(&package, version, "interface api { run: func(); }");
+                    // A client gives up on a node that does not answer.
+                    let published = tokio::time::timeout(
+                        Duration::from_secs(30),
+                        cluster_wkg::publish(&balancer, node, &token, &package, version, component),
+                    )
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(WriteFailure {
+                            status: None,
+                            message: "no answer within 30 s".into(),
+                        })
+                    });
+                    match published {
+                        Ok(published) => {
+                            count.fetch_add(1, Ordering::SeqCst);
+                            acked.wkg.push(published);
+                        }
+                        Err(failure) => acked.failures.push(failure),
+                    }
+                }
+                acked
+            }));
         }
         Self {
             stop,
             tasks,
             before,
+            wkg,
         }
+    }
+
+    /// Waits until `more` further `wasm-pkg-client` publishes than now were
+    /// acknowledged.
+    async fn more_wkg(&self, more: usize, seconds: u64) {
+        let now = self.wkg.load(Ordering::SeqCst);
+        eventually(seconds, "more wasm-pkg-client publishes", || async {
+            (self.wkg.load(Ordering::SeqCst) >= now + more).then_some(())
+        })
+        .await;
     }
 
     async fn stop(self) -> Acked {
@@ -182,6 +240,7 @@ impl Storm {
             let acked = task.await.unwrap();
             all.publishes.extend(acked.publishes);
             all.pushes.extend(acked.pushes);
+            all.wkg.extend(acked.wkg);
             all.failures.extend(acked.failures);
         }
         all
@@ -205,7 +264,8 @@ async fn more_writes(balancer: &Balancer, publishes: usize, pushes: usize, secon
 }
 
 /// Every acknowledged publish and push is served, byte for byte, by each
-/// node of `urls` (with full verification, for warg).
+/// node of `urls` (with full verification, for warg; through
+/// `wasm-pkg-client`, for its publishes).
 async fn all_served(acked: &Acked, urls: &[&str]) {
     let http = reqwest::Client::new();
     for url in urls {
@@ -248,6 +308,16 @@ async fn all_served(acked: &Acked, urls: &[&str]) {
                 push.repo
             );
         }
+        for published in &acked.wkg {
+            let read = cluster_wkg::read(url, &published.package, &published.version).await;
+            assert_eq!(
+                read.as_deref(),
+                Ok(published.bytes.as_slice()),
+                "{url}: {}@{}",
+                published.package,
+                published.version
+            );
+        }
     }
 }
 
@@ -259,11 +329,17 @@ fn report(what: &str, cluster: &Cluster, acked: &Acked) {
     };
     let publishes = since(cluster.balancer.publishes_accepted(), &acked.before.0);
     let pushes = since(cluster.balancer.pushes_accepted(), &acked.before.1);
+    let mut wkg = vec![0; publishes.len()];
+    for published in &acked.wkg {
+        wkg[published.node] += 1;
+    }
     eprintln!(
         "{what}: {} publishes (per node {publishes:?}), {} pushes (per node {pushes:?}), \
-         {} retried elsewhere, {} not acknowledged: {:?}",
+         {} wasm-pkg-client publishes (per node {wkg:?}), {} retried elsewhere, \
+         {} not acknowledged: {:?}",
         acked.publishes.len(),
         acked.pushes.len(),
+        acked.wkg.len(),
         cluster.balancer.refusals(),
         acked.failures.len(),
         acked.failures.iter().take(3).collect::<Vec<_>>(),
@@ -325,6 +401,7 @@ async fn a_storm_through_every_node_survives_the_sequencer_being_killed() {
     // The storm, through every node; the leader is killed in the middle.
     let storm = Storm::start(&cluster, &token, "kill");
     more_writes(&cluster.balancer, 6, 3, 120).await;
+    storm.more_wkg(3, 120).await;
     let killed = Instant::now();
     cluster.nodes[0].kill();
     cluster.balancer.down(0);
@@ -342,6 +419,7 @@ async fn a_storm_through_every_node_survives_the_sequencer_being_killed() {
         took_over.holder
     );
     more_writes(&cluster.balancer, 6, 3, 60).await;
+    storm.more_wkg(3, 60).await;
     let acked = storm.stop().await;
     report("storm with a SIGKILL", &cluster, &acked);
 
@@ -429,15 +507,17 @@ async fn a_paused_leader_commits_and_signs_nothing_once_resumed() {
     report("storm with a paused leader", &cluster, &during);
     acked.publishes.extend(during.publishes);
     acked.pushes.extend(during.pushes);
+    acked.wkg.extend(during.wkg);
 
     // Resumed, the old leader finds its lease gone: the push it held is
-    // refused (503, at the latest when its wait for a batch runs out,
-    // 30 s) and stored nowhere, and it stands by.
+    // refused at once (503: its batch is fenced, or the queue closes as the
+    // term ends — not when its 30 s wait for a batch runs out) and stored
+    // nowhere, and it stands by.
     cluster.nodes[0].signal("CONT");
     let resumed = Instant::now();
-    let held = tokio::time::timeout(Duration::from_secs(45), held)
+    let held = tokio::time::timeout(Duration::from_secs(10), held)
         .await
-        .expect("the held push was not answered within 45 s")
+        .expect("the held push was not answered within 10 s of the resume")
         .unwrap();
     eprintln!("held push answered after {:?}: {held:?}", resumed.elapsed());
     let failure = held.expect_err("a push at a paused leader was accepted");
@@ -452,6 +532,7 @@ async fn a_paused_leader_commits_and_signs_nothing_once_resumed() {
     report("storm after the pause", &cluster, &after);
     acked.publishes.extend(after.publishes);
     acked.pushes.extend(after.pushes);
+    acked.wkg.extend(after.wkg);
     let lease = store.lease().await.unwrap();
     assert_eq!(
         (lease.epoch, lease.holder.as_str()),

@@ -17,7 +17,7 @@ use cairn_crypto::note::VerifierKey;
 use cairn_crypto::signer::LocalKey;
 use cairn_crypto::{EcdsaPrivateKey, PublicKey};
 use cairn_service::pins::PUBLISHER_PIN;
-use cairn_store::Store as _;
+use cairn_store::MetaStore as _;
 use cairn_tests::testing::TestDatabase;
 use cairn_tests::*;
 

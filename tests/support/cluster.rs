@@ -4,7 +4,7 @@
 //! operator would, and a client-side load balancer ([`Balancer`]) that
 //! sends each write to the node its caller chose and, only when that node
 //! answers 503 or cannot be reached, retries at the next node — counting
-//! the writes each node accepted.
+//! the writes each node accepted. Its OCI pushes are in `cluster_oci.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,11 +12,15 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cairn_store::{SqlStore, Store as _};
+use cairn_store::{CheckpointStore as _, SqlStore, Store as _};
 use warg_crypto::signing::PrivateKey;
 use warg_protocol::registry::{PackageName, RecordId};
 
-use crate::{MANIFEST, eventually, warg_client_fixed, wasm_config, wasm_manifest};
+use crate::{eventually, warg_client_fixed};
+
+#[path = "cluster_oci.rs"]
+mod oci;
+pub use oci::{PreparedPush, Pushed, oci_push_at};
 
 /// The `cairn` binary, built once (a no-op when `cargo test` built it), in
 /// the profile of the running test.
@@ -301,16 +305,6 @@ pub struct Acknowledged {
     pub node: usize,
 }
 
-/// An OCI push a node answered 201.
-#[derive(Clone, Debug)]
-pub struct Pushed {
-    pub repo: String,
-    pub tag: String,
-    pub digest: String,
-    pub layer: Vec<u8>,
-    pub node: usize,
-}
-
 /// Why a write failed: its HTTP status (`None`: the node could not be
 /// reached, or the answer was cut off) and what was said.
 #[derive(Clone, Debug)]
@@ -389,8 +383,10 @@ impl Balancer {
     }
 
     /// Runs `attempt` on the chosen node, then round the ring while it
-    /// fails with a failure worth retrying elsewhere, for at most 60 s.
-    async fn route<T, F, Fut>(
+    /// fails with a failure worth retrying elsewhere, for at most 60 s:
+    /// `Ok` is the node that accepted and what it answered. (For writes of
+    /// clients a test drives itself; count them there.)
+    pub async fn route<T, F, Fut>(
         &self,
         preferred: usize,
         mut attempt: F,
@@ -498,31 +494,6 @@ impl Balancer {
             node = (node + 1) % self.urls.len();
         }
     }
-
-    /// Pushes `layer` as `repo:tag` over OCI through the balancer (each
-    /// attempt logs in at its node). `Ok` once a node answered 201.
-    pub async fn push(
-        &self,
-        preferred: usize,
-        token: &str,
-        repo: &str,
-        tag: &str,
-        layer: Vec<u8>,
-    ) -> Result<Pushed, WriteFailure> {
-        let (node, digest) = self
-            .route(preferred, |node| {
-                oci_push_at(&self.http, &self.urls[node], token, repo, tag, &layer)
-            })
-            .await?;
-        self.pushes[node].fetch_add(1, Ordering::SeqCst);
-        Ok(Pushed {
-            repo: repo.to_owned(),
-            tag: tag.to_owned(),
-            digest,
-            layer,
-            node,
-        })
-    }
 }
 
 /// The status a `warg-client` error carries (`None`: no answer).
@@ -577,130 +548,4 @@ async fn warg_publish(
         )
         .await
         .map_err(|e| warg_failure(&e))
-}
-
-/// `Ok` for the expected status; otherwise the failure.
-async fn expect(
-    sent: reqwest::Result<reqwest::Response>,
-    expected: u16,
-) -> Result<reqwest::Response, WriteFailure> {
-    let response = sent.map_err(|e| WriteFailure {
-        status: None,
-        message: e.to_string(),
-    })?;
-    let status = response.status().as_u16();
-    if status == expected {
-        return Ok(response);
-    }
-    Err(WriteFailure {
-        status: Some(status),
-        message: response.text().await.unwrap_or_default(),
-    })
-}
-
-/// An OCI push prepared at one node: logged in, its layer and config
-/// uploaded; the manifest not pushed yet.
-pub struct PreparedPush {
-    base: String,
-    repo: String,
-    session: String,
-    layer: Vec<u8>,
-    config: Vec<u8>,
-}
-
-impl PreparedPush {
-    /// Logs in to `repo` at `base` with `token` and uploads `layer` and its
-    /// wasm config.
-    pub async fn upload(
-        http: &reqwest::Client,
-        base: &str,
-        token: &str,
-        repo: &str,
-        layer: &[u8],
-    ) -> Result<Self, WriteFailure> {
-        let response = expect(
-            http.get(format!(
-                "{base}/v2/token?service=cairn&scope=repository:{repo}:pull,push"
-            ))
-            .basic_auth("user", Some(token))
-            .send()
-            .await,
-            200,
-        )
-        .await?;
-        let body: serde_json::Value = response.json().await.map_err(|e| WriteFailure {
-            status: None,
-            message: e.to_string(),
-        })?;
-        let session = body["token"].as_str().unwrap().to_owned();
-        let config = wasm_config(layer);
-        for blob in [layer, config.as_slice()] {
-            let response = expect(
-                http.post(format!("{base}/v2/{repo}/blobs/uploads/"))
-                    .bearer_auth(&session)
-                    .send()
-                    .await,
-                202,
-            )
-            .await?;
-            let location = response.headers()["location"].to_str().unwrap().to_owned();
-            expect(
-                http.put(format!(
-                    "{base}{location}?digest={}",
-                    crate::digest_of(blob)
-                ))
-                .bearer_auth(&session)
-                .body(blob.to_vec())
-                .send()
-                .await,
-                201,
-            )
-            .await?;
-        }
-        Ok(Self {
-            base: base.to_owned(),
-            repo: repo.to_owned(),
-            session,
-            layer: layer.to_vec(),
-            config,
-        })
-    }
-
-    /// Pushes the manifest as `tag`: `Ok` is its digest (answered 201).
-    pub async fn manifest(
-        &self,
-        http: &reqwest::Client,
-        tag: &str,
-    ) -> Result<String, WriteFailure> {
-        let response = expect(
-            http.put(format!("{}/v2/{}/manifests/{tag}", self.base, self.repo))
-                .bearer_auth(&self.session)
-                .header("content-type", MANIFEST)
-                .body(wasm_manifest(&self.layer, &self.config))
-                .send()
-                .await,
-            201,
-        )
-        .await?;
-        Ok(response.headers()["docker-content-digest"]
-            .to_str()
-            .unwrap()
-            .to_owned())
-    }
-}
-
-/// An OCI push of `layer` (and its wasm config) as `repo:tag` at `base`,
-/// logged in with `token`: `Ok` is the manifest's digest.
-pub async fn oci_push_at(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    repo: &str,
-    tag: &str,
-    layer: &[u8],
-) -> Result<String, WriteFailure> {
-    PreparedPush::upload(http, base, token, repo, layer)
-        .await?
-        .manifest(http, tag)
-        .await
 }

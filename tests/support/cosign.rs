@@ -121,6 +121,51 @@ pub async fn attach(
         .map(|(digest, _)| digest)
 }
 
+/// The empty config of an OCI artifact manifest.
+pub const EMPTY: &str = "application/vnd.oci.empty.v1+json";
+
+/// Attaches a Sigstore bundle to manifest `image` (`size` bytes) through
+/// the referrers API, as cosign 3 does: an artifact manifest whose type
+/// and one layer are of the bundle's media type, with the empty config,
+/// cosign's content annotations and `image` as its subject, pushed by
+/// digest. `Ok` is its digest.
+pub async fn attach_bundle(
+    session: &OciSession,
+    image: &str,
+    size: usize,
+    bundle: &[u8],
+) -> Result<String, OciFailure> {
+    let parsed: Value = serde_json::from_slice(bundle).unwrap();
+    let media_type = parsed["mediaType"].as_str().unwrap();
+    let mut annotations = json!({ "dev.sigstore.bundle.content": "message-signature" });
+    if let Some(envelope) = parsed.get("dsseEnvelope") {
+        annotations["dev.sigstore.bundle.content"] = json!("dsse-envelope");
+        // The statement's predicate type, if it has one (an altered
+        // bundle may not).
+        let statement: Option<Value> = envelope["payload"]
+            .as_str()
+            .and_then(|p| STANDARD.decode(p).ok())
+            .and_then(|p| serde_json::from_slice(&p).ok());
+        if let Some(predicate) = statement.as_ref().and_then(|s| s["predicateType"].as_str()) {
+            annotations["dev.sigstore.bundle.predicateType"] = json!(predicate);
+        }
+    }
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "artifactType": media_type,
+        "config": descriptor(EMPTY, b"{}"),
+        "layers": [descriptor(media_type, bundle)],
+        "subject": { "mediaType": MANIFEST, "digest": image, "size": size },
+        "annotations": annotations,
+    });
+    let reference = digest_of(&serde_json::to_vec(&manifest).unwrap());
+    session
+        .push(&reference, &[b"{}", bundle], &manifest)
+        .await
+        .map(|(digest, _)| digest)
+}
+
 /// The package view (`GET /api/v1/packages/{package}`), anonymously.
 pub async fn package_view(server: &TestServer, package: &str) -> Value {
     let response = reqwest::get(format!("{}/api/v1/packages/{package}", server.url))

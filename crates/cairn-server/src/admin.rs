@@ -16,7 +16,7 @@ use cairn_service::admin::AdminCtx;
 use cairn_service::{
     Registry, SequencerHandle, ServiceConfig, SigningKeys, SystemClock, signer_uri_meta_key,
 };
-use cairn_store::{SqlStore, Store, WriterLock};
+use cairn_store::{MetaStore as _, SqlStore, WriterLock};
 
 use crate::config::Settings;
 use crate::signers::{self, KeyUri};
@@ -213,12 +213,13 @@ pub async fn rotate_operator_key(
     if old_public == new_public {
         anyhow::bail!("the new key is the current operator key");
     }
-    let row = store
-        .log(&LogId::operator())
-        .await?
-        .context("the registry is not initialised")?;
-    let state: OperatorState = serde_json::from_str(&row.state)
-        .map_err(|e| anyhow::anyhow!("operator state unreadable: {e}"))?;
+    let (_, state) = cairn_service::log_state::log_state_of::<OperatorState>(
+        &store,
+        &LogId::operator(),
+        &OperatorState::default(),
+    )
+    .await?
+    .context("the registry is not initialised")?;
     let old_key_id = old_public.key_id();
     let held: Vec<OperatorPermission> = OperatorPermission::ALL
         .into_iter()

@@ -26,7 +26,8 @@ use anyhow::Context as _;
 use cairn_crypto::Sha256Digest;
 use cairn_protocol::LogId;
 use cairn_protocol::ext::registry::RegistryState;
-use cairn_store::{SqlStore, Store as _};
+use cairn_service::log_state;
+use cairn_store::SqlStore;
 
 use crate::config::{self, GcArgs, Settings};
 use crate::progress::Progress;
@@ -54,11 +55,13 @@ pub struct GcReport {
 }
 
 async fn registry_log(store: &SqlStore) -> anyhow::Result<RegistryState> {
-    match store.log(&LogId::registry()).await? {
-        Some(row) => serde_json::from_str(&row.state)
-            .map_err(|e| anyhow::anyhow!("the registry log's stored state is unreadable: {e}")),
-        None => Ok(RegistryState::default()),
-    }
+    let operator = log_state::operator_state(store).await?;
+    Ok(
+        log_state::log_state_of(store, &LogId::registry(), &operator)
+            .await?
+            .map(|(_, state)| state)
+            .unwrap_or_default(),
+    )
 }
 
 /// Finds the stored bytes of withheld content in the store and blob

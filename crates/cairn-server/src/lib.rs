@@ -29,7 +29,7 @@ use cairn_service::pins::{PinnedKey, Pins};
 use cairn_service::{
     Registry, SequencerHandle, ServiceConfig, SigningKeys, SystemClock, Witnessing,
 };
-use cairn_store::{SqlStore, Store, WriterLock};
+use cairn_store::{MetaStore as _, SqlStore, Store, WriterLock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

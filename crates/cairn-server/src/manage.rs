@@ -12,7 +12,7 @@ use cairn_crypto::{EcdsaPublicKey, KeyId};
 use cairn_protocol::ext::registry::{IdentityKind, PublishPolicy, TrustedPublisher, Upstream};
 use cairn_service::admin::{NamespaceSettings, parse_actions};
 use cairn_service::identity::TokenScope;
-use cairn_store::Store as _;
+use cairn_store::IdentityStore as _;
 
 use crate::admin::AdminSession;
 use crate::config::{self, IdentityCommand, NamespaceCommand, StoreArgs, TokenCommand};

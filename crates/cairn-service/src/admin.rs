@@ -55,17 +55,20 @@ impl std::fmt::Debug for AdminCtx<'_> {
     }
 }
 
-/// Reads a log's stored state (the empty state for a log with no record).
-async fn stored_state<S: serde::de::DeserializeOwned + Default>(
+/// Loads a log's current state (the empty state for a log with no record).
+async fn stored_state<S: crate::log_state::LogValidator>(
     store: &dyn Store,
     log_id: &LogId,
 ) -> Result<S, ServiceError> {
-    match store.log(log_id).await? {
-        Some(row) => serde_json::from_str(&row.state).map_err(|e| {
-            ServiceError::Internal(format!("stored state of log {log_id} is unreadable: {e}"))
-        }),
-        None => Ok(S::default()),
-    }
+    let operator = if S::NEEDS_OPERATOR {
+        crate::log_state::operator_state(store).await?
+    } else {
+        OperatorState::default()
+    };
+    Ok(crate::log_state::log_state_of(store, log_id, &operator)
+        .await?
+        .map(|(_, state)| state)
+        .unwrap_or_default())
 }
 
 /// Builds and signs a cairn record on top of `head`.

@@ -299,9 +299,19 @@ pub(crate) async fn restore_log(
         .log(&LogId::operator())
         .await?
         .ok_or_else(|| StartupError::Inconsistent("the operator log is missing".into()))?;
-    let operator: OperatorState = serde_json::from_str(&row.state)
-        .map_err(|e| StartupError::Inconsistent(format!("operator state unreadable: {e}")))?;
+    let operator: OperatorState =
+        crate::log_state::log_state(store, &row, &OperatorState::default())
+            .await
+            .map_err(state_unreadable)?;
     Ok((writer, operator, row))
+}
+
+/// A log state that does not load: damaged data is an inconsistent store.
+pub(crate) fn state_unreadable(error: ServiceError) -> StartupError {
+    match error {
+        ServiceError::Internal(reason) => StartupError::Inconsistent(reason),
+        other => StartupError::Service(other),
+    }
 }
 
 /// The registry log's state and row, as stored.
@@ -310,9 +320,19 @@ pub(crate) async fn load_registry_log(
 ) -> Result<(RegistryState, Option<cairn_store::LogRow>), StartupError> {
     let registry_row = store.log(&LogId::registry()).await?;
     let registry_log: RegistryState = match &registry_row {
-        Some(row) => serde_json::from_str(&row.state).map_err(|e| {
-            StartupError::Inconsistent(format!("registry log state unreadable: {e}"))
-        })?,
+        Some(row) => {
+            // The operator log is read only when records are replayed.
+            let operator = if row.snapshot_is_current() {
+                OperatorState::default()
+            } else {
+                crate::log_state::operator_state(store)
+                    .await
+                    .map_err(state_unreadable)?
+            };
+            crate::log_state::log_state(store, row, &operator)
+                .await
+                .map_err(state_unreadable)?
+        }
         None => RegistryState::new(),
     };
     Ok((registry_log, registry_row))

@@ -8,9 +8,11 @@
 //!
 //! * the latest checkpoint, the operator and registry logs' states, and
 //!   the cached package and metadata log states — whenever the stored
-//!   checkpoint has grown: polled every poll interval by the standby loop
-//!   ([`crate::leader`]), and on demand before a forwarded write is
-//!   answered ([`Registry::catch_up`]);
+//!   checkpoint has grown: read by the standby loop ([`crate::leader`]) as
+//!   soon as the store's feed tells of a checkpoint stored by another node
+//!   ([`cairn_store::ChangeFeed`], PostgreSQL's `NOTIFY`) and every poll
+//!   interval besides (the fallback while the feed is not live), and on
+//!   demand before a forwarded write is answered ([`Registry::catch_up`]);
 //! * the operator and registry logs' states again when a publish finds
 //!   that they moved under it ([`Registry::reload_log_states`]).
 //!
@@ -19,16 +21,52 @@
 //! are content-addressed (never stale); tokens are read from the store on
 //! every request (a revocation holds on every node at once).
 //!
+//! The leader's sequencer is woken the same way by pending records other
+//! nodes insert ([`Registry::others_wrote`]), and trusts its answer
+//! "nothing pending" for as long as the feed is live and nothing was heard
+//! ([`Registry::pending_answers_fresh_for`]), for one poll interval
+//! otherwise.
+//!
 //! This module writes nothing to the store.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use cairn_store::StoredCheckpoint;
+use cairn_store::{Changes, StoredCheckpoint};
 
 use crate::bootstrap::{StartupError, load_registry_log};
 use crate::{Registry, ServiceError};
 
+/// Waits until the store's feed hears a write of another node (or turns
+/// live or not); never returns without a feed (a single-process store).
+pub(crate) async fn others_wrote(changes: &mut Option<Changes>) {
+    match changes {
+        Some(changes) => {
+            changes.changed().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 impl Registry {
+    /// The store's feed of other nodes' writes (`None`: no other node can
+    /// write).
+    pub(crate) fn changes(&self) -> Option<Changes> {
+        self.inner.store.changes()
+    }
+
+    /// How long an answer of the store about pending records stays true
+    /// while the pending generation is unchanged: while the feed is live,
+    /// every other node's pending write changes the generation, so until
+    /// then; otherwise one poll interval.
+    pub(crate) fn pending_answers_fresh_for(&self) -> Duration {
+        if self.changes().is_some_and(|c| c.now().live) {
+            Duration::MAX
+        } else {
+            self.inner.config.poll_interval
+        }
+    }
+
     /// Serves the stored latest checkpoint if it is newer than the one
     /// served, with the logs' states as of it. On the leader (whose
     /// sequencer announces every checkpoint itself) nothing is read.
@@ -92,12 +130,9 @@ impl Registry {
 
     async fn load_log_states(&self) -> Result<(), StartupError> {
         let store = self.inner.store.as_ref();
-        let operator = match store.log(&cairn_protocol::LogId::operator()).await? {
-            Some(row) => serde_json::from_str(&row.state).map_err(|e| {
-                StartupError::Inconsistent(format!("operator state unreadable: {e}"))
-            })?,
-            None => cairn_protocol::operator::OperatorState::new(),
-        };
+        let operator = crate::log_state::operator_state(store)
+            .await
+            .map_err(crate::bootstrap::state_unreadable)?;
         let (registry_log, _) = load_registry_log(store).await?;
         if let Ok(mut shared) = self.inner.operator.write() {
             *shared = Arc::new(operator);

@@ -3,8 +3,9 @@
 //! Replays every record in registry order through the validators, rebuilds
 //! the log (every stored node is compared), rebuilds the map at every
 //! checkpoint length, verifies every checkpoint's roots and signature
-//! against the operator log as of that length, compares every log's stored
-//! state and head, compares the OCI tables with the metadata logs ([`oci`]:
+//! against the operator log as of that length, compares every log's head
+//! and its state as the service loads it (the latest stored snapshot with
+//! the records after it replayed) with the full replay's, compares the OCI tables with the metadata logs ([`oci`]:
 //! tags, manifests and their visibility, derived manifests, blob links and
 //! sizes, `published` flags), and (optionally) re-hashes every released
 //! blob.
@@ -22,6 +23,7 @@ use cairn_log::Hash;
 use cairn_log::tree::NodeId;
 use cairn_protocol::LogId;
 use cairn_protocol::ext::meta::MetaState;
+use cairn_protocol::ext::registry::RegistryState;
 use cairn_protocol::ext::{ExtRecord, meta_log_package};
 use cairn_protocol::operator::OperatorState;
 use cairn_protocol::package::PackageState;
@@ -30,6 +32,7 @@ use cairn_protocol::replay::{RecordRef, Replay};
 use cairn_store::{Store, StoredCheckpoint};
 
 use crate::ServiceError;
+use crate::log_state::{LogValidator, log_state};
 
 /// Most problems listed in a report (the count is always exact).
 const MAX_LISTED: usize = 100;
@@ -281,19 +284,35 @@ fn check_checkpoint(
     Ok(())
 }
 
-/// What replaying a log gave: head index, record count, head record, and
-/// whether `stored` (a log row's state) equals the replayed state.
-fn replayed<S: serde::de::DeserializeOwned + PartialEq>(
+/// What replaying a log gave: head index, record count and head record.
+fn head_of<S>(
     log: &cairn_protocol::replay::ReplayedLog<S>,
-    stored: &str,
-) -> (u64, u64, cairn_protocol::RecordId, bool) {
-    let same_state = serde_json::from_str::<S>(stored).is_ok_and(|s| s == log.state);
-    (
-        log.head_index,
-        log.record_count,
-        log.head_record,
-        same_state,
-    )
+) -> (u64, u64, cairn_protocol::RecordId) {
+    (log.head_index, log.record_count, log.head_record)
+}
+
+/// Whether the state the service loads for `row` (its stored snapshot with
+/// the records after it replayed, [`log_state`]) is the state the full
+/// replay gave (`same` compares them); a state that does not load is a
+/// problem of its own.
+async fn loaded_matches<S: LogValidator>(
+    store: &dyn Store,
+    row: &cairn_store::LogRow,
+    operator: &OperatorState,
+    same: impl FnOnce(&S) -> bool,
+    report: &mut FsckReport,
+) -> Result<bool, ServiceError> {
+    match log_state::<S>(store, row, operator).await {
+        Ok(state) => Ok(same(&state)),
+        Err(ServiceError::Internal(reason)) => {
+            report.problem(format!(
+                "log {}: its state does not load: {reason}",
+                row.log_id
+            ));
+            Ok(true)
+        }
+        Err(other) => Err(other),
+    }
 }
 
 async fn compare_logs(
@@ -310,6 +329,10 @@ async fn compare_logs(
     if replay.registry().is_some() {
         ids.push(LogId::registry());
     }
+    let operator = replay
+        .operator()
+        .map(|log| log.state.clone())
+        .unwrap_or_default();
     for chunk in ids.chunks(1000) {
         let rows: HashMap<LogId, cairn_store::LogRow> = store
             .logs(chunk)
@@ -327,24 +350,42 @@ async fn compare_logs(
                 // Sequenced after fsck started.
                 continue;
             }
+            // The state is loaded as the service loads it: the latest
+            // snapshot with the records after it replayed.
             let expected = if *id == LogId::operator() {
-                replay
-                    .operator()
-                    .map(|log| replayed::<OperatorState>(log, &row.state))
+                match replay.operator() {
+                    Some(log) => {
+                        let same = |s: &OperatorState| *s == log.state;
+                        let same = loaded_matches(store, row, &operator, same, report).await?;
+                        Some((head_of(log), same))
+                    }
+                    None => None,
+                }
             } else if *id == LogId::registry() {
-                replay.registry().map(|log| replayed(log, &row.state))
+                match replay.registry() {
+                    Some(log) => {
+                        let same = |s: &RegistryState| *s == log.state;
+                        let same = loaded_matches(store, row, &operator, same, report).await?;
+                        Some((head_of(log), same))
+                    }
+                    None => None,
+                }
             } else if let Some(log) = replay.metas().get(id) {
-                let same = serde_json::from_str::<MetaState>(&row.state)
-                    .is_ok_and(|stored| stored.matches_replay(&log.state));
-                Some((log.head_index, log.record_count, log.head_record, same))
+                let same = |s: &MetaState| s.matches_replay(&log.state);
+                let same = loaded_matches(store, row, &operator, same, report).await?;
+                Some((head_of(log), same))
             } else {
-                replay
-                    .packages()
-                    .get(id)
-                    .map(|log| replayed::<PackageState>(log, &row.state))
+                match replay.packages().get(id) {
+                    Some(log) => {
+                        let same = |s: &PackageState| *s == log.state;
+                        let same = loaded_matches(store, row, &operator, same, report).await?;
+                        Some((head_of(log), same))
+                    }
+                    None => None,
+                }
             };
             match expected {
-                Some((index, count, head, same_state)) => {
+                Some(((index, count, head), same_state)) => {
                     if (row.head_index, row.record_count, row.head_record) != (index, count, head) {
                         report.problem(format!(
                             "log {id}: stored head {}@{} ({} records), recomputed {head}@{index} ({count} records)",
@@ -353,7 +394,9 @@ async fn compare_logs(
                     }
                     if !same_state {
                         report.problem(format!(
-                            "log {id}: stored validation state differs from the replayed one"
+                            "log {id}: stored validation state (snapshot of {} records, the \
+                             records after it replayed) differs from the replayed one",
+                            row.snapshot.as_ref().map_or(0, |s| s.records)
                         ));
                     }
                 }

@@ -14,9 +14,11 @@
 //!    a leader would, and serves reads.
 //! 2. **Standby.** Every [`LeaseConfig::renew_every`] it tries to take the
 //!    lease, which succeeds only once the leader's lease has expired (or
-//!    was released); every poll interval it reads the latest checkpoint,
-//!    and when it has grown, the operator and registry logs' states, drops
-//!    its cached log states, and serves the new checkpoint.
+//!    was released); whenever the leader stores a checkpoint (told by the
+//!    store's feed, `NOTIFY` on PostgreSQL) and every poll interval besides
+//!    it reads the latest checkpoint, and when it has grown, the operator
+//!    and registry logs' states, drops its cached log states, and serves
+//!    the new checkpoint.
 //! 3. **Takeover.** With the lease (a new epoch), it restores the
 //!    sequencer from the store *after* taking the lease — a write of the
 //!    previous leader either committed before the takeover (and is read
@@ -29,9 +31,10 @@
 //!    refused with nothing stored.
 //! 5. **Stepping down.** When a renewal is refused (taken over), when no
 //!    renewal has succeeded for a whole lease, or when a fenced write is
-//!    refused, the node stops its sequencer at once (waiting at most one
-//!    lease for a database call in flight), answers the OCI pushes queued
-//!    for its next batch with 503 (retry), and becomes a standby. Warg
+//!    refused, the node answers the OCI pushes queued for its next batch
+//!    with 503 (retry) at once — a batch the fence refused answers its own
+//!    — stops its sequencer (waiting at most one lease for a database call
+//!    in flight), and becomes a standby. Warg
 //!    publishes never wait in memory: their pending rows are sequenced by
 //!    the next leader.
 //!
@@ -230,7 +233,10 @@ pub(crate) async fn start_node(
     let first_leader = leading.is_some();
     match &leading {
         Some((_, term)) => node.set_role(true, term.fence.epoch),
-        None => node.set_role(false, 0),
+        None => {
+            node.set_role(false, 0);
+            registry.close_pushes();
+        }
     }
     let task = tokio::spawn(node.run(leading, shutdown_rx));
     let handle = SequencerHandle { shutdown, task };
@@ -301,9 +307,6 @@ impl Node {
                         self.set_role(false, term.fence.epoch);
                         // The leader counts the backlog; a standby does not.
                         self.registry.backlog().store(0, Ordering::Relaxed);
-                        self.registry.fail_queued_pushes(
-                            "this node stopped sequencing (another node leads now); retry",
-                        );
                     }
                 }
             }
@@ -337,6 +340,7 @@ impl Node {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Ended {
         let (stop, stop_rx) = watch::channel(false);
+        self.registry.open_pushes();
         let mut task = tokio::spawn(sequencer.run(stop_rx));
         let mut finished = false;
         let mut renewed = Instant::now();
@@ -365,6 +369,10 @@ impl Node {
         if matches!(ended, Ended::Lost(_)) {
             term.lose();
         }
+        // The pushes waiting for a batch are answered now, not once the
+        // sequencer has stopped: none of them will be stored by this term
+        // (a batch in flight is fenced, and answers its own).
+        self.registry.close_pushes();
         let _ = stop.send(true);
         if !finished
             && tokio::time::timeout(self.lease.duration, &mut task)
@@ -389,6 +397,9 @@ impl Node {
             .poll_interval
             .min(self.lease.renew_every);
         let mut last_try: Option<Instant> = None;
+        // A checkpoint stored by the leader is served at once; the poll
+        // is the fallback while the store's feed is not live.
+        let mut changes = self.registry.changes();
         loop {
             if *shutdown.borrow() {
                 return None;
@@ -416,6 +427,7 @@ impl Node {
             }
             tokio::select! {
                 _ = tokio::time::sleep(poll) => {}
+                _ = crate::cluster::others_wrote(&mut changes) => {}
                 _ = shutdown.changed() => {}
             }
         }

@@ -22,6 +22,7 @@ pub mod identity;
 mod keys;
 pub mod leader;
 mod locks;
+pub mod log_state;
 mod maps;
 pub mod metrics;
 pub mod oci;
@@ -175,29 +176,44 @@ pub(crate) enum LogState {
     Meta(MetaState),
 }
 
-/// A log's row and parsed validation state.
+/// A package or metadata log's head and current validation state.
 #[derive(Clone, Debug)]
 pub(crate) struct CachedLog {
+    /// The log's row, without its snapshot (`state` is the current state).
     pub(crate) row: LogRow,
+    /// How many of the log's records its stored snapshot covers.
+    pub(crate) snapshot_records: u64,
     pub(crate) state: LogState,
 }
 
 impl CachedLog {
-    /// Parses a stored package or metadata log row.
-    pub(crate) fn from_row(row: LogRow) -> Result<Self, ServiceError> {
-        let unreadable = |e: serde_json::Error| {
-            ServiceError::Internal(format!(
-                "stored state of log {} is unreadable: {e}",
-                row.log_id
-            ))
-        };
+    /// Loads a stored package or metadata log: its snapshot with the records
+    /// after it replayed ([`log_state::log_state`]) against `operator`, the
+    /// operator log's current state.
+    pub(crate) async fn load(
+        store: &dyn Store,
+        mut row: LogRow,
+        operator: &OperatorState,
+    ) -> Result<Self, ServiceError> {
         let state = match row.kind {
             LogKind::PackageMeta => {
-                LogState::Meta(serde_json::from_str(&row.state).map_err(unreadable)?)
+                LogState::Meta(log_state::log_state(store, &row, operator).await?)
             }
-            _ => LogState::Package(serde_json::from_str(&row.state).map_err(unreadable)?),
+            _ => LogState::Package(log_state::log_state(store, &row, operator).await?),
         };
-        Ok(Self { row, state })
+        let snapshot_records = row.snapshot.take().map_or(0, |s| s.records);
+        Ok(Self {
+            row,
+            snapshot_records,
+            state,
+        })
+    }
+
+    /// Whether the batch that makes this the log's state should store a
+    /// snapshot of it: [`log_state::SNAPSHOT_EVERY`] records since the last.
+    pub(crate) fn due_snapshot(&self) -> bool {
+        self.row.record_count - self.snapshot_records.min(self.row.record_count)
+            >= log_state::SNAPSHOT_EVERY
     }
 
     pub(crate) fn package(&self) -> Option<&PackageState> {

@@ -78,8 +78,8 @@ pub async fn submit_operator_record(
         .log(&LogId::operator())
         .await?
         .ok_or_else(|| ServiceError::Internal("the registry is not initialised".into()))?;
-    let state: OperatorState = serde_json::from_str(&row.state)
-        .map_err(|e| ServiceError::Internal(format!("operator state unreadable: {e}")))?;
+    let state: OperatorState =
+        crate::log_state::log_state(store, &row, &OperatorState::default()).await?;
     if let Some(live) = store.live_pending_for_log(&LogId::operator()).await? {
         return Err(
             cairn_protocol::wire::WargError::ConflictPendingPublish(live.record.record_id).into(),

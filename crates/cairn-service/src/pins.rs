@@ -220,16 +220,13 @@ async fn operator_state(store: &dyn Store) -> Result<OperatorState, StartupError
         .log(&LogId::operator())
         .await?
         .ok_or_else(|| StartupError::Inconsistent("the operator log is missing".into()))?;
-    serde_json::from_str(&row.state)
-        .map_err(|e| StartupError::Inconsistent(format!("operator state unreadable: {e}")))
+    crate::log_state::log_state(store, &row, &OperatorState::default())
+        .await
+        .map_err(crate::bootstrap::state_unreadable)
 }
 
 async fn registry_state(store: &dyn Store) -> Result<RegistryState, StartupError> {
-    match store.log(&LogId::registry()).await? {
-        Some(row) => serde_json::from_str(&row.state)
-            .map_err(|e| StartupError::Inconsistent(format!("registry log state unreadable: {e}"))),
-        None => Ok(RegistryState::new()),
-    }
+    Ok(crate::bootstrap::load_registry_log(store).await?.0)
 }
 
 /// The publisher keys the registry log binds to the registry's identity.

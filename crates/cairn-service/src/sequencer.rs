@@ -30,10 +30,11 @@ use cairn_protocol::package::PackageState;
 use cairn_protocol::record::{OperatorRecord, PackageRecord, RecordKind as _};
 use cairn_protocol::{Envelope, LogId, PackageName};
 use cairn_store::{
-    Batch, LogKind, LogRow, PendingRecord, StoredCheckpoint, StoredRecord, TreeHead,
+    Batch, LogKind, LogRow, LogSnapshot, PendingRecord, StoredCheckpoint, StoredRecord, TreeHead,
 };
 use tokio::sync::watch;
 
+use crate::log_state::snapshot_of;
 use crate::maps::root_node;
 use crate::oci::BuiltPushes;
 use crate::{CachedLog, LogState, Registry, ServiceError};
@@ -127,6 +128,9 @@ impl Sequencer {
         registry.set_health(|h| h.sequencer_running = true);
         let mut backoff = Duration::from_millis(100);
         let mut last_expiry: Option<Instant> = None;
+        // Pending records other nodes insert wake the sequencer at once;
+        // the poll interval is the fallback while the feed is not live.
+        let mut changes = registry.changes();
         // Warm the resident copy of the map in the background; start-up
         // itself stays O(log n).
         let mut warming = Some(tokio::spawn({
@@ -174,6 +178,7 @@ impl Sequencer {
                     registry.set_health(|h| h.sequencer_error = None);
                     tokio::select! {
                         _ = registry.inner.wake.notified() => {}
+                        _ = crate::cluster::others_wrote(&mut changes) => {}
                         _ = tokio::time::sleep(registry.inner.config.poll_interval) => {}
                         _ = shutdown.changed() => {}
                     }
@@ -319,8 +324,9 @@ impl Sequencer {
                 None => misses.push(id),
             }
         }
-        for row in self.registry.inner.store.logs(&misses).await? {
-            let cached = Arc::new(CachedLog::from_row(row)?);
+        let store = self.registry.inner.store.as_ref();
+        for row in store.logs(&misses).await? {
+            let cached = Arc::new(CachedLog::load(store, row, &self.operator).await?);
             self.registry.cache_log(cached.clone());
             logs.insert(cached.row.log_id, cached);
         }
@@ -511,15 +517,16 @@ impl Sequencer {
             match accepted {
                 Accepted::Operator(state) => {
                     let count = operator_row.as_ref().map_or(0, |r| r.record_count);
+                    // The operator and registry logs are written rarely and
+                    // held whole: each record stores their state.
                     operator_row = Some(LogRow {
                         log_id: LogId::operator(),
                         kind: LogKind::Operator,
                         name: None,
-                        state: serde_json::to_string(&state)
-                            .map_err(|e| ServiceError::Internal(e.to_string()))?,
                         head_index: index,
                         head_record: record.record_id,
                         record_count: count + 1,
+                        snapshot: Some(snapshot_of(&state, count + 1, index)?),
                     });
                     operator = state;
                 }
@@ -529,11 +536,10 @@ impl Sequencer {
                         log_id: LogId::registry(),
                         kind: LogKind::Registry,
                         name: Some(REGISTRY_LOG_NAME.into()),
-                        state: serde_json::to_string(&state)
-                            .map_err(|e| ServiceError::Internal(e.to_string()))?,
                         head_index: index,
                         head_record: record.record_id,
                         record_count: count + 1,
+                        snapshot: Some(snapshot_of(&state, count + 1, index)?),
                     });
                     registry_log = state;
                 }
@@ -616,10 +622,19 @@ impl Sequencer {
                 log_root: writer.root(),
                 map_root: new_map_root,
             });
+            // A package or metadata log's state is stored every
+            // `SNAPSHOT_EVERY` records; in between only its head moves.
             for log_id in &touched {
-                if let Some(log) = logs.get(log_id) {
+                if let Some(log) = logs.get_mut(log_id) {
                     let mut row = log.row.clone();
-                    row.state = log.state_json()?;
+                    if log.due_snapshot() {
+                        row.snapshot = Some(LogSnapshot {
+                            records: row.record_count,
+                            index: row.head_index,
+                            state: log.state_json()?,
+                        });
+                        Arc::make_mut(log).snapshot_records = row.record_count;
+                    }
                     batch.logs.push(row);
                 }
             }
@@ -844,17 +859,26 @@ fn touch(
     kind: LogKind,
     state: LogState,
 ) {
-    let count = logs.get(&record.log_id).map_or(0, |l| l.row.record_count);
+    let (count, snapshot_records) = logs
+        .get(&record.log_id)
+        .map_or((0, 0), |l| (l.row.record_count, l.snapshot_records));
     let row = LogRow {
         log_id: record.log_id,
         kind,
         name: record.package_name.clone(),
-        state: String::new(),
         head_index: index,
         head_record: record.record_id,
         record_count: count + 1,
+        snapshot: None,
     };
-    logs.insert(record.log_id, Arc::new(CachedLog { row, state }));
+    logs.insert(
+        record.log_id,
+        Arc::new(CachedLog {
+            row,
+            snapshot_records,
+            state,
+        }),
+    );
     if !touched.contains(&record.log_id) {
         touched.push(record.log_id);
     }

@@ -26,7 +26,7 @@ use cairn_protocol::{Envelope, LogId, PackageName, Timestamp};
 use cairn_service::fsck::fsck;
 use cairn_service::{Registry, SequencerHandle, ServiceConfig, SigningKeys, SystemClock};
 use cairn_store::testing::TestDatabase;
-use cairn_store::{SqlStore, Store};
+use cairn_store::{CheckpointStore as _, SqlStore, Store};
 
 /// A signer that refuses while `down` is set.
 #[derive(Debug)]

@@ -14,6 +14,9 @@
 //!   `canonicalizedBody` (int64 as strings, bytes as base64);
 //! * v0.1 entries need an inclusion promise, v0.2 and later an inclusion
 //!   proof;
+//! * proto3 JSON omits fields holding their default: an absent `logIndex`
+//!   is 0, absent `hashes` an empty list (sigstore-js writes the first
+//!   entry of a log so);
 //! * content: `messageSignature { messageDigest { algorithm, digest },
 //!   signature }` or `dsseEnvelope`.
 //!
@@ -67,17 +70,24 @@ pub fn verify_bundle(
     }
     let certificate = certificate(material, version)?;
     let entries = tlog_entries(material, version)?;
+    let timestamps = rfc3161_timestamps(material)?;
 
     match (bundle.get("messageSignature"), bundle.get("dsseEnvelope")) {
-        (Some(message), None) => {
-            verify_message(verifier, subject, message, certificate.as_ref(), &entries)
-        }
+        (Some(message), None) => verify_message(
+            verifier,
+            subject,
+            message,
+            certificate.as_ref(),
+            &entries,
+            &timestamps,
+        ),
         (None, Some(envelope)) => verify_envelope(
             verifier,
             subject,
             &Envelope::from_value(envelope)?,
             certificate.as_ref(),
             &entries,
+            &timestamps,
         ),
         _ => Err(Refusal::Malformed(
             "a bundle holds exactly one of messageSignature and dsseEnvelope".into(),
@@ -91,6 +101,7 @@ fn verify_message(
     message: &Value,
     certificate: Option<&Leaf>,
     entries: &[LogEntry],
+    timestamps: &[Vec<u8>],
 ) -> Result<Verdict, Refusal> {
     let digest = &message["messageDigest"];
     if digest["algorithm"] != "SHA2_256" {
@@ -117,16 +128,33 @@ fn verify_message(
         signature: &signature,
         certificate,
         log_entries: entries,
+        timestamps,
         log_hash: signed,
         dsse: false,
     };
-    let (signer, log) = authenticate(verifier, &claim)?;
-    Ok(Verdict {
-        signer,
-        log,
-        payload_digest: subject.to_string(),
-        predicate_type: None,
-    })
+    Ok(authenticate(verifier, &claim)?.verdict(subject.to_string(), None))
+}
+
+/// The DER RFC 3161 timestamps of
+/// `timestampVerificationData.rfc3161Timestamps[].signedTimestamp`.
+fn rfc3161_timestamps(material: &Value) -> Result<Vec<Vec<u8>>, Refusal> {
+    let Some(timestamps) = material
+        .get("timestampVerificationData")
+        .and_then(|data| data.get("rfc3161Timestamps"))
+    else {
+        return Ok(Vec::new());
+    };
+    timestamps
+        .as_array()
+        .ok_or_else(|| Refusal::Malformed("rfc3161Timestamps is not a list".into()))?
+        .iter()
+        .map(|t| {
+            decode(
+                str_field(t, "signedTimestamp")?,
+                "rfc3161Timestamps.signedTimestamp",
+            )
+        })
+        .collect()
 }
 
 /// The leaf certificate, if the bundle is keyless.
@@ -219,7 +247,7 @@ fn tlog_entry(entry: &Value) -> Result<LogEntry, Refusal> {
                 .transpose()?
                 .unwrap_or_default();
             Ok(InclusionProof {
-                log_index: non_negative(int_field(proof, "logIndex")?, "proof logIndex")?,
+                log_index: non_negative(int64_field(proof, "logIndex")?, "proof logIndex")?,
                 tree_size: non_negative(int_field(proof, "treeSize")?, "treeSize")?,
                 root_hash: hash(str_field(proof, "rootHash")?, "inclusionProof.rootHash")?,
                 hashes,
@@ -230,9 +258,52 @@ fn tlog_entry(entry: &Value) -> Result<LogEntry, Refusal> {
     Ok(LogEntry {
         body: decode(str_field(entry, "canonicalizedBody")?, "canonicalizedBody")?,
         integrated_time: int_field(entry, "integratedTime").ok(),
-        log_index: non_negative(int_field(entry, "logIndex")?, "logIndex")?,
+        log_index: non_negative(int64_field(entry, "logIndex")?, "logIndex")?,
         log_id: decode(str_field(&entry["logId"], "keyId")?, "logId.keyId")?,
         signed_entry_timestamp,
         inclusion_proof,
     })
+}
+
+/// A protobuf `int64` field in its JSON form: proto3 JSON leaves out fields
+/// holding their default, so an absent field is 0 (the first entry of a
+/// log, or of a shard, has index 0 and is written without one).
+fn int64_field(value: &Value, name: &str) -> Result<i64, Refusal> {
+    if value.get(name).is_none_or(Value::is_null) {
+        return Ok(0);
+    }
+    int_field(value, name)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_absent_int64_is_zero_and_a_malformed_one_is_refused() {
+        let proof = json!({ "treeSize": "1" });
+        assert_eq!(int64_field(&proof, "logIndex").unwrap(), 0);
+        assert_eq!(
+            int64_field(&json!({ "logIndex": null }), "logIndex").unwrap(),
+            0
+        );
+        assert_eq!(
+            int64_field(&json!({ "logIndex": "7" }), "logIndex").unwrap(),
+            7
+        );
+        assert_eq!(
+            int64_field(&json!({ "logIndex": 7 }), "logIndex").unwrap(),
+            7
+        );
+        for bad in [json!("seven"), json!([]), json!("1.5")] {
+            assert!(matches!(
+                int64_field(&json!({ "logIndex": bad }), "logIndex"),
+                Err(Refusal::Malformed(_))
+            ));
+        }
+    }
 }

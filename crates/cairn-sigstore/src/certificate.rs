@@ -180,7 +180,7 @@ impl Leaf {
 }
 
 /// Verifies that `issuer` signed `subject`.
-fn verify_issued(subject: &Certificate, issuer: &Certificate) -> Result<(), Refusal> {
+pub(crate) fn verify_issued(subject: &Certificate, issuer: &Certificate) -> Result<(), Refusal> {
     let key = PublicKey::from_spki(&issuer.tbs_certificate.subject_public_key_info)
         .map_err(Refusal::UntrustedCertificate)?;
     let tbs = subject
@@ -219,7 +219,7 @@ fn check_ca_chain(chain: &[Certificate], signed_at: i64) -> Result<(), Refusal> 
     Ok(())
 }
 
-fn check_validity(certificate: &Certificate, signed_at: i64) -> Result<(), Refusal> {
+pub(crate) fn check_validity(certificate: &Certificate, signed_at: i64) -> Result<(), Refusal> {
     let validity = &certificate.tbs_certificate.validity;
     let not_before = x509_seconds(&validity.not_before);
     let not_after = x509_seconds(&validity.not_after);
@@ -233,7 +233,9 @@ fn check_validity(certificate: &Certificate, signed_at: i64) -> Result<(), Refus
     Ok(())
 }
 
-fn basic_constraints(certificate: &Certificate) -> Result<Option<BasicConstraints>, Refusal> {
+pub(crate) fn basic_constraints(
+    certificate: &Certificate,
+) -> Result<Option<BasicConstraints>, Refusal> {
     extension::<BasicConstraints>(certificate, BASIC_CONSTRAINTS)
 }
 
@@ -248,7 +250,7 @@ fn raw_extension(certificate: &Certificate, oid: ObjectIdentifier) -> Option<&[u
         .map(|e| e.extn_value.as_bytes())
 }
 
-fn extension<'a, T: x509_cert::der::Decode<'a>>(
+pub(crate) fn extension<'a, T: x509_cert::der::Decode<'a>>(
     certificate: &'a Certificate,
     oid: ObjectIdentifier,
 ) -> Result<Option<T>, Refusal> {

@@ -78,7 +78,14 @@ pub fn verify_dsse_attestation(
 ) -> Result<Verdict, Refusal> {
     let envelope = Envelope::parse(envelope)?;
     let (certificate, entries) = layer_material(material)?;
-    verify_envelope(verifier, subject, &envelope, certificate.as_ref(), &entries)
+    verify_envelope(
+        verifier,
+        subject,
+        &envelope,
+        certificate.as_ref(),
+        &entries,
+        &[],
+    )
 }
 
 /// Verifies an envelope with the given keyless material.
@@ -88,6 +95,7 @@ pub(crate) fn verify_envelope(
     envelope: &Envelope,
     certificate: Option<&Leaf>,
     entries: &[LogEntry],
+    timestamps: &[Vec<u8>],
 ) -> Result<Verdict, Refusal> {
     if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
         return Err(Refusal::Malformed(format!(
@@ -112,17 +120,13 @@ pub(crate) fn verify_envelope(
             signature: &bytes,
             certificate,
             log_entries: entries,
+            timestamps,
             log_hash: payload_digest.0,
             dsse: true,
         };
         match authenticate(verifier, &claim) {
-            Ok((signer, log)) => {
-                return Ok(Verdict {
-                    signer,
-                    log,
-                    payload_digest: payload_digest.to_string(),
-                    predicate_type: Some(predicate_type),
-                });
+            Ok(authenticated) => {
+                return Ok(authenticated.verdict(payload_digest.to_string(), Some(predicate_type)));
             }
             Err(refusal) => {
                 first_refusal.get_or_insert(refusal);

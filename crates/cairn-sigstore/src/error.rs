@@ -62,9 +62,16 @@ pub enum Refusal {
         identity: String,
     },
     /// A certificate-based signature without a verified time of signing:
-    /// no Rekor entry with a verified signed entry timestamp.
+    /// no Rekor entry with a verified signed entry timestamp, and no
+    /// verified RFC 3161 timestamp.
     #[error("no trusted signing time: {0}")]
     NoTrustedSigningTime(String),
+    /// An RFC 3161 signed timestamp that does not verify: not a timestamp
+    /// token, over other bytes than the signature, not signed by a trusted
+    /// timestamp authority valid at its time, or from the future. A
+    /// timestamp that is present is never ignored.
+    #[error("the signed timestamp does not verify: {0}")]
+    UntrustedTimestamp(String),
     /// The transparency-log entry is not for this signature: its body names
     /// other content, another signature or another certificate.
     #[error("the transparency-log entry does not match the signature: {0}")]

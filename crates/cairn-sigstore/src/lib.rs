@@ -9,9 +9,11 @@
 //! simplesigning layer with its annotations, a DSSE envelope from an
 //! `.att` manifest, or a Sigstore bundle referring to a manifest. It knows
 //! the digest of the manifest the artifact claims to sign (the *subject*).
-//! It calls [`verify_simplesigning`], [`verify_dsse_attestation`] or
-//! [`verify_bundle`] with a [`Verifier`]: the deployment's
-//! [`TrustedRoot`], the namespace's [`TrustPolicy`] and the current time.
+//! It calls [`verify_layer`] with the layer's media type, blob and
+//! annotations, which dispatches to [`verify_simplesigning`],
+//! [`verify_dsse_attestation`] or [`verify_bundle`], with a [`Verifier`]:
+//! the deployment's [`TrustedRoot`], the namespace's [`TrustPolicy`] and
+//! the current time.
 //!
 //! 1. **Binding.** The signed content must name the subject: the
 //!    simplesigning payload's `critical.image.docker-manifest-digest`, the
@@ -22,13 +24,18 @@
 //!    digest).
 //! 3. **Signer.** Either a key listed in the policy verifies it, or the
 //!    signature carries a certificate, and then:
-//!    * a transparency-log entry proves when it was signed: a Rekor signed
-//!      entry timestamp (SET) by a trusted Rekor key valid at that time, and
-//!      any inclusion proof must lead to a checkpoint signed by a trusted
-//!      Rekor key; the entry's body must be this signature over this content
-//!      with this certificate;
+//!    * every transparency-log entry must verify and record this signature
+//!      over this content with this certificate: a Rekor signed entry
+//!      timestamp (SET) by a trusted Rekor key valid at that time, any
+//!      inclusion proof leading to a checkpoint signed by a trusted Rekor
+//!      key;
+//!    * at least one verified source proves when it was signed: the
+//!      integrated time of a verified SET, or the `genTime` of an RFC 3161
+//!      timestamp by a trusted timestamp authority over the signature bytes
+//!      (`timestamp.rs`); every timestamp present must
+//!      verify;
 //!    * the certificate chains to a trusted Fulcio CA, every certificate of
-//!      the chain being valid at the signing time;
+//!      the chain being valid at each proven signing time;
 //!    * the leaf has the code-signing extended key usage;
 //!    * its Fulcio issuer extension and its SAN match an identity rule.
 //!
@@ -42,11 +49,10 @@
 //! * Only the trusted root decides what is trusted. Chains and keys carried
 //!   by the signature itself (`dev.sigstore.cosign/chain`, a bundle's
 //!   intermediates, a `publicKey` hint) are never trust anchors.
-//! * RFC 3161 timestamps and embedded SCTs are **not** verified. A
-//!   certificate-based signature therefore needs a Rekor entry with a
-//!   verified SET, which is what proves its signing time; a bundle that
-//!   only has a timestamp or only an inclusion proof (Rekor v2) is refused
-//!   with [`Refusal::NoTrustedSigningTime`].
+//! * Embedded SCTs are **not** verified. A certificate-based signature
+//!   with neither a verified SET nor a verified timestamp (an inclusion
+//!   proof alone proves no time) is refused with
+//!   [`Refusal::NoTrustedSigningTime`].
 //! * Total: every input, however malformed, gives a `Refusal`, never a
 //!   panic.
 
@@ -55,11 +61,13 @@ mod certificate;
 mod dsse;
 mod error;
 mod keys;
+mod layer;
 mod policy;
 mod rekor;
 mod signer;
 mod simplesigning;
 mod time;
+mod timestamp;
 mod trust_root;
 mod verdict;
 
@@ -67,21 +75,23 @@ pub use bundle::verify_bundle;
 pub use dsse::{IN_TOTO_PAYLOAD_TYPE, pae, verify_dsse_attestation};
 pub use error::{PolicyError, Refusal};
 pub use keys::PublicKey;
+pub use layer::{BUNDLE_PREFIX, DSSE_ENVELOPE, LayerFormat, SIMPLESIGNING, verify_layer};
 pub use policy::{IdentityRule, TrustPolicy, require_predicate_type};
 pub use signer::{LayerMaterial, SignatureLayer};
 pub use simplesigning::verify_simplesigning;
 pub use trust_root::{CertificateAuthority, TransparencyLog, TrustedRoot, Validity};
-pub use verdict::{Identity, LogProof, Signer, Verdict};
+pub use verdict::{Identity, LogProof, Signer, TimestampProof, Verdict};
 
 /// What a verification trusts, and when it runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Verifier<'a> {
-    /// The Fulcio CAs and Rekor keys of the deployment.
+    /// The Fulcio CAs, Rekor keys and timestamp authorities of the
+    /// deployment.
     pub root: &'a TrustedRoot,
     /// The namespace's listed keys and keyless identity rules.
     pub policy: &'a TrustPolicy,
     /// The current time, in seconds since the Unix epoch: log entries
-    /// integrated later than this are refused.
+    /// integrated, and timestamps generated, later than this are refused.
     pub now: i64,
 }
 

@@ -295,10 +295,26 @@ fn decode_value(value: &Value) -> Option<Vec<u8>> {
 
 /// The DER inside a base64 PEM field of an entry body.
 fn pem_value(value: &Value) -> Option<Vec<u8>> {
-    let pem = decode_value(value)?;
-    x509_cert::der::pem::decode_vec(&pem)
-        .ok()
-        .map(|(_, der)| der)
+    pem_der(&decode_value(value)?)
+}
+
+/// The DER of the first PEM block of `pem`, read as Rekor reads it (Go's
+/// `encoding/pem`): base64 lines of any length. Rekor logs the PEM a
+/// client sent as it was sent, and clients send what their Fulcio
+/// returned, which need not be wrapped at RFC 7468's 64 columns.
+fn pem_der(pem: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(pem).ok()?;
+    let start = text.find("-----BEGIN ")?;
+    let rest = &text[start + "-----BEGIN ".len()..];
+    let label_end = rest.find("-----")?;
+    let label = &rest[..label_end];
+    let body = rest[label_end + "-----".len()..].strip_prefix(['\r', '\n'])?;
+    let end = body.find(&format!("-----END {label}-----"))?;
+    let base64: String = body[..end]
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    STANDARD.decode(base64).ok()
 }
 
 pub(crate) fn str_field<'v>(value: &'v Value, name: &str) -> Result<&'v str, Refusal> {
@@ -314,4 +330,50 @@ pub(crate) fn int_field(value: &Value, name: &str) -> Result<i64, Refusal> {
         .as_i64()
         .or_else(|| field.as_str().and_then(|s| s.parse().ok()))
         .ok_or_else(|| Refusal::Malformed(format!("missing integer `{name}`")))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    #[test]
+    fn pem_is_read_with_lines_of_any_length() {
+        let der: Vec<u8> = (0..=255).collect();
+        let body = STANDARD.encode(&der);
+        let wrapped: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let wrapped = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            wrapped.join("\n")
+        );
+        let one_line = format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n");
+        let crlf = one_line.replace('\n', "\r\n");
+        for pem in [&wrapped, &one_line, &crlf] {
+            assert_eq!(
+                pem_der(pem.as_bytes()).as_deref(),
+                Some(der.as_slice()),
+                "{pem}"
+            );
+        }
+        assert_eq!(
+            x509_cert::der::pem::decode_vec(wrapped.as_bytes())
+                .unwrap()
+                .1,
+            der,
+            "as strict RFC 7468 reads it"
+        );
+        for bad in [
+            format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END PUBLIC KEY-----\n"),
+            format!("-----BEGIN CERTIFICATE-----\n{body}!\n-----END CERTIFICATE-----\n"),
+            format!("-----BEGIN CERTIFICATE-----{body}\n-----END CERTIFICATE-----\n"),
+            body.clone(),
+        ] {
+            assert_eq!(pem_der(bad.as_bytes()), None, "{bad}");
+        }
+    }
 }

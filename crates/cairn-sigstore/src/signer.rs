@@ -6,9 +6,16 @@
 //!   too and record this signature by this key (never ignored: a tampered
 //!   entry refuses the signature).
 //! * **Keyless** (a certificate): the certificate's key must verify the
-//!   signature; a log entry must record exactly this signature, content and
-//!   certificate, and its verified SET gives the signing time at which the
-//!   certificate is checked (chain, validity, code signing, identity).
+//!   signature; every log entry must record exactly this signature, content
+//!   and certificate. The signing time comes from a verified source: the
+//!   earliest integrated time a verified SET vouches for, and the `genTime`
+//!   of each RFC 3161 timestamp of a trusted authority
+//!   ([`crate::timestamp`]). There must be at least one, and the
+//!   certificate is checked (chain, validity, code signing, identity) at
+//!   each.
+//!
+//! Either way every RFC 3161 timestamp the signature carries must verify:
+//! one that does not refuses the signature rather than being ignored.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -17,7 +24,7 @@ use crate::Verifier;
 use crate::certificate::Leaf;
 use crate::error::Refusal;
 use crate::rekor::{Expected, LogEntry};
-use crate::verdict::{LogProof, Signer};
+use crate::verdict::{LogProof, Signer, TimestampProof, Verdict};
 
 /// The keyless material cosign attaches to a signature layer as
 /// annotations.
@@ -87,6 +94,9 @@ pub(crate) struct Claim<'a> {
     pub(crate) signature: &'a [u8],
     pub(crate) certificate: Option<&'a Leaf>,
     pub(crate) log_entries: &'a [LogEntry],
+    /// DER RFC 3161 timestamps over `signature` (a bundle's
+    /// `rfc3161Timestamps`).
+    pub(crate) timestamps: &'a [Vec<u8>],
     /// The hash the log body records (artifact or DSSE payload).
     pub(crate) log_hash: [u8; 32],
     pub(crate) dsse: bool,
@@ -113,21 +123,38 @@ pub(crate) fn decode_signature(text: &str) -> Result<Vec<u8>, Refusal> {
         .map_err(|_| Refusal::Malformed("the signature is not base64".into()))
 }
 
+/// Who signed a claim, and the evidence of when.
+pub(crate) struct Authenticated {
+    signer: Signer,
+    log: Option<LogProof>,
+    timestamp: Option<TimestampProof>,
+}
+
+impl Authenticated {
+    /// The verdict for this signer over `payload_digest`.
+    pub(crate) fn verdict(self, payload_digest: String, predicate_type: Option<String>) -> Verdict {
+        Verdict {
+            signer: self.signer,
+            log: self.log,
+            timestamp: self.timestamp,
+            payload_digest,
+            predicate_type,
+        }
+    }
+}
+
 /// Establishes the signer of `claim` (see the module documentation).
 pub(crate) fn authenticate(
     verifier: &Verifier<'_>,
     claim: &Claim<'_>,
-) -> Result<(Signer, Option<LogProof>), Refusal> {
+) -> Result<Authenticated, Refusal> {
     match claim.certificate {
         None => keyed(verifier, claim),
         Some(leaf) => keyless(verifier, claim, leaf),
     }
 }
 
-fn keyed(
-    verifier: &Verifier<'_>,
-    claim: &Claim<'_>,
-) -> Result<(Signer, Option<LogProof>), Refusal> {
+fn keyed(verifier: &Verifier<'_>, claim: &Claim<'_>) -> Result<Authenticated, Refusal> {
     let key = verifier
         .policy
         .keys
@@ -139,52 +166,80 @@ fn keyed(
         entry.check_body(&expected(claim, key.spki_der()))?;
         log = Some(entry.verify(verifier.root, verifier.now)?);
     }
-    Ok((
-        Signer::Key {
+    let timestamps = timestamps(verifier, claim)?;
+    Ok(Authenticated {
+        signer: Signer::Key {
             fingerprint: key.fingerprint(),
         },
         log,
-    ))
+        timestamp: timestamps.into_iter().next(),
+    })
 }
 
 fn keyless(
     verifier: &Verifier<'_>,
     claim: &Claim<'_>,
     leaf: &Leaf,
-) -> Result<(Signer, Option<LogProof>), Refusal> {
+) -> Result<Authenticated, Refusal> {
     verify(&leaf.key, claim.signed, claim.signature)?;
-    if claim.log_entries.is_empty() {
+    if claim.log_entries.is_empty() && claim.timestamps.is_empty() {
         return Err(Refusal::NoTrustedSigningTime(
             "a certificate signature needs a Rekor entry with a signed entry timestamp \
-             (RFC 3161 timestamps are not verified)"
+             or an RFC 3161 timestamp of a trusted timestamp authority"
                 .into(),
         ));
     }
     // The earliest integrated time a verified SET vouches for is the
-    // strongest proof of when the signature existed.
+    // strongest proof the log gives of when the signature existed; an entry
+    // with an inclusion proof only (Rekor v2) proves no time.
     let mut proven: Option<LogProof> = None;
     for entry in claim.log_entries {
         entry.check_body(&expected(claim, leaf.der()))?;
         let proof = entry.verify(verifier.root, verifier.now)?;
-        if proof.integrated_time.is_some()
-            && proven
-                .as_ref()
-                .is_none_or(|p| proof.integrated_time < p.integrated_time)
-        {
+        let earlier = match (&proven, proof.integrated_time) {
+            (None, _) => true,
+            (Some(p), Some(time)) => p.integrated_time.is_none_or(|t| time < t),
+            (Some(_), None) => false,
+        };
+        if earlier {
             proven = Some(proof);
         }
     }
-    let (proof, signed_at) = proven
-        .and_then(|p| p.integrated_time.map(|t| (p, t)))
-        .ok_or_else(|| {
-            Refusal::NoTrustedSigningTime(
-                "no log entry has a signed entry timestamp, and RFC 3161 timestamps \
-                 are not verified"
-                    .into(),
-            )
-        })?;
-    let signer = leaf.verify_at(verifier.root, verifier.policy, signed_at)?;
-    Ok((signer, Some(proof)))
+    let timestamps = timestamps(verifier, claim)?;
+    let times: Vec<i64> = proven
+        .as_ref()
+        .and_then(|p| p.integrated_time)
+        .into_iter()
+        .chain(timestamps.iter().map(|t| t.gen_time))
+        .collect();
+    let Some((&first, rest)) = times.split_first() else {
+        return Err(Refusal::NoTrustedSigningTime(
+            "no log entry has a signed entry timestamp, and no RFC 3161 timestamp \
+             was given"
+                .into(),
+        ));
+    };
+    let signer = leaf.verify_at(verifier.root, verifier.policy, first)?;
+    for &time in rest {
+        leaf.verify_at(verifier.root, verifier.policy, time)?;
+    }
+    Ok(Authenticated {
+        signer,
+        log: proven,
+        timestamp: timestamps.into_iter().next(),
+    })
+}
+
+/// Verifies every timestamp of the claim over its signature; answers them
+/// earliest first.
+fn timestamps(verifier: &Verifier<'_>, claim: &Claim<'_>) -> Result<Vec<TimestampProof>, Refusal> {
+    let mut proofs = claim
+        .timestamps
+        .iter()
+        .map(|token| crate::timestamp::verify(verifier.root, verifier.now, token, claim.signature))
+        .collect::<Result<Vec<_>, _>>()?;
+    proofs.sort_by_key(|p| p.gen_time);
+    Ok(proofs)
 }
 
 fn expected<'a>(claim: &'a Claim<'a>, verifier: &'a [u8]) -> Expected<'a> {

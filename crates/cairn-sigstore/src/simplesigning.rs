@@ -56,14 +56,9 @@ pub fn verify_simplesigning(
         signature: &signature,
         certificate: certificate.as_ref(),
         log_entries: &entries,
+        timestamps: &[],
         log_hash: payload_digest.0,
         dsse: false,
     };
-    let (signer, log) = authenticate(verifier, &claim)?;
-    Ok(Verdict {
-        signer,
-        log,
-        payload_digest: payload_digest.to_string(),
-        predicate_type: None,
-    })
+    Ok(authenticate(verifier, &claim)?.verdict(payload_digest.to_string(), None))
 }

@@ -12,9 +12,11 @@
 //! last.
 //!
 //! Parsing checks everything it keeps (keys, certificates, times), so a
-//! root that loads can be used without further errors. CT logs and
-//! timestamp authorities are loaded and exposed but not used by the
-//! verification (see the crate documentation).
+//! root that loads can be used without further errors. CT logs are loaded
+//! and exposed but not used by the verification (see the crate
+//! documentation). A timestamp authority's chain starts with its signing
+//! certificate (or the CA issuing it) and ends with its root; its
+//! `validFor` bounds the `genTime` of the timestamps it may vouch for.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -83,7 +85,7 @@ pub struct TrustedRoot {
     pub tlogs: Vec<TransparencyLog>,
     /// Certificate transparency logs (loaded, not used).
     pub ctlogs: Vec<TransparencyLog>,
-    /// RFC 3161 timestamp authorities (loaded, not used).
+    /// RFC 3161 timestamp authorities.
     pub timestamp_authorities: Vec<CertificateAuthority>,
 }
 

@@ -1,5 +1,5 @@
 //! The answer of a successful verification: who signed, when the log saw
-//! it, and what exactly was signed. Serialisable, so the caller can log it
+//! it or a timestamp authority vouched for it, and what exactly was signed. Serialisable, so the caller can log it
 //! with the push.
 
 use serde::Serialize;
@@ -13,6 +13,10 @@ pub struct Verdict {
     /// The transparency-log entry that proved the signature, if any (always
     /// present for a certificate signer).
     pub log: Option<LogProof>,
+    /// The earliest verified RFC 3161 timestamp, if the signature carries
+    /// any (a certificate signer has this, a log entry with a verified
+    /// SET, or both).
+    pub timestamp: Option<TimestampProof>,
     /// `sha256:<hex>` of what was signed: the simplesigning payload, the
     /// DSSE payload (the in-toto statement), or the bundle's message digest.
     pub payload_digest: String,
@@ -82,4 +86,15 @@ pub struct LogProof {
     pub signed_entry_timestamp: bool,
     /// Whether an inclusion proof to a signed checkpoint was verified.
     pub inclusion_proof: bool,
+}
+
+/// What a verified RFC 3161 timestamp proved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimestampProof {
+    /// The timestamp authority: its `uri` in the trusted root, or the
+    /// subject of its signing certificate when the root gives none.
+    pub authority: String,
+    /// The timestamp's `genTime` (seconds since the epoch).
+    pub gen_time: i64,
 }

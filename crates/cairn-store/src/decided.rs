@@ -64,9 +64,9 @@ impl ExpectedHead {
 ///   [`crate::Store::commit_batch`]: no batch commits between them. A batch
 ///   that committed before sees its effects in the check; a batch that
 ///   commits after sees the inserted rows.
-/// * [`crate::Store::insert_pending`] and
-///   [`crate::Store::insert_pending_many`] are this with no heads (they are
-///   ordered against batches the same way).
+/// * [`crate::PendingStore::insert_pending`] and
+///   [`crate::PendingStore::insert_pending_many`] are this with no heads
+///   (they are ordered against batches the same way).
 #[async_trait]
 pub trait DecidedStore: Send + Sync {
     /// Stores `records` if the logs of `decided_on` still have the expected

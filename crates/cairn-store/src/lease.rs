@@ -106,8 +106,8 @@ pub trait LeaseStore: Send + Sync {
     /// The lease now.
     async fn lease(&self) -> StoreResult<LeaseState>;
 
-    /// [`crate::Store::store_checkpoint`], fenced: stored only while `fence`
-    /// holds the lease, in the same transaction.
+    /// [`crate::CheckpointStore::store_checkpoint`], fenced: stored only
+    /// while `fence` holds the lease, in the same transaction.
     async fn store_checkpoint_fenced(
         &self,
         checkpoint: &StoredCheckpoint,

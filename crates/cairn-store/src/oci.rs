@@ -1,26 +1,87 @@
-//! [`OciStore`]: what the OCI front door keeps beside the log — manifests
-//! derived from warg releases, which repositories hold a blob, full
-//! listings of the OCI tables for `cairn fsck`, and unlinking blobs for
-//! `cairn gc`.
+//! [`OciStore`]: what the OCI front door keeps beside the log — which
+//! repositories hold a blob, manifests (pushed, mirrored, or derived from
+//! warg releases), tags, full listings of the OCI tables for `cairn fsck`,
+//! and unlinking blobs for `cairn gc`.
 //!
 //! Nothing here is a fact of the registry: tags, manifests and their
 //! visibility are projections of the metadata logs, derived manifests are
 //! recomputed from the logged releases, so `fsck` compares every row with
-//! what the logs say.
+//! what the logs say. A pushed manifest becomes visible, and a tag moves,
+//! only in the batch that sequences the push ([`crate::Batch::oci_visible`],
+//! [`crate::Batch::oci_tags`]); this trait's writes add rows that are not
+//! visible yet, or links that only say a blob was uploaded to a repository.
+//!
+//! The per-request reads and writes of the registry's OCI API and the
+//! maintenance listings are one trait: they touch the same tables under the
+//! same contract, and every node uses both (any node serves `/v2` and runs
+//! `fsck`).
 
 use async_trait::async_trait;
 use cairn_crypto::Sha256Digest;
 
 use crate::{OciManifestRow, StoreResult};
 
-/// The OCI tables beyond the per-request reads of [`crate::Store`].
+/// The OCI tables.
 ///
 /// # Contract
 ///
-/// Durability, atomicity and errors as for [`crate::Store`]. Listings page
-/// in key order (`after` is exclusive) and return at most `limit` rows.
+/// * Durability, atomicity and errors as for [`crate::Store`]: each write
+///   takes effect completely or not at all.
+/// * Storing is idempotent: linking a blob again, or storing a manifest or
+///   a derived manifest again, keeps the existing row.
+/// * Reads of manifests by digest see invisible manifests too (a push not
+///   sequenced yet); listings by subject ([`OciStore::referrers`],
+///   [`OciStore::referrers_page`]) and by tag see only what a batch made
+///   visible.
+/// * Listings page in key order (`after` is exclusive) and return at most
+///   `limit` rows.
 #[async_trait]
 pub trait OciStore: Send + Sync {
+    /// Links a stored blob to a repository. Idempotent.
+    async fn link_blob(
+        &self,
+        repository: &str,
+        digest: &Sha256Digest,
+        size: u64,
+    ) -> StoreResult<()>;
+
+    /// The size of a blob linked to `repository`.
+    async fn repository_blob(
+        &self,
+        repository: &str,
+        digest: &Sha256Digest,
+    ) -> StoreResult<Option<u64>>;
+
+    /// Stores a manifest (not visible until the sequencer marks it).
+    /// Idempotent: an existing row is kept.
+    async fn insert_manifest(&self, manifest: &OciManifestRow) -> StoreResult<()>;
+
+    /// A manifest of `repository` by digest (visible or not).
+    async fn manifest(
+        &self,
+        repository: &str,
+        digest: &Sha256Digest,
+    ) -> StoreResult<Option<OciManifestRow>>;
+
+    /// The visible manifests of `repository` whose subject is `subject`, by
+    /// creation time, then digest.
+    async fn referrers(
+        &self,
+        repository: &str,
+        subject: &Sha256Digest,
+    ) -> StoreResult<Vec<OciManifestRow>>;
+
+    /// The manifest a tag names.
+    async fn tag(&self, repository: &str, tag: &str) -> StoreResult<Option<Sha256Digest>>;
+
+    /// Tags of `repository` in lexical order after `after`, at most `limit`.
+    async fn tags(
+        &self,
+        repository: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, Sha256Digest)>>;
+
     /// The manifest derived for release `version` of `repository`, if one
     /// was stored.
     async fn derived(&self, repository: &str, version: &str) -> StoreResult<Option<Sha256Digest>>;
@@ -103,7 +164,7 @@ pub trait OciStore: Send + Sync {
 
     /// A page of the visible manifests of `repository` whose subject is
     /// `subject` (of `artifact_type` only, if given), in the order of
-    /// [`crate::Store::referrers`] (creation time, then digest), strictly
+    /// [`OciStore::referrers`] (creation time, then digest), strictly
     /// after the manifest `after` (its creation time and digest), at most
     /// `limit`.
     async fn referrers_page(

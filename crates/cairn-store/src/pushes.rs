@@ -21,9 +21,12 @@ use crate::StoreResult;
 ///   live or queued (an insert, or a sourcing record whose content
 ///   arrived). So a caller that read generation `g`, then found no live
 ///   pending record on some logs, knows that no such write happened through
-///   this value since while it still reads `g`. Writes by other processes
-///   sharing the database are not counted: callers that rely on the
-///   generation still look again now and then.
+///   this value since while it still reads `g`. Writes by other store
+///   values sharing the database are counted once their notifications
+///   arrive, while the store's [`crate::ChangeFeed`] is live (and it grows
+///   whenever the feed listens again); otherwise they are not: callers
+///   that rely on the generation look again now and then while the feed is
+///   not live.
 #[async_trait]
 pub trait PushStore: Send + Sync {
     /// Which of `log_ids` have a live pending record now.

@@ -82,7 +82,12 @@ impl LogKind {
     }
 }
 
-/// One log: its validation state and head.
+/// One log: its head and the latest snapshot of its validation state.
+///
+/// The log's current state is the snapshot's state with the log's records
+/// after the snapshot (registry indices above [`LogSnapshot::index`], at most
+/// `head_index`) replayed through the validator: the service does that
+/// (`cairn_service::log_state`), the store only keeps both.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogRow {
     /// The log id.
@@ -91,14 +96,42 @@ pub struct LogRow {
     pub kind: LogKind,
     /// Package name (`None` for the operator log).
     pub name: Option<String>,
-    /// The validator state, serialised as JSON by the service.
-    pub state: String,
     /// Registry index of the head record.
     pub head_index: u64,
     /// Record id of the head record.
     pub head_record: RecordId,
     /// Number of records in the log.
     pub record_count: u64,
+    /// The latest snapshot of the log's validation state; `None` when none
+    /// was stored (the state is replayed from the log's first record).
+    ///
+    /// Written by [`crate::Store::commit_batch`]: `Some` replaces the stored
+    /// snapshot, `None` keeps it (only the head moves).
+    pub snapshot: Option<LogSnapshot>,
+}
+
+/// A log's validation state after its first [`LogSnapshot::records`]
+/// records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSnapshot {
+    /// How many of the log's records it covers (at least one, at most the
+    /// log's record count).
+    pub records: u64,
+    /// The registry index of the last record it covers.
+    pub index: u64,
+    /// The validator state after those records, serialised as JSON by the
+    /// service.
+    pub state: String,
+}
+
+impl LogRow {
+    /// Whether the snapshot covers every record of the log (its state is
+    /// the log's current state, with nothing to replay).
+    pub fn snapshot_is_current(&self) -> bool {
+        self.snapshot
+            .as_ref()
+            .is_some_and(|s| s.records == self.record_count)
+    }
 }
 
 /// A sequenced record.
@@ -182,7 +215,7 @@ pub struct PendingRecord {
     pub reason: Option<String>,
 }
 
-/// Where a record stands (see [`crate::Store::record_status`]).
+/// Where a record stands (see [`crate::PendingStore::record_status`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordStatus {
     /// Accepted, not sequenced: its state, missing content and rejection reason.
@@ -221,7 +254,9 @@ pub struct Batch {
     pub head: Option<TreeHead>,
     /// New records, in registry order starting at `old_size`.
     pub records: Vec<StoredRecord>,
-    /// New or updated log rows.
+    /// New or updated log rows: each row's head replaces the stored one;
+    /// its snapshot, when `Some`, replaces the stored snapshot, and when
+    /// `None` the stored snapshot is kept.
     pub logs: Vec<LogRow>,
     /// New log nodes.
     pub log_nodes: Vec<(NodeId, Hash)>,

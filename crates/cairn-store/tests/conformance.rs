@@ -62,10 +62,14 @@ fn batch(old_size: u64, count: u64, log: &LogId) -> Batch {
             log_id: *log,
             kind: LogKind::Package,
             name: Some("ns:pkg".into()),
-            state: "{}".into(),
             head_index: last.registry_index,
             head_record: last.record_id,
             record_count: old_size + count,
+            snapshot: Some(LogSnapshot {
+                records: old_size + count,
+                index: last.registry_index,
+                state: "{}".into(),
+            }),
         }],
         log_nodes: records
             .iter()

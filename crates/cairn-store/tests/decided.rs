@@ -58,10 +58,14 @@ fn sequencing(index: u64, record: &NewPending, from_pending: bool) -> Batch {
             log_id: record.log_id,
             kind: LogKind::Package,
             name: Some("ns:pkg".into()),
-            state: "{}".into(),
             head_index: index,
             head_record: record.record_id,
             record_count: 1,
+            snapshot: Some(LogSnapshot {
+                records: 1,
+                index,
+                state: "{}".into(),
+            }),
         }],
         log_nodes: vec![(cairn_log::tree::NodeId::leaf(index), record.record_id.0)],
         sequenced: if from_pending {

@@ -3,8 +3,9 @@
 //! and passes them in.
 //!
 //! The verdict is recomputed with the registry's own verification code
-//! (`cairn-sigstore`, through the same mapping to a [`SignatureCheck`] the
-//! push path logs with, [`cairn_service::oci::signatures::verified`]),
+//! (`cairn-sigstore`'s [`cairn_sigstore::verify_layer`], the call the push
+//! path makes, through the same mapping to a [`SignatureCheck`] it logs
+//! with, [`cairn_service::oci::signatures::verified`]),
 //! against the namespace's trust rules as the registry log stated them when
 //! the verdict was logged, and the trusted root the auditor was given.
 //! The recomputed check must equal the logged one field for field.
@@ -14,7 +15,7 @@ use cairn_protocol::ext::signature::{SignatureCheck, SignatureFormat, Verdict};
 use cairn_service::oci::signatures::{
     required_predicate, signature_format, trust_policy, verified,
 };
-use cairn_sigstore::{LayerMaterial, Refusal, SignatureLayer, TrustedRoot, Verifier};
+use cairn_sigstore::{Refusal, TrustedRoot, Verifier};
 use serde_json::Value;
 
 /// One signature layer of a manifest, in the manifest's order.
@@ -150,24 +151,23 @@ fn recompute(check: &SignatureCheck, layer: &Layer, blob: &[u8], context: &Conte
         now: context.now,
     };
     let subject = cairn_sigstore::Sha256Digest(check.subject.0);
-    let get = |name: &str| layer.annotations.get(name).and_then(Value::as_str);
-    let outcome = match layer.format {
-        SignatureFormat::Simplesigning => SignatureLayer::from_annotations(blob, get)
-            .and_then(|l| cairn_sigstore::verify_simplesigning(&verifier, &subject, &l)),
-        SignatureFormat::Dsse => cairn_sigstore::verify_dsse_attestation(
-            &verifier,
-            &subject,
-            blob,
-            &LayerMaterial::from_annotations(get),
-        ),
-        SignatureFormat::Bundle => cairn_sigstore::verify_bundle(&verifier, &subject, blob),
-    }
+    let outcome = cairn_sigstore::verify_layer(
+        &verifier,
+        &subject,
+        &layer.media_type,
+        blob,
+        &layer.annotations,
+    )
     .and_then(|verdict| required_predicate(context.policy, verdict));
     let recomputed = match outcome {
         Ok(verdict) => verified(check.format, check.subject, check.blob, verdict),
-        Err(refusal) if context.root.is_none() && check.log_id.is_some() => {
+        Err(refusal)
+            if context.root.is_none()
+                && (check.log_id.is_some() || check.timestamp_authority.is_some()) =>
+        {
             return Outcome::NotRechecked(format!(
-                "its Rekor entry needs a trusted root, and none was given ({refusal})"
+                "its Rekor entry or timestamp needs a trusted root, and none was given \
+                 ({refusal})"
             ));
         }
         Err(refusal) => return Outcome::Fails(refused(&refusal, context.namespace)),
@@ -244,6 +244,8 @@ mod tests {
             log_id: None,
             log_index: None,
             integrated_time: None,
+            timestamp_authority: None,
+            timestamp_time: None,
             predicate_type: None,
             reason: (verdict == Verdict::Unverified).then(|| "no trust rules".into()),
         }

@@ -324,6 +324,8 @@ mod tests {
             log_id: None,
             log_index: None,
             integrated_time: None,
+            timestamp_authority: None,
+            timestamp_time: None,
             predicate_type: predicate.map(str::to_owned),
             reason: (verdict == Verdict::Unverified).then(|| "no rules".to_owned()),
         }
@@ -383,6 +385,8 @@ mod tests {
                 log_id: None,
                 log_index: None,
                 integrated_time: None,
+                timestamp_authority: None,
+                timestamp_time: None,
                 predicate_type: None,
                 reason: None,
             }],

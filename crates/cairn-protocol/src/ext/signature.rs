@@ -8,8 +8,9 @@
 //! trust rules only verified signatures are accepted; elsewhere a
 //! signature is stored and logged as [`Verdict::Unverified`] with the
 //! reason. A verified entry names its signer: a listed key's fingerprint,
-//! or a Fulcio certificate's issuer and identity, with the Rekor entry that
-//! proved when it was signed. This module holds the facts and the rules an
+//! or a Fulcio certificate's issuer and identity, with the Rekor entry or
+//! the RFC 3161 timestamp authority that proved when it was signed. This
+//! module holds the facts and the rules an
 //! entry must obey; the cryptography is in `cairn-sigstore`, not here.
 
 use cairn_crypto::Sha256Digest;
@@ -85,6 +86,14 @@ pub struct SignatureCheck {
     /// verified signed entry timestamp vouches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub integrated_time: Option<i64>,
+    /// The RFC 3161 timestamp authority that vouched for the signing time
+    /// (its URI in the trusted root), when the signature carries a verified
+    /// timestamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_authority: Option<String>,
+    /// That timestamp's `genTime` (seconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_time: Option<i64>,
     /// The in-toto predicate type of an attestation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predicate_type: Option<String>,
@@ -133,9 +142,13 @@ pub(crate) fn check_checks(
                         "a verified signature names either a key or an issuer and identity",
                     ));
                 }
-                if keyless && (check.log_index.is_none() || check.integrated_time.is_none()) {
+                let logged = check.log_index.is_some() && check.integrated_time.is_some();
+                let timestamped =
+                    check.timestamp_authority.is_some() && check.timestamp_time.is_some();
+                if keyless && !logged && !timestamped {
                     return Err(rule(
-                        "a verified keyless signature names its Rekor entry and time",
+                        "a verified keyless signature names its signing time: a Rekor entry \
+                         and its integrated time, or a timestamp authority and its time",
                     ));
                 }
             }
@@ -172,6 +185,8 @@ mod tests {
             log_id: None,
             log_index: None,
             integrated_time: None,
+            timestamp_authority: None,
+            timestamp_time: None,
             predicate_type: None,
             reason: None,
         }
@@ -193,9 +208,17 @@ mod tests {
             check_checks(&[both.clone()], Some(&subject)).is_err(),
             "keyless needs its log entry"
         );
+        let mut timestamped = both.clone();
         both.log_index = Some(3);
         both.integrated_time = Some(1);
         assert!(check_checks(&[both], Some(&subject)).is_ok());
+        timestamped.timestamp_authority = Some("https://tsa.example".into());
+        assert!(
+            check_checks(&[timestamped.clone()], Some(&subject)).is_err(),
+            "a timestamp needs its time"
+        );
+        timestamped.timestamp_time = Some(1);
+        assert!(check_checks(&[timestamped], Some(&subject)).is_ok());
 
         let mut unverified = keyed(subject);
         unverified.verdict = Verdict::Unverified;

@@ -59,7 +59,7 @@ use anyhow::Context as _;
 use cairn_blob::BlobInventory;
 use cairn_crypto::Sha256Digest;
 use cairn_service::oci::MAX_MANIFEST_BYTES;
-use cairn_store::{OciStore as _, SqlStore, Store as _, UploadStore as _};
+use cairn_store::{OciStore as _, PendingStore as _, SqlStore, UploadStore as _};
 
 use crate::progress::{Progress, count};
 

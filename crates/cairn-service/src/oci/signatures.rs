@@ -23,8 +23,10 @@
 //! * In a namespace **with trust rules** ([`PublishPolicy::has_trust_rules`])
 //!   every signature layer must verify (`cairn-sigstore`: bound to the
 //!   subject, signed by a listed key or a keyless identity allowed by an
-//!   `ISSUER=IDENTITY_REGEX` rule, with a Rekor entry checked against the
-//!   trusted root), and an attestation must be of a required predicate type
+//!   `ISSUER=IDENTITY_REGEX` rule, with a Rekor entry or an RFC 3161
+//!   timestamp checked against the trusted root; one call,
+//!   [`cairn_sigstore::verify_layer`], picks the layout by media type), and
+//!   an attestation must be of a required predicate type
 //!   when the namespace requires some. Anything else is refused with
 //!   `DENIED` and the reason; nothing is stored or logged.
 //! * **Elsewhere** every signature layer is logged as `unverified`, with the
@@ -42,18 +44,13 @@ use cairn_crypto::Sha256Digest;
 use cairn_protocol::ext::registry::PublishPolicy;
 use cairn_protocol::ext::signature::{SignatureCheck, SignatureFormat, Verdict};
 use cairn_protocol::oci::Descriptor;
-use cairn_sigstore::{
-    LayerMaterial, Refusal, SignatureLayer, Signer, TrustPolicy, TrustedRoot, Verifier,
-};
+use cairn_sigstore::{LayerFormat, Refusal, Signer, TrustPolicy, TrustedRoot, Verifier};
 use serde_json::Value;
 
 use super::{OciCode, OciError, Repository};
 use crate::{Registry, ServiceError};
 
-/// cosign's simplesigning payload.
-pub const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
-/// A DSSE envelope (`cosign attest`).
-pub const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
+pub use cairn_sigstore::{DSSE_ENVELOPE, SIMPLESIGNING};
 /// The predicate type cosign 3 signs image signatures with: a signature,
 /// not an attestation.
 pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
@@ -66,14 +63,11 @@ pub const MAX_TRUST_RULES: usize = 32;
 
 /// The signature layout of a layer media type, if it is one.
 pub fn signature_format(media_type: &str) -> Option<SignatureFormat> {
-    match media_type {
-        SIMPLESIGNING => Some(SignatureFormat::Simplesigning),
-        DSSE_ENVELOPE => Some(SignatureFormat::Dsse),
-        bundle if bundle.starts_with("application/vnd.dev.sigstore.bundle") => {
-            Some(SignatureFormat::Bundle)
-        }
-        _ => None,
-    }
+    Some(match LayerFormat::of(media_type)? {
+        LayerFormat::Simplesigning => SignatureFormat::Simplesigning,
+        LayerFormat::Dsse => SignatureFormat::Dsse,
+        LayerFormat::Bundle => SignatureFormat::Bundle,
+    })
 }
 
 /// The namespace's trust rules, parsed.
@@ -147,6 +141,10 @@ pub fn verified(
         check.log_index = Some(log.log_index);
         check.integrated_time = log.integrated_time;
     }
+    if let Some(timestamp) = verdict.timestamp {
+        check.timestamp_authority = Some(timestamp.authority);
+        check.timestamp_time = Some(timestamp.gen_time);
+    }
     check
 }
 
@@ -169,6 +167,8 @@ fn unverified(
         log_id: None,
         log_index: None,
         integrated_time: None,
+        timestamp_authority: None,
+        timestamp_time: None,
         predicate_type: None,
         reason: Some(reason),
     }
@@ -260,28 +260,18 @@ impl Registry {
                 continue;
             };
             let bytes = self.read_blob(&blob, MAX_SIGNATURE_BLOB).await?;
-            let layer_annotations = &annotations["layers"][index]["annotations"];
-            let get = |name: &str| layer_annotations.get(name).and_then(Value::as_str);
             let verifier = Verifier {
                 root,
                 policy: trust,
                 now,
             };
-            let outcome = match format {
-                SignatureFormat::Simplesigning => SignatureLayer::from_annotations(&bytes, get)
-                    .and_then(|layer| {
-                        cairn_sigstore::verify_simplesigning(&verifier, &sigstore_subject, &layer)
-                    }),
-                SignatureFormat::Dsse => cairn_sigstore::verify_dsse_attestation(
-                    &verifier,
-                    &sigstore_subject,
-                    &bytes,
-                    &LayerMaterial::from_annotations(get),
-                ),
-                SignatureFormat::Bundle => {
-                    cairn_sigstore::verify_bundle(&verifier, &sigstore_subject, &bytes)
-                }
-            }
+            let outcome = cairn_sigstore::verify_layer(
+                &verifier,
+                &sigstore_subject,
+                &layer.media_type,
+                &bytes,
+                &annotations["layers"][index]["annotations"],
+            )
             .and_then(|verdict| required_predicate(&policy, verdict));
             match outcome {
                 Ok(verdict) => checks.push(verified(format, subject, blob, verdict)),

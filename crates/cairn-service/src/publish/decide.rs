@@ -65,11 +65,17 @@ impl Registry {
         let state = match cached {
             Some(cached) => cached.package().cloned().unwrap_or_default(),
             None => match self.inner.store.log(log_id).await? {
-                Some(row) => serde_json::from_str(&row.state).map_err(|e| {
-                    ServiceError::Internal(format!(
-                        "stored state of log {log_id} is unreadable: {e}"
-                    ))
-                })?,
+                Some(row) => {
+                    let store = self.inner.store.as_ref();
+                    let loaded = crate::CachedLog::load(store, row, &operator).await?;
+                    let state = loaded.package().cloned().unwrap_or_default();
+                    // Under the commit gate, the stored state is the latest
+                    // sequenced one: the sequencer may start from it.
+                    if !self.is_standby() {
+                        self.cache_log(std::sync::Arc::new(loaded));
+                    }
+                    state
+                }
                 None => Default::default(),
             },
         };

@@ -243,9 +243,13 @@ impl Registry {
                 else {
                     continue;
                 };
-                let state: PackageState = serde_json::from_str(&row.state).map_err(|e| {
-                    ServiceError::Internal(format!("stored state of {package} is unreadable: {e}"))
-                })?;
+                // A package log's validation needs no operator state.
+                let state: PackageState = crate::log_state::log_state(
+                    store.as_ref(),
+                    &row,
+                    &cairn_protocol::operator::OperatorState::default(),
+                )
+                .await?;
                 update
                     .packages
                     .extend(summary(&package, &state, row.head_index));

@@ -198,7 +198,7 @@ fn a_bundle_without_a_signed_entry_timestamp_has_no_trusted_time() {
     let mut world = World::new();
     let artifact = manifest("app");
     // Inclusion proof only (as Rekor v2 writes): verified, but it does not
-    // vouch for the time, and RFC 3161 timestamps are not verified.
+    // vouch for the time, and the bundle has no RFC 3161 timestamp.
     let bundle = dsse_bundle(&mut world, &artifact, COSIGN_SIGN, false);
     let refusal = verify(&world, &workflow_policy(), &artifact, &bundle).unwrap_err();
     assert!(

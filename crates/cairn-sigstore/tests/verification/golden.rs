@@ -10,7 +10,8 @@
 //! extensions.
 
 use cairn_sigstore::{
-    Identity, Refusal, Sha256Digest, Signer, TrustPolicy, TrustedRoot, Verifier, verify_bundle,
+    Identity, Refusal, Sha256Digest, Signer, TimestampProof, TrustPolicy, TrustedRoot, Verifier,
+    verify_bundle,
 };
 
 const ROOT: &[u8] = include_bytes!("data/public-good-trusted-root.json");
@@ -81,6 +82,23 @@ fn a_cosign_3_image_signature_from_github_actions_verifies() {
     assert_eq!(log.log_index, 1_261_105_807);
     assert_eq!(log.integrated_time, Some(1_775_719_409));
     assert!(log.signed_entry_timestamp && log.inclusion_proof);
+    // cosign 3 also asked the public-good timestamp authority.
+    assert_eq!(
+        verdict.timestamp,
+        Some(TimestampProof {
+            authority: "https://timestamp.sigstore.dev/api/v1/timestamp".to_owned(),
+            gen_time: 1_775_719_409,
+        })
+    );
+
+    // A timestamp that does not verify is never ignored, even beside a
+    // good Rekor entry: here the root trusts no timestamp authority.
+    let mut without_tsa: serde_json::Value = serde_json::from_slice(ROOT).unwrap();
+    without_tsa["timestampAuthorities"] = serde_json::json!([]);
+    assert!(matches!(
+        verify_with(&serde_json::to_vec(&without_tsa).unwrap(), &policy, subject, IMAGE_BUNDLE),
+        Err(Refusal::UntrustedTimestamp(ref why)) if why.contains("trusted TSA is its signer")
+    ));
 
     // Another image, or another repository's workflow: refused.
     let other = "sha256:0000000000000000000000000000000000000000000000000000000000000000";

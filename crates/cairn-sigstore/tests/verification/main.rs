@@ -15,6 +15,7 @@ mod bundles;
 mod golden;
 mod simplesigning;
 mod support;
+mod timestamps;
 mod trust;
 
 use cairn_sigstore::{PublicKey, TrustPolicy, TrustedRoot, Verifier};

@@ -4,7 +4,8 @@
 //! checkpoints over a real RFC 6962 tree, its `trusted_root.json`, and the
 //! byte formats cosign writes (simplesigning payload, hashedrekord and
 //! dsse entry bodies in canonical JSON, the bundle annotation, Sigstore
-//! bundles).
+//! bundles), and an RFC 3161 timestamp authority answering CMS-signed
+//! timestamp tokens.
 
 use std::collections::BTreeMap;
 
@@ -519,3 +520,7 @@ pub fn tlog_entry(entry: &Entry, kind: &str, promise: bool, proof: bool) -> Valu
     }
     value
 }
+
+#[path = "tsa.rs"]
+mod tsa;
+pub use tsa::{Tsa, timestamp_data, trusted_root_with_tsa};

@@ -145,6 +145,9 @@ impl SqlStore {
         for record in records {
             inserted.push(Self::insert_pending_in(tx, record).await?);
         }
+        if !inserted.is_empty() {
+            self.notify_pending(tx).await?;
+        }
         Ok(inserted)
     }
 }

@@ -134,6 +134,7 @@ impl LeaseStore for SqlStore {
         let mut tx = self.write.begin().await?;
         check_fence(&mut tx, fence).await?;
         Self::store_checkpoint_in(&mut tx, checkpoint).await?;
+        self.notify_checkpoint(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -1,14 +1,146 @@
-//! [`OciStore`] on SQL.
+//! [`OciStore`] on SQL: the `oci_*` tables, `manifest_bytes` and the
+//! listings over `contents`. What a batch commit writes to them is in
+//! `oci/batch.rs`.
 
 use async_trait::async_trait;
 use cairn_crypto::Sha256Digest;
 use sqlx::Row as _;
+use sqlx::any::AnyRow;
 
-use super::{MANIFEST_COLUMNS, SqlStore, digest, manifest_from_row, u64_from};
+use super::{SqlStore, digest, i64_from, u64_from};
 use crate::{OciManifestRow, OciStore, StoreResult};
+
+mod batch;
+
+pub(super) use batch::{link_released, unpublish};
+
+const MANIFEST_COLUMNS: &str = "repository, digest, media_type, artifact_type, subject, size, annotations, visible, created_at";
+
+fn manifest_from_row(row: &AnyRow) -> StoreResult<OciManifestRow> {
+    let subject: Option<Vec<u8>> = row.try_get("subject")?;
+    let visible: i64 = row.try_get("visible")?;
+    Ok(OciManifestRow {
+        repository: row.try_get("repository")?,
+        digest: digest(&row.try_get::<Vec<u8>, _>("digest")?, "manifest")?,
+        media_type: row.try_get("media_type")?,
+        artifact_type: row.try_get("artifact_type")?,
+        subject: subject.map(|s| digest(&s, "subject")).transpose()?,
+        size: u64_from(row.try_get("size")?, "manifest size")?,
+        annotations: row.try_get("annotations")?,
+        visible: visible != 0,
+        created_at_ms: row.try_get("created_at")?,
+    })
+}
 
 #[async_trait]
 impl OciStore for SqlStore {
+    async fn link_blob(
+        &self,
+        repository: &str,
+        digest_value: &Sha256Digest,
+        size: u64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO oci_blobs (repository, digest, size) VALUES ($1, $2, $3) \
+             ON CONFLICT (repository, digest) DO NOTHING",
+        )
+        .bind(repository.to_owned())
+        .bind(digest_value.0.to_vec())
+        .bind(i64_from(size)?)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn repository_blob(
+        &self,
+        repository: &str,
+        digest_value: &Sha256Digest,
+    ) -> StoreResult<Option<u64>> {
+        sqlx::query("SELECT size FROM oci_blobs WHERE repository = $1 AND digest = $2")
+            .bind(repository.to_owned())
+            .bind(digest_value.0.to_vec())
+            .fetch_optional(&self.read)
+            .await?
+            .map(|row| u64_from(row.try_get(0)?, "blob size"))
+            .transpose()
+    }
+
+    async fn insert_manifest(&self, manifest: &OciManifestRow) -> StoreResult<()> {
+        let mut tx = self.write.begin().await?;
+        Self::insert_manifest_in(&mut tx, manifest).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn manifest(
+        &self,
+        repository: &str,
+        digest_value: &Sha256Digest,
+    ) -> StoreResult<Option<OciManifestRow>> {
+        sqlx::query(&format!(
+            "SELECT {MANIFEST_COLUMNS} FROM oci_manifests WHERE repository = $1 AND digest = $2"
+        ))
+        .bind(repository.to_owned())
+        .bind(digest_value.0.to_vec())
+        .fetch_optional(&self.read)
+        .await?
+        .map(|row| manifest_from_row(&row))
+        .transpose()
+    }
+
+    async fn referrers(
+        &self,
+        repository: &str,
+        subject: &Sha256Digest,
+    ) -> StoreResult<Vec<OciManifestRow>> {
+        sqlx::query(&format!(
+            "SELECT {MANIFEST_COLUMNS} FROM oci_manifests WHERE repository = $1 AND subject = $2 \
+             AND visible = 1 ORDER BY created_at, digest"
+        ))
+        .bind(repository.to_owned())
+        .bind(subject.0.to_vec())
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(manifest_from_row)
+        .collect()
+    }
+
+    async fn tag(&self, repository: &str, tag: &str) -> StoreResult<Option<Sha256Digest>> {
+        sqlx::query("SELECT digest FROM oci_tags WHERE repository = $1 AND tag = $2")
+            .bind(repository.to_owned())
+            .bind(tag.to_owned())
+            .fetch_optional(&self.read)
+            .await?
+            .map(|row| digest(&row.try_get::<Vec<u8>, _>(0)?, "tag"))
+            .transpose()
+    }
+
+    async fn tags(
+        &self,
+        repository: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, Sha256Digest)>> {
+        sqlx::query(
+            "SELECT tag, digest FROM oci_tags WHERE repository = $1 AND tag > $2 ORDER BY tag LIMIT $3",
+        )
+        .bind(repository.to_owned())
+        .bind(after.unwrap_or("").to_owned())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get(0)?,
+                digest(&row.try_get::<Vec<u8>, _>(1)?, "tag")?,
+            ))
+        })
+        .collect()
+    }
+
     async fn manifest_bytes(&self, digest: &Sha256Digest) -> StoreResult<Option<Vec<u8>>> {
         sqlx::query("SELECT bytes FROM manifest_bytes WHERE digest = $1")
             .bind(digest.0.to_vec())
@@ -316,49 +448,4 @@ impl SqlStore {
         })
         .collect()
     }
-}
-
-/// Links released content to the repositories of the packages releasing
-/// it (in a batch commit).
-pub(super) async fn link_released(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    links: &[(String, Sha256Digest)],
-) -> StoreResult<()> {
-    for (repository, digest_value) in links {
-        sqlx::query(
-            "INSERT INTO oci_blobs (repository, digest, size) \
-             SELECT $1, digest, size FROM contents WHERE digest = $2 \
-             ON CONFLICT (repository, digest) DO NOTHING",
-        )
-        .bind(repository.clone())
-        .bind(digest_value.0.to_vec())
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-/// Removes what sequenced deletions take away (in a batch commit): the tag
-/// rows of deleted tags and the rows of deleted manifests (so they are no
-/// longer served, listed as referrers or named by a tag).
-pub(super) async fn unpublish(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    untagged: &[(String, String)],
-    deleted: &[(String, Sha256Digest)],
-) -> StoreResult<()> {
-    for (repository, tag) in untagged {
-        sqlx::query("DELETE FROM oci_tags WHERE repository = $1 AND tag = $2")
-            .bind(repository.clone())
-            .bind(tag.clone())
-            .execute(&mut **tx)
-            .await?;
-    }
-    for (repository, digest_value) in deleted {
-        sqlx::query("DELETE FROM oci_manifests WHERE repository = $1 AND digest = $2")
-            .bind(repository.clone())
-            .bind(digest_value.0.to_vec())
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
 }

@@ -34,6 +34,6 @@ impl PushStore for SqlStore {
     }
 
     fn pending_generation(&self) -> u64 {
-        self.pending_generation.load(Ordering::Acquire)
+        self.pending_generation.load(Ordering::Acquire) + self.notifier.pending_heard()
     }
 }

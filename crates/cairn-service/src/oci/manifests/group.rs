@@ -30,6 +30,12 @@
 //!
 //! A push whose caller went away (a client that disconnected, a deadline)
 //! before its batch took it is dropped.
+//!
+//! On a node of a cluster the queue is open only while the node leads: when
+//! its term ends (deposed, its lease lost, shutting down) the queue closes
+//! and every push in it — and every push that arrives later, or that a
+//! batch puts back — is answered at once with a retryable 503; a batch the
+//! fence refused answers its own pushes the same way.
 
 use std::sync::Mutex;
 
@@ -85,6 +91,19 @@ pub(crate) struct PushGroup {
     /// The last batch was refused because a pending record (decided on
     /// another node, or after the check) was ahead of a push.
     met_pending: std::sync::atomic::AtomicBool,
+    /// No sequencer takes pushes here now (read and written only while
+    /// `queue` is locked, so no push is queued after the queue closed).
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// Why a push is refused by a node that does not sequence.
+const NOT_SEQUENCING: &str =
+    "this node stopped sequencing (another node leads now); nothing was stored; retry";
+
+fn refuse(waiting: Waiting) {
+    waiting.answer(Outcome::Refused(
+        ServiceError::unavailable(NOT_SEQUENCING).into(),
+    ));
 }
 
 impl std::fmt::Debug for PushGroup {
@@ -141,14 +160,20 @@ impl Registry {
         deadline: tokio::time::Instant,
     ) -> Result<Outcome, OciError> {
         let (reply, answer) = oneshot::channel();
-        lock(&self.inner.push_group.queue).push(Waiting { push, reply });
+        {
+            let group = &self.inner.push_group;
+            let mut queue = lock(&group.queue);
+            if group.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(ServiceError::unavailable(NOT_SEQUENCING).into());
+            }
+            queue.push(Waiting { push, reply });
+        }
         self.wake_sequencer();
         match tokio::time::timeout_at(deadline, answer).await {
             Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(_)) => Err(ServiceError::Internal(
-                "the sequencer ended without answering a push".into(),
-            )
-            .into()),
+            // The sequencer was stopped holding the push (its term ended
+            // in a database call that did not return): nothing was stored.
+            Ok(Err(_)) => Err(ServiceError::unavailable(NOT_SEQUENCING).into()),
             Err(_) => Err(ServiceError::unavailable(
                 "the push could not be logged in time (the registry is busy, or another publish \
                  of this package is in progress); retry",
@@ -214,13 +239,7 @@ impl Registry {
                 later.extend(packages.into_iter().flat_map(|(_, items)| items));
             }
         }
-        if !later.is_empty() {
-            // Ahead of the pushes that arrived meanwhile, in their order.
-            let mut queue = lock(&self.inner.push_group.queue);
-            let newer = std::mem::take(&mut *queue);
-            *queue = later;
-            queue.extend(newer);
-        }
+        self.put_back(later);
         built
     }
 
@@ -438,21 +457,50 @@ impl Registry {
     /// the queue, in their order: they are built again, on the heads the
     /// pending record ahead of them leaves.
     pub(crate) fn requeue_pushes(&self, built: Vec<BuiltPushes>) {
-        let again: Vec<Waiting> = built.into_iter().flat_map(|b| b.members).collect();
-        let mut queue = lock(&self.inner.push_group.queue);
+        self.put_back(built.into_iter().flat_map(|b| b.members).collect());
+    }
+
+    /// Puts `again` back at the head of the queue, ahead of the pushes that
+    /// arrived meanwhile, in their order — or, if the queue closed
+    /// meanwhile, answers them.
+    fn put_back(&self, again: Vec<Waiting>) {
+        if again.is_empty() {
+            return;
+        }
+        let group = &self.inner.push_group;
+        let mut queue = lock(&group.queue);
+        if group.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            drop(queue);
+            again.into_iter().for_each(refuse);
+            return;
+        }
         let newer = std::mem::take(&mut *queue);
         *queue = again;
         queue.extend(newer);
     }
 
-    /// Answers every queued push with a retryable error: this node stopped
-    /// sequencing (another node leads now), and nothing of them was stored.
-    pub(crate) fn fail_queued_pushes(&self, reason: &str) {
-        let waiting = std::mem::take(&mut *lock(&self.inner.push_group.queue));
-        for item in waiting {
-            item.answer(Outcome::Refused(
-                ServiceError::unavailable(reason.to_owned()).into(),
-            ));
-        }
+    /// Closes the queue: this node does not sequence now (a standby, or a
+    /// leader whose term ended). Every queued push is answered at once
+    /// with a retryable error (nothing of them was stored), and so is every
+    /// push until [`Registry::open_pushes`].
+    pub(crate) fn close_pushes(&self) {
+        let group = &self.inner.push_group;
+        let waiting = {
+            let mut queue = lock(&group.queue);
+            group
+                .closed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            std::mem::take(&mut *queue)
+        };
+        waiting.into_iter().for_each(refuse);
+    }
+
+    /// Opens the queue: this node's sequencer takes pushes again.
+    pub(crate) fn open_pushes(&self) {
+        let group = &self.inner.push_group;
+        let _queue = lock(&group.queue);
+        group
+            .closed
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }

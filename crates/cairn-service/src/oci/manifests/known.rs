@@ -6,9 +6,10 @@
 //! answer "nothing queued" or "no live pending record on these logs" stays
 //! true while the generation is unchanged, except for writes by other
 //! processes sharing the database (the other nodes of a cluster, `cairn`
-//! commands run beside the server): those are seen once the answer is
-//! older than the poll interval, as soon as an idle sequencer would see
-//! them. A push built on a stale answer is never committed: the batch
+//! commands run beside the server): those change the generation too once
+//! their notifications arrive, while the store's feed is live
+//! ([`cairn_store::ChangeFeed`]); while it is not, an answer is trusted for
+//! at most the poll interval, as long as an idle sequencer waits. A push built on a stale answer is never committed: the batch
 //! commit refuses it when a live pending record is ahead of it
 //! ([`cairn_store::StoreError::Moved`]), the answers are forgotten and the
 //! pushes are built again.
@@ -75,7 +76,7 @@ impl Registry {
     ) -> Result<Vec<PendingRecord>, ServiceError> {
         let store = &self.inner.store;
         let known = &self.inner.push_group.known;
-        let fresh_for = self.inner.config.poll_interval;
+        let fresh_for = self.pending_answers_fresh_for();
         let generation = store.pending_generation();
         if known.with(|k| k.current(generation, fresh_for).none_queued) {
             return Ok(Vec::new());
@@ -95,7 +96,7 @@ impl Registry {
     ) -> Result<Vec<LogId>, ServiceError> {
         let store = &self.inner.store;
         let known = &self.inner.push_group.known;
-        let fresh_for = self.inner.config.poll_interval;
+        let fresh_for = self.pending_answers_fresh_for();
         let generation = store.pending_generation();
         let unknown: Vec<LogId> = known.with(|k| {
             let k = k.current(generation, fresh_for);

@@ -124,7 +124,9 @@ impl Registry {
                 Some(cached) => Some(cached),
                 None => match self.inner.store.log(&log_id).await? {
                     Some(row) => {
-                        let cached = Arc::new(crate::CachedLog::from_row(row)?);
+                        let store = self.inner.store.as_ref();
+                        let operator = self.operator_state();
+                        let cached = Arc::new(crate::CachedLog::load(store, row, &operator).await?);
                         if use_cache {
                             self.cache_log(cached.clone());
                         }

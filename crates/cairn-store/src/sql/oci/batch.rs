@@ -1,0 +1,178 @@
+//! The OCI tables' part of a batch commit ([`crate::Store::commit_batch`]):
+//! the manifests a batch stores and makes visible, the tags it moves, the
+//! bytes of pushed manifests, the blobs it links and what its deletions
+//! remove. All in the batch's transaction. ([`crate::OciStore`]'s
+//! `insert_manifest` stores one manifest the same way, in its own.)
+
+use cairn_crypto::Sha256Digest;
+use sqlx::{Any, Transaction};
+
+use super::MANIFEST_COLUMNS;
+use crate::sql::{SqlStore, i64_from, placeholders, write_chunks};
+use crate::{OciManifestRow, StoreResult};
+
+impl SqlStore {
+    /// Makes the manifests of sequenced pushes visible and moves their
+    /// tags (of several moves of one tag in a batch, the last wins).
+    pub(in crate::sql) async fn publish_oci(
+        tx: &mut Transaction<'_, Any>,
+        visible: &[(String, Sha256Digest)],
+        tags: &[(String, String, Sha256Digest)],
+    ) -> StoreResult<()> {
+        for chunk in write_chunks(visible) {
+            let sql = format!(
+                "UPDATE oci_manifests SET visible = 1 WHERE (repository, digest) IN (VALUES {})",
+                placeholders(1, chunk.len(), 2)
+            );
+            let mut query = sqlx::query(&sql);
+            for (repository, digest) in chunk {
+                query = query.bind(repository.clone()).bind(digest.0.to_vec());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        // One row per tag (the last move wins): a statement may not update
+        // a row twice.
+        let mut seen = std::collections::HashSet::with_capacity(tags.len());
+        let mut last: Vec<&(String, String, Sha256Digest)> = Vec::with_capacity(tags.len());
+        for tag in tags.iter().rev() {
+            if seen.insert((tag.0.as_str(), tag.1.as_str())) {
+                last.push(tag);
+            }
+        }
+        last.reverse();
+        for chunk in write_chunks(&last) {
+            let sql = format!(
+                "INSERT INTO oci_tags (repository, tag, digest) VALUES {} \
+                 ON CONFLICT (repository, tag) DO UPDATE SET digest = excluded.digest",
+                placeholders(1, chunk.len(), 3)
+            );
+            let mut query = sqlx::query(&sql);
+            for (repository, tag, digest) in chunk.iter().copied() {
+                query = query
+                    .bind(repository.clone())
+                    .bind(tag.clone())
+                    .bind(digest.0.to_vec());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores a manifest in `tx`, keeping an existing row.
+    pub(in crate::sql) async fn insert_manifest_in(
+        tx: &mut Transaction<'_, Any>,
+        manifest: &OciManifestRow,
+    ) -> StoreResult<()> {
+        sqlx::query(&format!(
+            "INSERT INTO oci_manifests ({MANIFEST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (repository, digest) DO NOTHING"
+        ))
+        .bind(manifest.repository.clone())
+        .bind(manifest.digest.0.to_vec())
+        .bind(manifest.media_type.clone())
+        .bind(manifest.artifact_type.clone())
+        .bind(manifest.subject.map(|s| s.0.to_vec()))
+        .bind(i64_from(manifest.size)?)
+        .bind(manifest.annotations.clone())
+        .bind(i64::from(manifest.visible))
+        .bind(manifest.created_at_ms)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// [`Self::insert_manifest_in`] for many manifests, in few statements.
+    pub(in crate::sql) async fn insert_manifests_in(
+        tx: &mut Transaction<'_, Any>,
+        manifests: &[OciManifestRow],
+    ) -> StoreResult<()> {
+        for chunk in write_chunks(manifests) {
+            let sql = format!(
+                "INSERT INTO oci_manifests ({MANIFEST_COLUMNS}) VALUES {} \
+                 ON CONFLICT (repository, digest) DO NOTHING",
+                placeholders(1, chunk.len(), 9)
+            );
+            let mut query = sqlx::query(&sql);
+            for manifest in chunk {
+                query = query
+                    .bind(manifest.repository.clone())
+                    .bind(manifest.digest.0.to_vec())
+                    .bind(manifest.media_type.clone())
+                    .bind(manifest.artifact_type.clone())
+                    .bind(manifest.subject.map(|s| s.0.to_vec()))
+                    .bind(i64_from(manifest.size)?)
+                    .bind(manifest.annotations.clone())
+                    .bind(i64::from(manifest.visible))
+                    .bind(manifest.created_at_ms);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the bytes of pushed manifests (the first stored wins; they
+    /// hash to their digest).
+    pub(in crate::sql) async fn insert_manifest_bytes_in(
+        tx: &mut Transaction<'_, Any>,
+        manifests: &[(Sha256Digest, Vec<u8>)],
+    ) -> StoreResult<()> {
+        for chunk in write_chunks(manifests) {
+            let sql = format!(
+                "INSERT INTO manifest_bytes (digest, bytes) VALUES {} \
+                 ON CONFLICT (digest) DO NOTHING",
+                placeholders(1, chunk.len(), 2)
+            );
+            let mut query = sqlx::query(&sql);
+            for (digest, bytes) in chunk {
+                query = query.bind(digest.0.to_vec()).bind(bytes.clone());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Links released content to the repositories of the packages releasing
+/// it (in a batch commit).
+pub(in crate::sql) async fn link_released(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    links: &[(String, Sha256Digest)],
+) -> StoreResult<()> {
+    for (repository, digest_value) in links {
+        sqlx::query(
+            "INSERT INTO oci_blobs (repository, digest, size) \
+             SELECT $1, digest, size FROM contents WHERE digest = $2 \
+             ON CONFLICT (repository, digest) DO NOTHING",
+        )
+        .bind(repository.clone())
+        .bind(digest_value.0.to_vec())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Removes what sequenced deletions take away (in a batch commit): the tag
+/// rows of deleted tags and the rows of deleted manifests (so they are no
+/// longer served, listed as referrers or named by a tag).
+pub(in crate::sql) async fn unpublish(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    untagged: &[(String, String)],
+    deleted: &[(String, Sha256Digest)],
+) -> StoreResult<()> {
+    for (repository, tag) in untagged {
+        sqlx::query("DELETE FROM oci_tags WHERE repository = $1 AND tag = $2")
+            .bind(repository.clone())
+            .bind(tag.clone())
+            .execute(&mut **tx)
+            .await?;
+    }
+    for (repository, digest_value) in deleted {
+        sqlx::query("DELETE FROM oci_manifests WHERE repository = $1 AND digest = $2")
+            .bind(repository.clone())
+            .bind(digest_value.0.to_vec())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
