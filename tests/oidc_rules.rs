@@ -375,11 +375,11 @@ async fn trust_rules_are_refused_on_every_path_postgres() {
     }
 }
 
-/// Rewrites the stored registry-log state, as a state recorded before the
+/// Rewrites the stored registry-log snapshot, as a state recorded before the
 /// checks existed could be.
 async fn rewrite_state(db: &TestDatabase, from: &str, to: &str) -> u64 {
     let sql = format!(
-        "UPDATE logs SET state = REPLACE(state, '{from}', '{to}') WHERE state LIKE '%{from}%'"
+        "UPDATE log_snapshots SET state = REPLACE(state, '{from}', '{to}') WHERE state LIKE '%{from}%'"
     );
     if db.kind == "sqlite" {
         let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
