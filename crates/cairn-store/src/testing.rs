@@ -119,3 +119,12 @@ impl Drop for TestDatabase {
         .join();
     }
 }
+
+/// A store on `db`, connected with four connections and migrated.
+pub async fn open(db: &TestDatabase) -> crate::SqlStore {
+    let store = crate::SqlStore::connect(&db.url, 4)
+        .await
+        .expect("connect to the test database");
+    store.migrate().await.expect("migrate the test database");
+    store
+}

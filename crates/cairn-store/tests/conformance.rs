@@ -13,14 +13,8 @@ use cairn_log::checkpoint::{Checkpoint, TimestampedCheckpoint};
 use cairn_log::map::{MapKey, MapNode};
 use cairn_log::tree::NodeId;
 use cairn_protocol::{LogId, RecordId};
-use cairn_store::testing::TestDatabase;
+use cairn_store::testing::{TestDatabase, open};
 use cairn_store::*;
-
-async fn open(db: &TestDatabase) -> SqlStore {
-    let store = SqlStore::connect(&db.url, 4).await.unwrap();
-    store.migrate().await.unwrap();
-    store
-}
 
 fn record(index: u64, log: &LogId) -> StoredRecord {
     StoredRecord {

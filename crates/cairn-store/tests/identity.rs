@@ -6,14 +6,8 @@
 use std::collections::BTreeMap;
 
 use cairn_crypto::Sha256Digest;
-use cairn_store::testing::TestDatabase;
-use cairn_store::{IdentityStore, SqlStore, StoreError, TokenKind, TokenRow};
-
-async fn open(db: &TestDatabase) -> SqlStore {
-    let store = SqlStore::connect(&db.url, 4).await.unwrap();
-    store.migrate().await.unwrap();
-    store
-}
+use cairn_store::testing::{TestDatabase, open};
+use cairn_store::{IdentityStore, StoreError, TokenKind, TokenRow};
 
 fn token(
     id: &str,

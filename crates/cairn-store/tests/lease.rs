@@ -15,14 +15,8 @@ use cairn_log::Hash;
 use cairn_log::checkpoint::{Checkpoint, TimestampedCheckpoint};
 use cairn_log::tree::NodeId;
 use cairn_protocol::{LogId, RecordId};
-use cairn_store::testing::TestDatabase;
+use cairn_store::testing::{TestDatabase, open};
 use cairn_store::*;
-
-async fn open(db: &TestDatabase) -> SqlStore {
-    let store = SqlStore::connect(&db.url, 4).await.unwrap();
-    store.migrate().await.unwrap();
-    store
-}
 
 fn batch(old_size: u64, fence: Option<Fence>) -> Batch {
     let log = LogId(Sha256Digest::of(b"log"));

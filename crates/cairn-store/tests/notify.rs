@@ -18,14 +18,8 @@ use cairn_crypto::Sha256Digest;
 use cairn_log::Hash;
 use cairn_log::checkpoint::{Checkpoint, TimestampedCheckpoint};
 use cairn_protocol::{LogId, RecordId};
-use cairn_store::testing::TestDatabase;
+use cairn_store::testing::{TestDatabase, open};
 use cairn_store::*;
-
-async fn open(db: &TestDatabase) -> SqlStore {
-    let store = SqlStore::connect(&db.url, 4).await.unwrap();
-    store.migrate().await.unwrap();
-    store
-}
 
 fn pending(n: u8, missing: Vec<Sha256Digest>) -> NewPending {
     NewPending {
