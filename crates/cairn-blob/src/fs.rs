@@ -1,5 +1,6 @@
 //! The filesystem blob store: `<root>/sha256/<2 hex>/<62 hex>`, with
-//! single-request uploads staged in `<root>/tmp/` (emptied at start),
+//! single-request uploads staged in `<root>/tmp/` (what a crash left there
+//! is removed at start, once no one has written it for [`STALE_TEMP`]),
 //! resumable upload sessions in `<root>/uploads/<id>` (kept across
 //! restarts), and files that failed their digest moved to
 //! `<root>/quarantine/` (kept for an operator to look at, never served).
@@ -60,6 +61,54 @@ fn blob_key(digest: &Sha256Digest) -> String {
     format!("sha256:{}", digest.to_hex())
 }
 
+/// How long a staged upload must have gone unwritten before a store that
+/// opens removes it as a crash's leftover. Another process may share the
+/// directory (nodes of a cluster on one file system) and be writing its
+/// own staged uploads, which every write keeps recent.
+pub const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the entries of `dir` not modified for `age`; an entry that
+/// another process removes first is not an error.
+async fn remove_stale(dir: &Path, age: std::time::Duration) -> std::io::Result<()> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        let now = std::time::SystemTime::now();
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            let metadata = match entry.metadata() {
+                Ok(metadata) => metadata,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            let idle = metadata
+                .modified()
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .unwrap_or_default();
+            if idle < age {
+                continue;
+            }
+            let removed = if metadata.is_dir() {
+                std::fs::remove_dir_all(entry.path())
+            } else {
+                std::fs::remove_file(entry.path())
+            };
+            match removed {
+                Err(e) if !gone(&e) => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(io_join)?
+}
+
 fn io_join(e: tokio::task::JoinError) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
@@ -71,10 +120,8 @@ impl FsBlobStore {
         let root = root.into();
         tokio::fs::create_dir_all(root.join("sha256")).await?;
         let tmp = root.join("tmp");
-        if tokio::fs::try_exists(&tmp).await? {
-            tokio::fs::remove_dir_all(&tmp).await?;
-        }
         tokio::fs::create_dir_all(&tmp).await?;
+        remove_stale(&tmp, STALE_TEMP).await?;
         tokio::fs::create_dir_all(root.join("uploads")).await?;
         tokio::fs::create_dir_all(root.join("quarantine")).await?;
         Ok(Self::with_root(root, false))
@@ -725,6 +772,25 @@ mod tests {
             out.extend_from_slice(&chunk.unwrap());
         }
         out
+    }
+
+    /// A crash's staged uploads are removed at start, not those another
+    /// process sharing the directory is writing; stores opening at once
+    /// do not trip over each other.
+    #[tokio::test]
+    async fn opening_removes_only_stale_staged_uploads() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let old = std::fs::File::create(tmp.join("upload-1-0")).unwrap();
+        old.set_modified(std::time::SystemTime::now() - 2 * STALE_TEMP)
+            .unwrap();
+        std::fs::write(tmp.join("upload-2-0"), b"being written").unwrap();
+        let opened =
+            futures_util::future::join_all((0..4).map(|_| FsBlobStore::open(dir.path()))).await;
+        assert!(opened.iter().all(Result::is_ok), "{opened:?}");
+        assert!(!tmp.join("upload-1-0").exists());
+        assert!(tmp.join("upload-2-0").exists());
     }
 
     #[tokio::test]
