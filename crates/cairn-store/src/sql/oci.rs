@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 use super::{SqlStore, digest, i64_from, u64_from};
 use crate::{OciManifestRow, OciStore, StoreResult};
 
-mod batch;
+pub(super) mod batch;
 
 pub(super) use batch::{link_released, unpublish};
 
@@ -94,17 +94,14 @@ impl OciStore for SqlStore {
         repository: &str,
         subject: &Sha256Digest,
     ) -> StoreResult<Vec<OciManifestRow>> {
-        sqlx::query(&format!(
-            "SELECT {MANIFEST_COLUMNS} FROM oci_manifests WHERE repository = $1 AND subject = $2 \
-             AND visible = 1 ORDER BY created_at, digest"
-        ))
-        .bind(repository.to_owned())
-        .bind(subject.0.to_vec())
-        .fetch_all(&self.read)
-        .await?
-        .iter()
-        .map(manifest_from_row)
-        .collect()
+        sqlx::query(&referrers_sql())
+            .bind(repository.to_owned())
+            .bind(subject.0.to_vec())
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(manifest_from_row)
+            .collect()
     }
 
     async fn tag(&self, repository: &str, tag: &str) -> StoreResult<Option<Sha256Digest>> {
@@ -390,17 +387,7 @@ impl SqlStore {
             Some((at, digest)) => (at, digest.0.to_vec()),
             None => (i64::MIN, Vec::new()),
         };
-        let filter = if artifact_type.is_some() {
-            "AND artifact_type = $6 "
-        } else {
-            ""
-        };
-        let sql = format!(
-            "SELECT {MANIFEST_COLUMNS} FROM oci_manifests WHERE repository = $1 \
-             AND ({subject_clause}) \
-             AND visible = 1 AND (created_at > $3 OR (created_at = $3 AND digest > $4)) {filter}\
-             ORDER BY created_at, digest LIMIT $5"
-        );
+        let sql = referrers_page_sql(subject_clause, artifact_type.is_some());
         let mut query = sqlx::query(&sql)
             .bind(repository.to_owned())
             .bind(subject)
@@ -448,4 +435,31 @@ impl SqlStore {
         })
         .collect()
     }
+}
+
+/// The visible referrers of the subject `$2` in repository `$1`, in the
+/// order they are served (through `oci_manifests_by_subject`).
+pub(super) fn referrers_sql() -> String {
+    format!(
+        "SELECT {MANIFEST_COLUMNS} FROM oci_manifests WHERE repository = $1 AND subject = $2 \
+         AND visible = 1 ORDER BY created_at, digest"
+    )
+}
+
+/// A page of the visible manifests of repository `$1` that
+/// `subject_clause` selects (its subject bound as `$2`), after `($3, $4)`
+/// in `(created_at, digest)` order, at most `$5`, of artifact type `$6`
+/// when `by_artifact_type`.
+pub(super) fn referrers_page_sql(subject_clause: &str, by_artifact_type: bool) -> String {
+    let filter = if by_artifact_type {
+        "AND artifact_type = $6 "
+    } else {
+        ""
+    };
+    format!(
+        "SELECT {MANIFEST_COLUMNS} FROM oci_manifests WHERE repository = $1 \
+         AND ({subject_clause}) \
+         AND visible = 1 AND (created_at > $3 OR (created_at = $3 AND digest > $4)) {filter}\
+         ORDER BY created_at, digest LIMIT $5"
+    )
 }

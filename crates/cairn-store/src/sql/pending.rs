@@ -10,7 +10,7 @@ use cairn_protocol::{LogId, RecordId};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
 
-use super::{SqlStore, digest, i64_from, list, placeholders, u64_from, write_chunks};
+use super::{SqlStore, digest, i64_from, list, pair_keys, u64_from, write_chunks};
 use crate::{
     ContentRow, DecidedStore as _, NewPending, PendingRecord, PendingState, PendingStore,
     RecordStatus, StoreError, StoreResult,
@@ -144,10 +144,7 @@ impl SqlStore {
         ids: &[(LogId, RecordId)],
     ) -> StoreResult<()> {
         for chunk in write_chunks(ids) {
-            let sql = format!(
-                "DELETE FROM pending WHERE (log_id, record_id) IN (VALUES {})",
-                placeholders(1, chunk.len(), 2)
-            );
+            let sql = delete_pending_sql(chunk.len());
             let mut query = sqlx::query(&sql);
             for (log_id, record_id) in chunk {
                 query = query.bind(log_id.0.0.to_vec()).bind(record_id.0.0.to_vec());
@@ -398,4 +395,13 @@ impl PendingStore for SqlStore {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Deletes `rows` pending records, each looked up by its key (bound as
+/// log id, record id pairs from `$1`).
+pub(super) fn delete_pending_sql(rows: usize) -> String {
+    format!(
+        "DELETE FROM pending WHERE {}",
+        pair_keys(1, rows, "log_id", "record_id")
+    )
 }

@@ -276,13 +276,21 @@ impl SqlStore {
         }
         let mut sql = Sql::new(
             "SELECT package, version, content, yanked, registry_index FROM search_releases \
-             WHERE (package, version) IN (VALUES ",
+             WHERE ",
         );
+        // One `OR` term per key, so that SQLite looks each up by the
+        // primary key (it scans the table for `(a, b) IN (VALUES …)`).
         for (i, ((package, version), _)) in keys.iter().enumerate() {
-            sql.push(if i > 0 { ",(" } else { "(" });
-            sql.arg(package).push(",").arg(version).push(")");
+            sql.push(if i > 0 {
+                " OR (package = "
+            } else {
+                "(package = "
+            });
+            sql.arg(package)
+                .push(" AND version = ")
+                .arg(version)
+                .push(")");
         }
-        sql.push(")");
         let mut rows: BTreeMap<(String, String), AnyRow> = BTreeMap::new();
         for row in sql.query().fetch_all(&self.read).await? {
             rows.insert((row.try_get("package")?, row.try_get("version")?), row);

@@ -8,7 +8,7 @@ use cairn_crypto::Sha256Digest;
 use sqlx::{Any, Transaction};
 
 use super::MANIFEST_COLUMNS;
-use crate::sql::{SqlStore, i64_from, placeholders, write_chunks};
+use crate::sql::{SqlStore, i64_from, pair_keys, placeholders, write_chunks};
 use crate::{OciManifestRow, StoreResult};
 
 impl SqlStore {
@@ -20,10 +20,7 @@ impl SqlStore {
         tags: &[(String, String, Sha256Digest)],
     ) -> StoreResult<()> {
         for chunk in write_chunks(visible) {
-            let sql = format!(
-                "UPDATE oci_manifests SET visible = 1 WHERE (repository, digest) IN (VALUES {})",
-                placeholders(1, chunk.len(), 2)
-            );
+            let sql = publish_manifests_sql(chunk.len());
             let mut query = sqlx::query(&sql);
             for (repository, digest) in chunk {
                 query = query.bind(repository.clone()).bind(digest.0.to_vec());
@@ -130,6 +127,15 @@ impl SqlStore {
         }
         Ok(())
     }
+}
+
+/// Makes `rows` manifests visible, each looked up by its key (bound as
+/// repository, digest pairs from `$1`).
+pub(in crate::sql) fn publish_manifests_sql(rows: usize) -> String {
+    format!(
+        "UPDATE oci_manifests SET visible = 1 WHERE {}",
+        pair_keys(1, rows, "repository", "digest")
+    )
 }
 
 /// Links released content to the repositories of the packages releasing
