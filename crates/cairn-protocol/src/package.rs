@@ -2,7 +2,7 @@
 //!
 //! SPEC: warg-wire §5; warg-protocol `package/state.rs`.
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use cairn_crypto::{EcdsaPublicKey, KeyId, Sha256Digest};
 use semver::{Version, VersionReq};
@@ -65,7 +65,7 @@ impl Release {
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PackageState {
     table: KeyTable<PackagePermission>,
-    releases: BTreeMap<Version, Release>,
+    releases: OrdMap<Version, Release>,
 }
 
 impl PackageState {

@@ -20,7 +20,7 @@ use cairn_crypto::Sha256Digest;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use super::meta::{ManifestState, MetaState};
 use super::registry::PublishPolicy;
@@ -211,8 +211,8 @@ pub fn follow_up(
 /// A hold names a release of this log by its manifest, once, with a
 /// requirement that asks for something.
 pub(super) fn apply_held(
-    holds: &mut BTreeMap<Version, Hold>,
-    manifests: &BTreeMap<Sha256Digest, ManifestState>,
+    holds: &mut OrdMap<Version, Hold>,
+    manifests: &OrdMap<Sha256Digest, ManifestState>,
     held: &HeldEntry,
 ) -> Result<(), ValidationError> {
     let released = manifests.get(&held.digest).and_then(|m| m.release.as_ref());
@@ -251,8 +251,8 @@ pub(super) fn apply_held(
 /// A release names a waiting hold, and manifests of this log whose
 /// verified checks about the held manifest meet its requirement.
 pub(super) fn apply_released(
-    holds: &mut BTreeMap<Version, Hold>,
-    manifests: &BTreeMap<Sha256Digest, ManifestState>,
+    holds: &mut OrdMap<Version, Hold>,
+    manifests: &OrdMap<Sha256Digest, ManifestState>,
     released: &ReleasedEntry,
 ) -> Result<(), ValidationError> {
     let Some(hold) = holds.get(&released.version) else {

@@ -8,7 +8,7 @@
 //! made it. Releases are never deleted — a version tag, or a manifest that
 //! became a release, is refused by the rules here, whoever signs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use imbl::{OrdMap, OrdSet};
 
 use cairn_crypto::Sha256Digest;
 use semver::Version;
@@ -184,28 +184,30 @@ pub struct ManifestState {
     pub signatures: Vec<SignatureCheck>,
 }
 
-/// The validated state of a package's metadata log.
+/// The validated state of a package's metadata log. Its maps are
+/// persistent (`imbl`): a clone shares them, so the sequencer and the
+/// request handlers copy a state in constant time whatever its history.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetaState {
     head: Option<Head>,
-    manifests: BTreeMap<Sha256Digest, ManifestState>,
-    tags: BTreeMap<String, Sha256Digest>,
-    yanks: BTreeMap<Version, YankEntry>,
+    manifests: OrdMap<Sha256Digest, ManifestState>,
+    tags: OrdMap<String, Sha256Digest>,
+    yanks: OrdMap<Version, YankEntry>,
     /// warg records the registry signed on someone's behalf → who.
     #[serde(default)]
-    attributions: BTreeMap<RecordId, String>,
+    attributions: OrdMap<RecordId, String>,
     /// The record that logged each manifest (receipts name it).
     #[serde(default)]
-    manifest_records: BTreeMap<Sha256Digest, RecordId>,
+    manifest_records: OrdMap<Sha256Digest, RecordId>,
     /// The record that last set each tag (receipts name it).
     #[serde(default)]
-    tag_records: BTreeMap<String, RecordId>,
+    tag_records: OrdMap<String, RecordId>,
     /// Manifests deleted (and not pushed again since).
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    deleted: BTreeSet<Sha256Digest>,
+    #[serde(default, skip_serializing_if = "OrdSet::is_empty")]
+    deleted: OrdSet<Sha256Digest>,
     /// Releases held until signed (and those released since), by version.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    holds: BTreeMap<Version, Hold>,
+    #[serde(default, skip_serializing_if = "OrdMap::is_empty")]
+    holds: OrdMap<Version, Hold>,
 }
 
 /// Whether `tag` is a valid OCI tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
@@ -638,6 +640,27 @@ pub(crate) mod tests {
         assert!(!wrong.matches_replay(&replayed));
     }
 
+    /// Snapshots are stored as JSON: the persistent maps read and write
+    /// the form the ordered maps wrote before them (objects and arrays in
+    /// key order), so stored snapshots load and compare unchanged.
+    #[test]
+    fn stored_states_keep_their_json_form() {
+        let (m, n) = (Sha256Digest::of(b"m"), Sha256Digest::of(b"n"));
+        let (first, second) = if m < n { (m, n) } else { (n, m) };
+        let stored = format!(
+            r#"{{"head":null,"manifests":{{}},"tags":{{"a":"{first}","b":"{second}"}},"yanks":{{}},"attributions":{{}},"manifest_records":{{}},"tag_records":{{}},"deleted":["{first}","{second}"]}}"#
+        );
+        let state: MetaState = serde_json::from_str(&stored).unwrap();
+        assert_eq!(state.tags.get("b"), Some(&second));
+        assert!(state.deleted.contains(&first));
+        assert_eq!(serde_json::to_string(&state).unwrap(), stored);
+        // A clone shares the maps; changing it leaves the original alone.
+        let mut changed = state.clone();
+        changed.tags.insert("c".into(), first);
+        assert_eq!(state.tags.len(), 2);
+        assert_eq!(changed.tags.len(), 3);
+    }
+
     #[test]
     fn import_patterns() {
         let tcp = "wasi:sockets/tcp@0.2.0";
@@ -673,7 +696,7 @@ pub(crate) mod tests {
             identity: "alice".into(),
             via: "token".into(),
             token: None,
-            claims: BTreeMap::new(),
+            claims: std::collections::BTreeMap::new(),
         }
     }
 
