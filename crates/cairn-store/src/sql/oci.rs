@@ -105,13 +105,8 @@ impl OciStore for SqlStore {
     }
 
     async fn tag(&self, repository: &str, tag: &str) -> StoreResult<Option<Sha256Digest>> {
-        sqlx::query("SELECT digest FROM oci_tags WHERE repository = $1 AND tag = $2")
-            .bind(repository.to_owned())
-            .bind(tag.to_owned())
-            .fetch_optional(&self.read)
-            .await?
-            .map(|row| digest(&row.try_get::<Vec<u8>, _>(0)?, "tag"))
-            .transpose()
+        self.named_digest("oci_tags", "tag", repository, tag, "tag")
+            .await
     }
 
     async fn tags(
@@ -148,13 +143,14 @@ impl OciStore for SqlStore {
     }
 
     async fn derived(&self, repository: &str, version: &str) -> StoreResult<Option<Sha256Digest>> {
-        sqlx::query("SELECT digest FROM oci_derived WHERE repository = $1 AND version = $2")
-            .bind(repository.to_owned())
-            .bind(version.to_owned())
-            .fetch_optional(&self.read)
-            .await?
-            .map(|row| digest(&row.try_get::<Vec<u8>, _>(0)?, "derived manifest"))
-            .transpose()
+        self.named_digest(
+            "oci_derived",
+            "version",
+            repository,
+            version,
+            "derived manifest",
+        )
+        .await
     }
 
     async fn insert_derived(
@@ -403,6 +399,28 @@ impl SqlStore {
             .iter()
             .map(manifest_from_row)
             .collect()
+    }
+
+    /// The digest `name` names in `repository` in a `(repository, <column>)
+    /// -> digest` table (`oci_tags` by tag, `oci_derived` by version);
+    /// `what` names it in an error.
+    async fn named_digest(
+        &self,
+        table: &'static str,
+        column: &'static str,
+        repository: &str,
+        name: &str,
+        what: &str,
+    ) -> StoreResult<Option<Sha256Digest>> {
+        sqlx::query(&format!(
+            "SELECT digest FROM {table} WHERE repository = $1 AND {column} = $2"
+        ))
+        .bind(repository.to_owned())
+        .bind(name.to_owned())
+        .fetch_optional(&self.read)
+        .await?
+        .map(|row| digest(&row.try_get::<Vec<u8>, _>(0)?, what))
+        .transpose()
     }
 
     /// A key-ordered page of a `(repository, <name>) -> digest` table
