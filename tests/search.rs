@@ -402,6 +402,59 @@ async fn search_finds_releases_of_both_doors() {
     }
 }
 
+/// The same binary released again — as another version, in another
+/// package, over either door — is found by its interfaces in every
+/// release: its facts are known by then, and each new release is joined
+/// with them.
+#[tokio::test]
+async fn a_binary_released_again_is_found_in_every_release() {
+    for db in TestDatabase::all().await {
+        let server = TestServer::start(db).await;
+        let kind = server.kind();
+        let alice = identity_with_token(&server, "alice", &["acme"], &[Action::Publish]).await;
+        claim(&server, "acme", &["alice"], PublishPolicy::default()).await;
+        let wasm = component(&["wasi:clocks/wall-clock@0.2.0"], &[]);
+        for (repo, tag) in [
+            ("acme/a", "1.0.0"),
+            ("acme/a", "1.1.0"),
+            ("acme/b", "2.0.0"),
+        ] {
+            oci_push(&server, &alice, repo, tag, &wasm).await.unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let client = warg_client(dir.path(), &server.url).await;
+        publish_release(&client, &new_key(), "test:c", "0.1.0", wasm.clone())
+            .await
+            .unwrap();
+
+        let (status, body) = get(&server, "/api/v1/search?import=wasi:clocks/*", None).await;
+        assert_eq!(status, 200, "{kind}: {body}");
+        assert_eq!(names(&body), ["acme:a", "acme:b", "test:c"], "{kind}");
+        for (name, version) in [
+            ("acme:a", "1.0.0"),
+            ("acme:a", "1.1.0"),
+            ("acme:b", "2.0.0"),
+            ("test:c", "0.1.0"),
+        ] {
+            assert_eq!(
+                release(&body, name, version)["imports"],
+                serde_json::json!(["wasi:clocks/wall-clock@0.2.0"]),
+                "{kind} {name}@{version}"
+            );
+        }
+        assert_eq!(
+            dependents(&server, "wasi:clocks", 10).await,
+            [
+                "acme:a@1.0.0",
+                "acme:a@1.1.0",
+                "acme:b@2.0.0",
+                "test:c@0.1.0"
+            ],
+            "{kind}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_private_registry_searches_only_readable_namespaces() {
     for db in TestDatabase::all().await {

@@ -84,7 +84,7 @@ impl SqlStore {
 impl CheckpointStore for SqlStore {
     async fn store_checkpoint(&self, stored: &StoredCheckpoint) -> StoreResult<()> {
         self.check_fault("store_checkpoint")?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         Self::store_checkpoint_in(&mut tx, stored).await?;
         self.notify_checkpoint(&mut tx).await?;
         tx.commit().await?;

@@ -20,20 +20,14 @@ use crate::{
 const COMMIT_GATE_KEY: i64 = 6_360_812_773_657_829_743;
 
 /// Takes the commit gate in `tx` until it ends: shared for pending
-/// inserts, exclusive for batch commits.
+/// inserts, exclusive for batch commits. On SQLite the gate is the
+/// database's write lock, which [`SqlStore::begin_write`] took when `tx`
+/// began.
 pub(super) async fn take_gate(
     tx: &mut Transaction<'_, Any>,
     backend: &Backend,
     exclusive: bool,
 ) -> StoreResult<()> {
-    if matches!(backend, Backend::Sqlite { .. }) {
-        // Takes the write lock now, before the transaction reads: a
-        // transaction that reads first and upgrades later can be refused
-        // (SQLITE_BUSY) instead of waiting.
-        sqlx::query("UPDATE sequencer_lease SET id = id WHERE id = 0")
-            .execute(&mut **tx)
-            .await?;
-    }
     if matches!(backend, Backend::Postgres) {
         // The function returns `void`: selected from, so the row decodes.
         let sql = if exclusive {
@@ -159,7 +153,7 @@ impl DecidedStore for SqlStore {
         records: &[NewPending],
         decided_on: &[ExpectedHead],
     ) -> StoreResult<Vec<PendingRecord>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = self.insert_decided_in(&mut tx, records, decided_on).await?;
         tx.commit().await?;
         self.pending_changed();

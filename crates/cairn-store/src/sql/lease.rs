@@ -131,7 +131,7 @@ impl LeaseStore for SqlStore {
         fence: &Fence,
     ) -> StoreResult<()> {
         self.check_fault("store_checkpoint")?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         check_fence(&mut tx, fence).await?;
         Self::store_checkpoint_in(&mut tx, checkpoint).await?;
         self.notify_checkpoint(&mut tx).await?;

@@ -67,7 +67,7 @@ impl OciStore for SqlStore {
     }
 
     async fn insert_manifest(&self, manifest: &OciManifestRow) -> StoreResult<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         Self::insert_manifest_in(&mut tx, manifest).await?;
         tx.commit().await?;
         Ok(())
@@ -259,7 +259,7 @@ impl OciStore for SqlStore {
     }
 
     async fn link_released_content(&self, links: &[(String, Sha256Digest)]) -> StoreResult<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         link_released(&mut tx, links).await?;
         tx.commit().await?;
         Ok(())
@@ -320,7 +320,7 @@ impl OciStore for SqlStore {
         &self,
         digest_value: &Sha256Digest,
     ) -> StoreResult<Option<Vec<(String, u64)>>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let recorded = sqlx::query("SELECT 1 FROM contents WHERE digest = $1")
             .bind(digest_value.0.to_vec())
             .fetch_optional(&mut *tx)

@@ -291,7 +291,7 @@ impl PendingStore for SqlStore {
         digest_value: &Sha256Digest,
         size: u64,
     ) -> StoreResult<Option<PendingRecord>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO contents (digest, size, published) VALUES ($1, $2, 0) ON CONFLICT (digest) DO NOTHING")
             .bind(digest_value.0.to_vec())
             .bind(i64_from(size)?)
@@ -357,7 +357,7 @@ impl PendingStore for SqlStore {
         reason: &str,
         forget_before_ms: i64,
     ) -> StoreResult<u64> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let expired = sqlx::query(
             "UPDATE pending SET state = 2, reason = $1 WHERE state = 0 AND created_at < $2",
         )
@@ -390,7 +390,7 @@ impl PendingStore for SqlStore {
     }
 
     async fn insert_content(&self, digest_value: &Sha256Digest, size: u64) -> StoreResult<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         Self::insert_content_in(&mut tx, digest_value, size).await?;
         tx.commit().await?;
         Ok(())

@@ -43,6 +43,16 @@ async fn batch_statements_look_rows_up_by_key() {
         assert_no_scan(&plan(&store, &sql, 2 * rows).await, "oci_manifests", &sql);
         let sql = super::pending::delete_pending_sql(rows);
         assert_no_scan(&plan(&store, &sql, 2 * rows).await, "pending", &sql);
+        // A batch's releases get their interfaces by key, not by reading
+        // every release of the same content.
+        let sql =
+            super::search::interfaces_sql(&super::pair_keys(1, rows, "r.package", "r.version"));
+        let plan = plan(&store, &sql, 2 * rows).await;
+        assert_no_scan(&plan, "r", &sql);
+        assert!(
+            !plan.contains("search_releases_by_content"),
+            "{sql}\n{plan}"
+        );
     }
 }
 

@@ -22,7 +22,7 @@ mod statement;
 
 use statement::{Sql, Value};
 
-use super::{SqlStore, digest, i64_from, list, placeholders, u64_from, write_chunks};
+use super::{SqlStore, digest, i64_from, list, pair_keys, placeholders, u64_from, write_chunks};
 use crate::search::{
     ContentFacts, Direction, InterfaceFilter, InterfaceName, PackageHit, ReleaseHit, SearchFilter,
     SearchStore, SearchUpdate,
@@ -87,7 +87,7 @@ pub(super) async fn write_in(
     tx: &mut Transaction<'_, Any>,
     update: &SearchUpdate,
 ) -> StoreResult<()> {
-    insert_facts(tx, &update.facts).await?;
+    let new_facts = insert_facts(tx, &update.facts).await?;
     for chunk in write_chunks(&update.releases) {
         let sql = format!(
             "INSERT INTO search_releases (package, version, namespace, content, registry_index, yanked) \
@@ -106,29 +106,23 @@ pub(super) async fn write_in(
         }
         query.execute(&mut **tx).await?;
     }
-    // A release's interfaces are its content's: materialised for every
-    // release whose content or facts are new here, whichever came first.
-    let mut contents: Vec<Sha256Digest> = update
-        .facts
-        .iter()
-        .map(|f| f.content)
-        .chain(update.releases.iter().map(|r| r.content))
-        .collect();
-    contents.sort_unstable_by_key(|d| d.0);
-    contents.dedup();
-    for chunk in write_chunks(&contents) {
-        let sql = format!(
-            "INSERT INTO search_interfaces \
-             (package, release_version, direction, name, version, wit_package, namespace) \
-             SELECT r.package, r.version, c.direction, c.name, c.version, c.wit_package, r.namespace \
-             FROM search_releases r JOIN content_interfaces c ON c.content = r.content \
-             WHERE r.content IN ({}) \
-             ON CONFLICT (package, release_version, direction, name, version) DO NOTHING",
-            list(1, chunk.len())
-        );
+    // A release's interfaces are its content's, materialised when either
+    // is new here (whichever came first): every release of content whose
+    // facts are new, and every release new here. Facts known before came
+    // with their interfaces, so older releases of their content have theirs.
+    for chunk in write_chunks(&new_facts) {
+        let sql = interfaces_sql(&format!("r.content IN ({})", list(1, chunk.len())));
         let mut query = sqlx::query(&sql);
         for d in chunk {
             query = query.bind(d.0.to_vec());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    for chunk in write_chunks(&update.releases) {
+        let sql = interfaces_sql(&pair_keys(1, chunk.len(), "r.package", "r.version"));
+        let mut query = sqlx::query(&sql);
+        for r in chunk {
+            query = query.bind(r.package.clone()).bind(r.version.clone());
         }
         query.execute(&mut **tx).await?;
     }
@@ -160,20 +154,43 @@ pub(super) async fn write_in(
     Ok(())
 }
 
-async fn insert_facts(tx: &mut Transaction<'_, Any>, facts: &[ContentFacts]) -> StoreResult<()> {
+/// The statement materialising the interfaces of the releases that
+/// `releases` (a condition on `search_releases r`) selects.
+pub(super) fn interfaces_sql(releases: &str) -> String {
+    format!(
+        "INSERT INTO search_interfaces \
+         (package, release_version, direction, name, version, wit_package, namespace) \
+         SELECT r.package, r.version, c.direction, c.name, c.version, c.wit_package, r.namespace \
+         FROM search_releases r JOIN content_interfaces c ON c.content = r.content \
+         WHERE {releases} \
+         ON CONFLICT (package, release_version, direction, name, version) DO NOTHING"
+    )
+}
+
+/// Stores `facts` (with their interfaces) unless known; returns the
+/// contents whose facts were new.
+async fn insert_facts(
+    tx: &mut Transaction<'_, Any>,
+    facts: &[ContentFacts],
+) -> StoreResult<Vec<Sha256Digest>> {
+    let mut new = Vec::new();
     for chunk in write_chunks(facts) {
         let sql = format!(
-            "INSERT INTO content_facts (content, kind) VALUES {} ON CONFLICT (content) DO NOTHING",
+            "INSERT INTO content_facts (content, kind) VALUES {} ON CONFLICT (content) DO NOTHING \
+             RETURNING content",
             placeholders(1, chunk.len(), 2)
         );
         let mut query = sqlx::query(&sql);
         for f in chunk {
             query = query.bind(f.content.0.to_vec()).bind(f.kind.clone());
         }
-        query.execute(&mut **tx).await?;
+        for row in query.fetch_all(&mut **tx).await? {
+            new.push(digest(&row.try_get::<Vec<u8>, _>(0)?, "content")?);
+        }
     }
+    // Only the new facts' interfaces: known facts came with theirs.
     let mut rows: Vec<(Sha256Digest, Direction, InterfaceName)> = Vec::new();
-    for f in facts {
+    for f in facts.iter().filter(|f| new.contains(&f.content)) {
         for (direction, names) in [
             (Direction::Import, &f.imports),
             (Direction::Export, &f.exports),
@@ -206,7 +223,7 @@ async fn insert_facts(tx: &mut Transaction<'_, Any>, facts: &[ContentFacts]) -> 
         }
         query.execute(&mut **tx).await?;
     }
-    Ok(())
+    Ok(new)
 }
 
 impl SqlStore {
@@ -347,7 +364,7 @@ impl SearchStore for SqlStore {
     }
 
     async fn index(&self, update: &SearchUpdate) -> StoreResult<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         write_in(&mut tx, update).await?;
         tx.commit().await?;
         Ok(())
