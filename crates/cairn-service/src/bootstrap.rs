@@ -23,6 +23,10 @@ use crate::pins;
 use crate::sequencer::Sequencer;
 use crate::{Clock, Health, Inner, Registry, ServiceConfig, ServiceError};
 
+/// How many blobs' inspection results are kept (see
+/// [`Registry::inspected`]).
+const INSPECTED_ENTRIES: usize = 1024;
+
 /// Why the registry refused to start. Every message says what to do.
 #[derive(Debug, Error)]
 pub enum StartupError {
@@ -226,6 +230,7 @@ impl Registry {
             registry_log: RwLock::new(Arc::new(registry_log.clone())),
             states: Mutex::new(TwoGen::new(config.cache_entries)),
             map_cache: Mutex::new(TwoGen::new(config.cache_entries)),
+            inspected: Mutex::new(TwoGen::new(INSPECTED_ENTRIES)),
             outcomes: Mutex::new(TwoGen::new(100_000)),
             wake: Notify::new(),
             published,

@@ -277,6 +277,11 @@ pub(crate) struct Inner {
     pub(crate) registry_log: RwLock<Arc<RegistryState>>,
     pub(crate) states: Mutex<TwoGen<LogId, Arc<CachedLog>>>,
     pub(crate) map_cache: Mutex<TwoGen<Hash, MapNode>>,
+    /// What blobs are as WebAssembly, by digest (see
+    /// [`Registry::inspected`]).
+    pub(crate) inspected: Mutex<
+        TwoGen<cairn_crypto::Sha256Digest, Result<cairn_wasm::WasmInfo, cairn_wasm::WasmError>>,
+    >,
     /// What this process's sequencer did with recent records: their
     /// registry index, or why they were rejected (so waiting publishes need
     /// not poll the store).

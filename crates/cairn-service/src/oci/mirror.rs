@@ -152,12 +152,7 @@ impl Registry {
                 ));
             }
         }
-        let wasm = self
-            .read_blob(&parsed.layer.0, self.inner.config.max_content_bytes)
-            .await?;
-        let valid = tokio::task::spawn_blocking(move || cairn_wasm::inspect(&wasm))
-            .await
-            .map_err(|e| ServiceError::Internal(format!("inspection task failed: {e}")))?;
+        let valid = self.inspected(&parsed.layer.0).await?;
         if let Err(error) = valid {
             return Err(OciError::new(
                 OciCode::ManifestInvalid,

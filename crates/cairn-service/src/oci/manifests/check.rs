@@ -8,6 +8,7 @@ use cairn_protocol::PackageName;
 use cairn_protocol::ext::meta::WasmFacts;
 use cairn_protocol::oci::{Descriptor, parse_wasm_config};
 use cairn_protocol::record::{PackageEntry, PackageRecord};
+use cairn_wasm::{WasmError, WasmInfo};
 use semver::Version;
 
 use super::*;
@@ -38,13 +39,10 @@ impl Registry {
             return Ok(());
         }
         let policy = self.namespace_policy(package.namespace());
-        let bytes = self
-            .read_blob(digest, self.inner.config.max_content_bytes)
+        let info = self
+            .inspected(digest)
             .await
             .map_err(|e| ServiceError::Internal(e.message))?;
-        let info = tokio::task::spawn_blocking(move || cairn_wasm::inspect(&bytes))
-            .await
-            .map_err(|e| ServiceError::Internal(format!("inspection task failed: {e}")))?;
         for version in &versions {
             crate::oci::check_content(&policy, package, Some(version), size, info.clone())
                 .map_err(|reason| {
@@ -64,13 +62,15 @@ impl Registry {
         layer: &Descriptor,
     ) -> Result<Option<WasmFacts>, OciError> {
         // Named by SHA-256 or by a SHA-512 alias of it.
-        let layer_digest = self.oci_blob_named(&layer.digest).await?;
-        let bytes = self
-            .read_blob(&layer_digest, self.inner.config.max_content_bytes)
-            .await?;
-        let info = tokio::task::spawn_blocking(move || cairn_wasm::inspect(&bytes))
-            .await
-            .map_err(|e| ServiceError::Internal(format!("inspection task failed: {e}")))?;
+        let (layer_digest, config_digest) = tokio::try_join!(
+            self.oci_blob_named(&layer.digest),
+            self.oci_blob_named(&config.digest)
+        )?;
+        // The binary is inspected while the config is read.
+        let (info, config_bytes) = tokio::try_join!(
+            self.inspected(&layer_digest),
+            self.read_blob(&config_digest, MAX_CONFIG_BYTES)
+        )?;
         if let Err(error) = &info {
             return Err(invalid(format!(
                 "the wasm layer is not valid WebAssembly: {error}"
@@ -81,9 +81,7 @@ impl Registry {
             crate::oci::check_content(&policy, &repository.package, version, layer.size, info)
                 .map_err(denied)?;
         // Never trust the client's config: it must say what the binary is.
-        let config_digest = self.oci_blob_named(&config.digest).await?;
-        let config = parse_wasm_config(&self.read_blob(&config_digest, MAX_CONFIG_BYTES).await?)
-            .map_err(|e| invalid(e.message))?;
+        let config = parse_wasm_config(&config_bytes).map_err(|e| invalid(e.message))?;
         if let Some(layers) = &config.layer_digests
             && !layers
                 .iter()
@@ -109,5 +107,27 @@ impl Registry {
             }
         }
         Ok(facts)
+    }
+
+    /// What the blob `digest` is as WebAssembly: valid and what it imports
+    /// and exports, or why it is not. Inspection depends only on the bytes,
+    /// so its answer is kept by digest: a binary pushed again (under
+    /// another tag, as another release, or a retried push) is not read and
+    /// parsed again.
+    pub(crate) async fn inspected(
+        &self,
+        digest: &Sha256Digest,
+    ) -> Result<Result<WasmInfo, WasmError>, OciError> {
+        if let Some(info) = lock(&self.inner.inspected).get(digest) {
+            return Ok(info);
+        }
+        let bytes = self
+            .read_blob(digest, self.inner.config.max_content_bytes)
+            .await?;
+        let info = tokio::task::spawn_blocking(move || cairn_wasm::inspect(&bytes))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("inspection task failed: {e}")))?;
+        lock(&self.inner.inspected).insert(*digest, info.clone());
+        Ok(info)
     }
 }

@@ -10,12 +10,12 @@ use cairn_store::OciManifestRow;
 use semver::Version;
 
 use super::*;
+use crate::Registry;
 use crate::identity::Caller;
 use crate::oci::derive::derive;
 use crate::oci::{
     IMAGE_MANIFEST, MAX_MANIFEST_BYTES, OciCode, OciError, Reference, Repository, WASM_CONFIG,
 };
-use crate::{Registry, ServiceError};
 
 impl Registry {
     /// Whether the repository has anything at all (a package or metadata
@@ -76,12 +76,7 @@ impl Registry {
         if let Some(body) = self.stored_derived(repository, &version_text).await? {
             return Ok(body);
         }
-        let bytes = self
-            .read_blob(&content, self.inner.config.max_content_bytes)
-            .await?;
-        let info = tokio::task::spawn_blocking(move || cairn_wasm::inspect(&bytes).ok())
-            .await
-            .map_err(|e| ServiceError::Internal(format!("inspection task failed: {e}")))?;
+        let info = self.inspected(&content).await?.ok();
         let derived = derive(
             &repository.package,
             version,

@@ -49,7 +49,7 @@ use cairn_store::{NewPending, OciManifestRow};
 use semver::Version;
 use tokio::sync::oneshot;
 
-use super::Push;
+use super::{Push, lock};
 use crate::identity::Caller;
 use crate::oci::OciError;
 use crate::{Registry, ServiceError};
@@ -425,10 +425,6 @@ impl Registry {
             .await?;
         Ok(std::iter::once(meta).chain(release).collect())
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Registry {

@@ -243,3 +243,9 @@ impl Push {
         Some((version, content, size))
     }
 }
+
+/// Locks a mutex whose data stays consistent even if a holder panicked
+/// (queues and caches).
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -28,6 +28,7 @@ use cairn_crypto::Sha256Digest;
 use cairn_protocol::ext::meta::version_tag;
 use cairn_protocol::oci::{Descriptor, OciDigest, is_nondistributable_layer, parse_manifest};
 use cairn_store::OciManifestRow;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 
 use super::*;
 use crate::identity::Caller;
@@ -129,17 +130,18 @@ impl Registry {
         let mut blobs = Vec::new();
         let mut stored: Vec<Option<Sha256Digest>> = Vec::new();
         if media_type == IMAGE_MANIFEST {
-            for descriptor in manifest.config.iter().chain(&manifest.layers) {
+            let descriptors: Vec<&Descriptor> =
+                manifest.config.iter().chain(&manifest.layers).collect();
+            // Looked up a few at a time, answers in order.
+            let named: Vec<OciDigest> = descriptors.iter().map(|d| d.digest).collect();
+            let name = &repository.name;
+            let found: Vec<Option<(Sha256Digest, u64)>> = futures_util::stream::iter(named)
+                .map(|blob| async move { self.repository_blob_named(name, &blob).await })
+                .buffered(BLOB_LOOKUPS_IN_FLIGHT)
+                .try_collect()
+                .await?;
+            for (descriptor, found) in descriptors.into_iter().zip(found) {
                 let blob = descriptor.digest;
-                let found = match self.oci_sha256(&blob).await? {
-                    Some(sha256) => self
-                        .inner
-                        .store
-                        .repository_blob(&repository.name, &sha256)
-                        .await?
-                        .map(|size| (sha256, size)),
-                    None => None,
-                };
                 match found {
                     Some((sha256, size)) if size == descriptor.size => {
                         blobs.push(sha256);
@@ -256,13 +258,15 @@ impl Registry {
             Vec::new()
         };
 
-        // The bytes go to the blob store first (content-addressed, so a
-        // retry or a crash leaves nothing that is visible), unsynced: the
-        // batch that logs the push stores them durably with its records.
-        self.inner
-            .blobs
-            .put_bytes_unsynced(Some(digest), body.clone(), MAX_MANIFEST_BYTES as u64)
-            .await?;
+        // The bytes go to the blob store (content-addressed, so a retry or a
+        // crash leaves nothing that is visible) while the push is logged,
+        // unsynced: the batch that logs the push stores them durably with
+        // its records, and reads fall back to that copy.
+        let write = self.inner.blobs.put_bytes_unsynced(
+            Some(digest),
+            body.clone(),
+            MAX_MANIFEST_BYTES as u64,
+        );
         let annotations = serde_json::to_string(&manifest.annotations)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         // Stored (invisible) with the push's records, in one transaction.
@@ -309,7 +313,11 @@ impl Registry {
                 .record_sha512_subject(&repository.name, &digest, &sha512)
                 .await?;
         }
-        self.submit_push(push).await?;
+        let (written, submitted) = tokio::join!(write, self.submit_push(push));
+        submitted?;
+        if let Err(error) = written {
+            tracing::warn!(%digest, %error, "a pushed manifest's blob was not written; reads use its logged copy");
+        }
         // SPEC: OCI distribution-spec 1.1 — `OCI-Subject` answers a
         // manifest's own `subject` field, not cosign's tag scheme.
         Ok(PushedManifest {
@@ -341,19 +349,14 @@ impl Registry {
                 return Ok(());
             };
             let mut head = Vec::with_capacity(WASM_MAGIC.len());
-            while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+            while let Some(chunk) = stream.next().await {
                 head.extend_from_slice(&chunk.map_err(|e| ServiceError::Internal(e.to_string()))?);
             }
             if !head.starts_with(WASM_MAGIC) {
                 return Ok(());
             }
         }
-        let bytes = self
-            .read_blob(sha256, self.inner.config.max_content_bytes)
-            .await?;
-        let info = tokio::task::spawn_blocking(move || cairn_wasm::inspect(&bytes))
-            .await
-            .map_err(|e| ServiceError::Internal(format!("inspection task failed: {e}")))?;
+        let info = self.inspected(sha256).await?;
         // A layer whose media type says WebAssembly must be WebAssembly,
         // even where other content is allowed.
         if labelled && let Err(error) = &info {
@@ -388,7 +391,28 @@ fn attach_subject(
     }
 }
 
+/// How many of a manifest's blobs are looked up at once.
+const BLOB_LOOKUPS_IN_FLIGHT: usize = 8;
+
 impl Registry {
+    /// The SHA-256 and size of blob `blob` in `repository`, if it is there
+    /// (named by its SHA-256 or a SHA-512 alias of it).
+    async fn repository_blob_named(
+        &self,
+        repository: &str,
+        blob: &OciDigest,
+    ) -> Result<Option<(Sha256Digest, u64)>, OciError> {
+        let Some(sha256) = self.oci_sha256(blob).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .inner
+            .store
+            .repository_blob(repository, &sha256)
+            .await?
+            .map(|size| (sha256, size)))
+    }
+
     /// The SHA-256 cairn names the content `digest` by: itself, or the
     /// alias recorded for a SHA-512 (`None`: no content of that SHA-512 is
     /// known).
