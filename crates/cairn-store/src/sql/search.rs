@@ -24,8 +24,8 @@ use statement::{Sql, Value};
 
 use super::{SqlStore, digest, i64_from, list, pair_keys, placeholders, u64_from, write_chunks};
 use crate::search::{
-    ContentFacts, Direction, InterfaceFilter, InterfaceName, PackageHit, ReleaseHit, SearchFilter,
-    SearchStore, SearchUpdate,
+    ContentFacts, Direction, IndexedRelease, InterfaceFilter, InterfaceName, PackageHit,
+    ReleaseHit, SearchFilter, SearchStore, SearchUpdate,
 };
 use crate::{StoreError, StoreResult};
 
@@ -108,8 +108,9 @@ pub(super) async fn write_in(
     }
     // A release's interfaces are its content's, materialised when either
     // is new here (whichever came first): every release of content whose
-    // facts are new, and every release new here. Facts known before came
-    // with their interfaces, so older releases of their content have theirs.
+    // facts are new, and every other release new here. Facts known before
+    // came with their interfaces, so older releases of their content have
+    // theirs.
     for chunk in write_chunks(&new_facts) {
         let sql = interfaces_sql(&format!("r.content IN ({})", list(1, chunk.len())));
         let mut query = sqlx::query(&sql);
@@ -118,7 +119,12 @@ pub(super) async fn write_in(
         }
         query.execute(&mut **tx).await?;
     }
-    for chunk in write_chunks(&update.releases) {
+    let releases: Vec<&IndexedRelease> = update
+        .releases
+        .iter()
+        .filter(|r| !new_facts.contains(&r.content))
+        .collect();
+    for chunk in write_chunks(&releases) {
         let sql = interfaces_sql(&pair_keys(1, chunk.len(), "r.package", "r.version"));
         let mut query = sqlx::query(&sql);
         for r in chunk {
