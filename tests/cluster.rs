@@ -487,6 +487,7 @@ async fn a_paused_leader_commits_and_signs_nothing_once_resumed() {
     let storm = Storm::start(&cluster, &token, "before-pause");
     more_writes(&cluster.balancer, 4, 2, 120).await;
     cluster.nodes[0].signal("STOP");
+    let paused = Instant::now();
     cluster.balancer.down(0);
     let mut acked = storm.stop().await;
     let held = tokio::spawn(async move {
@@ -501,7 +502,15 @@ async fn a_paused_leader_commits_and_signs_nothing_once_resumed() {
         (lease.holder != "a").then_some(lease)
     })
     .await;
-    assert_eq!(took_over.epoch, 2);
+    // Epoch 2 unless a leader lost its lease again meanwhile (on a loaded
+    // machine); never the paused leader's epoch 1.
+    assert!(took_over.epoch >= 2, "{took_over:?}");
+    eprintln!(
+        "{} leads at epoch {}, {:?} after the pause",
+        took_over.holder,
+        took_over.epoch,
+        paused.elapsed()
+    );
     more_writes(&cluster.balancer, 6, 3, 60).await;
     let during = storm.stop().await;
     report("storm with a paused leader", &cluster, &during);
@@ -533,13 +542,17 @@ async fn a_paused_leader_commits_and_signs_nothing_once_resumed() {
     acked.publishes.extend(after.publishes);
     acked.pushes.extend(after.pushes);
     acked.wkg.extend(after.wkg);
+    // The resumed leader did not take its term back: the lease is in the
+    // term that took over or a later one (which `a`, a standby now, may
+    // only have won anew).
     let lease = store.lease().await.unwrap();
-    assert_eq!(
-        (lease.epoch, lease.holder.as_str()),
-        (2, took_over.holder.as_str())
+    assert!(
+        lease.epoch > took_over.epoch
+            || (lease.epoch, lease.holder.as_str()) == (took_over.epoch, took_over.holder.as_str()),
+        "{lease:?} after {took_over:?}"
     );
 
-    let new_leader = cluster.leader(&[1, 2]).await.unwrap();
+    let new_leader = cluster.leader(&[0, 1, 2]).await.unwrap();
     let length = checkpoint_length(&cluster.nodes[new_leader].url).await;
     for node in &cluster.nodes {
         eventually(10, "every node serving the latest checkpoint", || async {

@@ -344,8 +344,10 @@ impl Balancer {
             publishes: (0..n).map(|_| AtomicUsize::new(0)).collect(),
             pushes: (0..n).map(|_| AtomicUsize::new(0)).collect(),
             refusals: AtomicUsize::new(0),
+            // A client gives up on a node that does not answer (as the
+            // warg and wasm-pkg clients of the tests do).
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
+                .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
         }
