@@ -11,11 +11,16 @@ use cairn_log::map::MapNode;
 use cairn_log::tree::NodeId;
 use sqlx::{Any, Row as _, Transaction};
 
+use super::writes::Writes;
 use super::{
     SqlStore, decided, i64_from, lease, node_key, oci, placeholders, search, u64_from, write_chunks,
 };
 use crate::types::*;
 use crate::{StoreError, StoreResult};
+
+/// The most records a batch may hold for its rows to be written to SQLite
+/// as one query (two OCI pushes, or a few warg records).
+const JOINED_UP_TO_RECORDS: usize = 4;
 
 impl SqlStore {
     pub(super) async fn commit_in_one_transaction(&self, batch: &Batch) -> StoreResult<()> {
@@ -33,32 +38,41 @@ impl SqlStore {
         decided::take_gate(&mut tx, &self.backend, true).await?;
         decided::check_built_records(&mut tx, batch).await?;
         Self::check_tree_size(&mut tx, batch.old_size).await?;
+        // Content facts first, on their own: which are new decides which
+        // releases are joined to their interfaces.
+        let new_facts = search::insert_facts(&mut tx, &batch.search.facts).await?;
         marks.push(("check", t.elapsed()));
-        Self::insert_manifests_in(&mut tx, &batch.oci_manifests).await?;
-        Self::insert_manifest_bytes_in(&mut tx, &batch.manifest_bytes).await?;
-        Self::insert_contents_in(&mut tx, &batch.contents).await?;
-        Self::insert_records(&mut tx, &batch.records).await?;
-        marks.push(("records", t.elapsed()));
+        // The batch's rows; none of them decides what else is written. A
+        // small batch's are sent to SQLite as one query (`writes.rs`): its
+        // statements are few rows each, so the hand-off per statement is
+        // most of their cost, and their shapes repeat from batch to batch,
+        // so the joined query's preparation is cached. A larger batch's
+        // shapes vary (row counts per table): joined, each would be a new
+        // query to prepare, costing more than the hand-offs it saves.
+        let mut writes =
+            Writes::new(self.is_sqlite() && batch.records.len() <= JOINED_UP_TO_RECORDS);
+        Self::insert_manifests_in(&mut writes, &batch.oci_manifests)?;
+        Self::insert_manifest_bytes_in(&mut writes, &batch.manifest_bytes);
+        Self::insert_contents_in(&mut writes, &batch.contents)?;
+        Self::insert_records(&mut writes, &batch.records)?;
         self.check_fault("records")?;
-        Self::upsert_logs(&mut tx, &batch.logs).await?;
-        marks.push(("logs", t.elapsed()));
-        Self::insert_log_nodes(&mut tx, &batch.log_nodes).await?;
-        marks.push(("log_nodes", t.elapsed()));
+        Self::upsert_logs(&mut writes, &batch.logs)?;
+        Self::insert_log_nodes(&mut writes, &batch.log_nodes)?;
         self.check_fault("log_nodes")?;
-        Self::insert_map_nodes(&mut tx, &batch.map_nodes).await?;
-        marks.push(("map_nodes", t.elapsed()));
+        Self::insert_map_nodes(&mut writes, &batch.map_nodes);
         if let Some(head) = &batch.head {
-            Self::set_tree_head(&mut tx, head).await?;
+            Self::set_tree_head(&mut writes, head)?;
         }
         self.check_fault("tree_head")?;
-        Self::delete_pending(&mut tx, &batch.sequenced).await?;
-        marks.push(("pending", t.elapsed()));
-        Self::reject_pending(&mut tx, &batch.rejected).await?;
-        Self::publish_contents(&mut tx, &batch.published_contents).await?;
-        oci::unpublish(&mut tx, &batch.oci_untagged, &batch.oci_deleted).await?;
-        Self::publish_oci(&mut tx, &batch.oci_visible, &batch.oci_tags).await?;
-        oci::link_released(&mut tx, &batch.blob_links).await?;
-        search::write_in(&mut tx, &batch.search).await?;
+        Self::delete_pending(&mut writes, &batch.sequenced);
+        Self::reject_pending(&mut writes, &batch.rejected);
+        Self::publish_contents(&mut writes, &batch.published_contents);
+        oci::unpublish(&mut writes, &batch.oci_untagged, &batch.oci_deleted);
+        Self::publish_oci(&mut writes, &batch.oci_visible, &batch.oci_tags);
+        oci::link_released(&mut writes, &batch.blob_links);
+        search::add_rows(&mut writes, &batch.search, &new_facts)?;
+        writes.run(&mut tx).await?;
+        marks.push(("rows", t.elapsed()));
         if let Some(checkpoint) = &batch.checkpoint {
             if batch.head.as_ref().map(|h| h.size)
                 != Some(checkpoint.checkpoint.checkpoint.log_length)
@@ -98,18 +112,14 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn insert_records(
-        tx: &mut Transaction<'_, Any>,
-        records: &[StoredRecord],
-    ) -> StoreResult<()> {
+    fn insert_records(writes: &mut Writes, records: &[StoredRecord]) -> StoreResult<()> {
         for chunk in write_chunks(records) {
-            let sql = format!(
+            let mut statement = writes.add(format!(
                 "INSERT INTO records (registry_index, record_id, log_id, content_bytes, key_id, signature) VALUES {}",
                 placeholders(1, chunk.len(), 6)
-            );
-            let mut query = sqlx::query(&sql);
+            ));
             for r in chunk {
-                query = query
+                statement
                     .bind(i64_from(r.registry_index)?)
                     .bind(r.record_id.0.0.to_vec())
                     .bind(r.log_id.0.0.to_vec())
@@ -117,24 +127,22 @@ impl SqlStore {
                     .bind(r.key_id.clone())
                     .bind(r.signature.clone());
             }
-            query.execute(&mut **tx).await?;
         }
         Ok(())
     }
 
     /// Writes the batch's log heads, then the snapshots it takes (a row
     /// without one keeps its stored snapshot: its state is not rewritten).
-    async fn upsert_logs(tx: &mut Transaction<'_, Any>, logs: &[LogRow]) -> StoreResult<()> {
+    fn upsert_logs(writes: &mut Writes, logs: &[LogRow]) -> StoreResult<()> {
         for chunk in write_chunks(logs) {
-            let sql = format!(
+            let mut statement = writes.add(format!(
                 "INSERT INTO logs (log_id, kind, name, head_index, head_record, record_count) VALUES {} \
                  ON CONFLICT (log_id) DO UPDATE SET head_index = excluded.head_index, \
                  head_record = excluded.head_record, record_count = excluded.record_count",
                 placeholders(1, chunk.len(), 6)
-            );
-            let mut query = sqlx::query(&sql);
+            ));
             for l in chunk {
-                query = query
+                statement
                     .bind(l.log_id.0.0.to_vec())
                     .bind(l.kind.to_db())
                     .bind(l.name.clone())
@@ -142,7 +150,6 @@ impl SqlStore {
                     .bind(l.head_record.0.0.to_vec())
                     .bind(i64_from(l.record_count)?);
             }
-            query.execute(&mut **tx).await?;
         }
         let snapshots: Vec<(&LogRow, &LogSnapshot)> = logs
             .iter()
@@ -160,72 +167,58 @@ impl SqlStore {
             }
         }
         for chunk in write_chunks(&snapshots) {
-            let sql = format!(
+            let mut statement = writes.add(format!(
                 "INSERT INTO log_snapshots (log_id, records, head_index, state) VALUES {} \
                  ON CONFLICT (log_id) DO UPDATE SET records = excluded.records, \
                  head_index = excluded.head_index, state = excluded.state",
                 placeholders(1, chunk.len(), 4)
-            );
-            let mut query = sqlx::query(&sql);
+            ));
             for (row, snapshot) in chunk {
-                query = query
+                statement
                     .bind(row.log_id.0.0.to_vec())
                     .bind(i64_from(snapshot.records)?)
                     .bind(i64_from(snapshot.index)?)
                     .bind(snapshot.state.clone());
             }
-            query.execute(&mut **tx).await?;
         }
         Ok(())
     }
 
-    async fn insert_log_nodes(
-        tx: &mut Transaction<'_, Any>,
-        nodes: &[(NodeId, Hash)],
-    ) -> StoreResult<()> {
+    fn insert_log_nodes(writes: &mut Writes, nodes: &[(NodeId, Hash)]) -> StoreResult<()> {
         for chunk in write_chunks(nodes) {
-            let sql = format!(
+            let mut statement = writes.add(format!(
                 "INSERT INTO log_nodes (node, hash) VALUES {}",
                 placeholders(1, chunk.len(), 2)
-            );
-            let mut query = sqlx::query(&sql);
+            ));
             for (node, hash) in chunk {
-                query = query.bind(node_key(*node)?).bind(hash.0.to_vec());
+                statement.bind(node_key(*node)?).bind(hash.0.to_vec());
             }
-            query.execute(&mut **tx).await?;
         }
         Ok(())
     }
 
-    async fn insert_map_nodes(
-        tx: &mut Transaction<'_, Any>,
-        nodes: &[(Hash, MapNode)],
-    ) -> StoreResult<()> {
+    fn insert_map_nodes(writes: &mut Writes, nodes: &[(Hash, MapNode)]) {
         for chunk in write_chunks(nodes) {
-            let sql = format!(
+            let mut statement = writes.add(format!(
                 "INSERT INTO map_nodes (hash, node) VALUES {} ON CONFLICT (hash) DO NOTHING",
                 placeholders(1, chunk.len(), 2)
-            );
-            let mut query = sqlx::query(&sql);
+            ));
             for (hash, node) in chunk {
-                query = query.bind(hash.0.to_vec()).bind(node.encode());
+                statement.bind(hash.0.to_vec()).bind(node.encode());
             }
-            query.execute(&mut **tx).await?;
         }
-        Ok(())
     }
 
-    async fn set_tree_head(tx: &mut Transaction<'_, Any>, head: &TreeHead) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO tree_head (id, size, log_root, map_root) VALUES (1, $1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET size = excluded.size, log_root = excluded.log_root, \
-             map_root = excluded.map_root",
-        )
-        .bind(i64_from(head.size)?)
-        .bind(head.log_root.0.to_vec())
-        .bind(head.map_root.0.to_vec())
-        .execute(&mut **tx)
-        .await?;
+    fn set_tree_head(writes: &mut Writes, head: &TreeHead) -> StoreResult<()> {
+        writes
+            .add(
+                "INSERT INTO tree_head (id, size, log_root, map_root) VALUES (1, $1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET size = excluded.size, log_root = excluded.log_root, \
+                 map_root = excluded.map_root",
+            )
+            .bind(i64_from(head.size)?)
+            .bind(head.log_root.0.to_vec())
+            .bind(head.map_root.0.to_vec());
         Ok(())
     }
 }

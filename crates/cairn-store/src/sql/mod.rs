@@ -38,6 +38,7 @@ mod search;
 mod uploads;
 mod wal;
 mod writer_lock;
+mod writes;
 
 pub use writer_lock::WriterLock;
 
@@ -257,6 +258,12 @@ impl SqlStore {
             Backend::Sqlite { .. } => self.write.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.write.begin().await?,
         })
+    }
+
+    /// Whether this store is on SQLite (where [`writes::Writes`] joins a
+    /// transaction's statements into one query).
+    fn is_sqlite(&self) -> bool {
+        matches!(self.backend, Backend::Sqlite { .. })
     }
 
     fn new(backend: Backend, read: AnyPool, write: AnyPool) -> Self {

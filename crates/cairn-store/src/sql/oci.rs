@@ -7,6 +7,7 @@ use cairn_crypto::Sha256Digest;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
+use super::writes::Writes;
 use super::{SqlStore, digest, i64_from, u64_from};
 use crate::{OciManifestRow, OciStore, StoreResult};
 
@@ -259,8 +260,10 @@ impl OciStore for SqlStore {
     }
 
     async fn link_released_content(&self, links: &[(String, Sha256Digest)]) -> StoreResult<()> {
+        let mut writes = Writes::new(self.is_sqlite());
+        link_released(&mut writes, links);
         let mut tx = self.begin_write().await?;
-        link_released(&mut tx, links).await?;
+        writes.run(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -10,6 +10,7 @@ use cairn_protocol::{LogId, RecordId};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
 
+use super::writes::Writes;
 use super::{SqlStore, digest, i64_from, list, pair_keys, u64_from, write_chunks};
 use crate::{
     ContentRow, DecidedStore as _, NewPending, PendingRecord, PendingState, PendingStore,
@@ -114,24 +115,22 @@ impl SqlStore {
     }
 
     /// [`Self::insert_content_in`] for many contents, in few statements.
-    pub(super) async fn insert_contents_in(
-        tx: &mut Transaction<'_, Any>,
+    pub(super) fn insert_contents_in(
+        writes: &mut Writes,
         contents: &[(Sha256Digest, u64)],
     ) -> StoreResult<()> {
         for chunk in write_chunks(contents) {
-            let sql = format!(
+            let mut statement = writes.add(format!(
                 "INSERT INTO contents (digest, size, published) VALUES {} \
                  ON CONFLICT (digest) DO NOTHING",
                 (0..chunk.len())
                     .map(|row| format!("(${}, ${}, 0)", 2 * row + 1, 2 * row + 2))
                     .collect::<Vec<_>>()
                     .join(",")
-            );
-            let mut query = sqlx::query(&sql);
+            ));
             for (digest, size) in chunk {
-                query = query.bind(digest.0.to_vec()).bind(i64_from(*size)?);
+                statement.bind(digest.0.to_vec()).bind(i64_from(*size)?);
             }
-            query.execute(&mut **tx).await?;
         }
         Ok(())
     }
@@ -139,56 +138,39 @@ impl SqlStore {
     // The steps of a batch commit on these tables, in its transaction.
 
     /// Deletes the pending rows of sequenced records.
-    pub(super) async fn delete_pending(
-        tx: &mut Transaction<'_, Any>,
-        ids: &[(LogId, RecordId)],
-    ) -> StoreResult<()> {
+    pub(super) fn delete_pending(writes: &mut Writes, ids: &[(LogId, RecordId)]) {
         for chunk in write_chunks(ids) {
-            let sql = delete_pending_sql(chunk.len());
-            let mut query = sqlx::query(&sql);
+            let mut statement = writes.add(delete_pending_sql(chunk.len()));
             for (log_id, record_id) in chunk {
-                query = query.bind(log_id.0.0.to_vec()).bind(record_id.0.0.to_vec());
+                statement
+                    .bind(log_id.0.0.to_vec())
+                    .bind(record_id.0.0.to_vec());
             }
-            query.execute(&mut **tx).await?;
         }
-        Ok(())
     }
 
     /// Marks records the sequencer refused as rejected, with the reason.
-    pub(super) async fn reject_pending(
-        tx: &mut Transaction<'_, Any>,
-        rejected: &[(LogId, RecordId, String)],
-    ) -> StoreResult<()> {
+    pub(super) fn reject_pending(writes: &mut Writes, rejected: &[(LogId, RecordId, String)]) {
         for (log_id, record_id, reason) in rejected {
-            sqlx::query(
-                "UPDATE pending SET state = 2, reason = $1 WHERE log_id = $2 AND record_id = $3",
-            )
-            .bind(reason.clone())
-            .bind(log_id.0.0.to_vec())
-            .bind(record_id.0.0.to_vec())
-            .execute(&mut **tx)
-            .await?;
+            writes
+                .add("UPDATE pending SET state = 2, reason = $1 WHERE log_id = $2 AND record_id = $3")
+                .bind(reason.clone())
+                .bind(log_id.0.0.to_vec())
+                .bind(record_id.0.0.to_vec());
         }
-        Ok(())
     }
 
     /// Marks content released by sequenced records as published.
-    pub(super) async fn publish_contents(
-        tx: &mut Transaction<'_, Any>,
-        digests: &[Sha256Digest],
-    ) -> StoreResult<()> {
+    pub(super) fn publish_contents(writes: &mut Writes, digests: &[Sha256Digest]) {
         for chunk in write_chunks(digests) {
-            let sql = format!(
+            let mut statement = writes.add(format!(
                 "UPDATE contents SET published = 1 WHERE digest IN ({})",
                 list(1, chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
+            ));
             for d in chunk {
-                query = query.bind(d.0.to_vec());
+                statement.bind(d.0.to_vec());
             }
-            query.execute(&mut **tx).await?;
         }
-        Ok(())
     }
 }
 

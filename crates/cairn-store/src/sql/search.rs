@@ -22,6 +22,7 @@ mod statement;
 
 use statement::{Sql, Value};
 
+use super::writes::Writes;
 use super::{SqlStore, digest, i64_from, list, pair_keys, placeholders, u64_from, write_chunks};
 use crate::search::{
     ContentFacts, Direction, IndexedRelease, InterfaceFilter, InterfaceName, PackageHit,
@@ -83,20 +84,32 @@ fn interface_of(row: &AnyRow) -> StoreResult<(Direction, InterfaceName)> {
 }
 
 /// Writes `update` in `tx` (see [`SearchStore`]'s contract).
-pub(super) async fn write_in(
+async fn write_in(
     tx: &mut Transaction<'_, Any>,
     update: &SearchUpdate,
+    joined: bool,
 ) -> StoreResult<()> {
     let new_facts = insert_facts(tx, &update.facts).await?;
+    let mut writes = Writes::new(joined);
+    add_rows(&mut writes, update, &new_facts)?;
+    writes.run(tx).await
+}
+
+/// Adds the rest of `update` to `writes`, once [`insert_facts`] has stored
+/// its facts and said which are `new_facts`.
+pub(super) fn add_rows(
+    writes: &mut Writes,
+    update: &SearchUpdate,
+    new_facts: &[Sha256Digest],
+) -> StoreResult<()> {
     for chunk in write_chunks(&update.releases) {
-        let sql = format!(
+        let mut statement = writes.add(format!(
             "INSERT INTO search_releases (package, version, namespace, content, registry_index, yanked) \
              VALUES {} ON CONFLICT (package, version) DO NOTHING",
             placeholders(1, chunk.len(), 6)
-        );
-        let mut query = sqlx::query(&sql);
+        ));
         for r in chunk {
-            query = query
+            statement
                 .bind(r.package.clone())
                 .bind(r.version.clone())
                 .bind(r.namespace.clone())
@@ -104,20 +117,20 @@ pub(super) async fn write_in(
                 .bind(i64_from(r.registry_index)?)
                 .bind(0i64);
         }
-        query.execute(&mut **tx).await?;
     }
     // A release's interfaces are its content's, materialised when either
     // is new here (whichever came first): every release of content whose
     // facts are new, and every other release new here. Facts known before
     // came with their interfaces, so older releases of their content have
     // theirs.
-    for chunk in write_chunks(&new_facts) {
-        let sql = interfaces_sql(&format!("r.content IN ({})", list(1, chunk.len())));
-        let mut query = sqlx::query(&sql);
+    for chunk in write_chunks(new_facts) {
+        let mut statement = writes.add(interfaces_sql(&format!(
+            "r.content IN ({})",
+            list(1, chunk.len())
+        )));
         for d in chunk {
-            query = query.bind(d.0.to_vec());
+            statement.bind(d.0.to_vec());
         }
-        query.execute(&mut **tx).await?;
     }
     let releases: Vec<&IndexedRelease> = update
         .releases
@@ -125,36 +138,37 @@ pub(super) async fn write_in(
         .filter(|r| !new_facts.contains(&r.content))
         .collect();
     for chunk in write_chunks(&releases) {
-        let sql = interfaces_sql(&pair_keys(1, chunk.len(), "r.package", "r.version"));
-        let mut query = sqlx::query(&sql);
+        let mut statement = writes.add(interfaces_sql(&pair_keys(
+            1,
+            chunk.len(),
+            "r.package",
+            "r.version",
+        )));
         for r in chunk {
-            query = query.bind(r.package.clone()).bind(r.version.clone());
+            statement.bind(r.package.clone()).bind(r.version.clone());
         }
-        query.execute(&mut **tx).await?;
     }
     for package in &update.packages {
-        sqlx::query(
-            "INSERT INTO search_packages (name, namespace, latest, head_index) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE \
-             SET latest = excluded.latest, head_index = excluded.head_index \
-             WHERE search_packages.head_index < excluded.head_index",
-        )
-        .bind(package.package.clone())
-        .bind(package.namespace.clone())
-        .bind(package.latest.clone())
-        .bind(i64_from(package.head_index)?)
-        .execute(&mut **tx)
-        .await?;
+        writes
+            .add(
+                "INSERT INTO search_packages (name, namespace, latest, head_index) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE \
+                 SET latest = excluded.latest, head_index = excluded.head_index \
+                 WHERE search_packages.head_index < excluded.head_index",
+            )
+            .bind(package.package.clone())
+            .bind(package.namespace.clone())
+            .bind(package.latest.clone())
+            .bind(i64_from(package.head_index)?);
         for chunk in write_chunks(&package.yanked) {
-            let sql = format!(
+            let mut statement = writes.add(format!(
                 "UPDATE search_releases SET yanked = 1 WHERE package = $1 AND version IN ({})",
                 list(2, chunk.len())
-            );
-            let mut query = sqlx::query(&sql).bind(package.package.clone());
+            ));
+            statement.bind(package.package.clone());
             for version in chunk {
-                query = query.bind(version.clone());
+                statement.bind(version.clone());
             }
-            query.execute(&mut **tx).await?;
         }
     }
     Ok(())
@@ -175,7 +189,7 @@ pub(super) fn interfaces_sql(releases: &str) -> String {
 
 /// Stores `facts` (with their interfaces) unless known; returns the
 /// contents whose facts were new.
-async fn insert_facts(
+pub(super) async fn insert_facts(
     tx: &mut Transaction<'_, Any>,
     facts: &[ContentFacts],
 ) -> StoreResult<Vec<Sha256Digest>> {
@@ -371,7 +385,7 @@ impl SearchStore for SqlStore {
 
     async fn index(&self, update: &SearchUpdate) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        write_in(&mut tx, update).await?;
+        write_in(&mut tx, update, self.is_sqlite()).await?;
         tx.commit().await?;
         Ok(())
     }

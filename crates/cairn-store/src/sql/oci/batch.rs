@@ -8,24 +8,23 @@ use cairn_crypto::Sha256Digest;
 use sqlx::{Any, Transaction};
 
 use super::MANIFEST_COLUMNS;
+use crate::sql::writes::Writes;
 use crate::sql::{SqlStore, i64_from, pair_keys, placeholders, write_chunks};
 use crate::{OciManifestRow, StoreResult};
 
 impl SqlStore {
     /// Makes the manifests of sequenced pushes visible and moves their
     /// tags (of several moves of one tag in a batch, the last wins).
-    pub(in crate::sql) async fn publish_oci(
-        tx: &mut Transaction<'_, Any>,
+    pub(in crate::sql) fn publish_oci(
+        writes: &mut Writes,
         visible: &[(String, Sha256Digest)],
         tags: &[(String, String, Sha256Digest)],
-    ) -> StoreResult<()> {
+    ) {
         for chunk in write_chunks(visible) {
-            let sql = publish_manifests_sql(chunk.len());
-            let mut query = sqlx::query(&sql);
+            let mut statement = writes.add(publish_manifests_sql(chunk.len()));
             for (repository, digest) in chunk {
-                query = query.bind(repository.clone()).bind(digest.0.to_vec());
+                statement.bind(repository.clone()).bind(digest.0.to_vec());
             }
-            query.execute(&mut **tx).await?;
         }
         // One row per tag (the last move wins): a statement may not update
         // a row twice.
@@ -38,21 +37,18 @@ impl SqlStore {
         }
         last.reverse();
         for chunk in write_chunks(&last) {
-            let sql = format!(
+            let mut statement = writes.add(format!(
                 "INSERT INTO oci_tags (repository, tag, digest) VALUES {} \
                  ON CONFLICT (repository, tag) DO UPDATE SET digest = excluded.digest",
                 placeholders(1, chunk.len(), 3)
-            );
-            let mut query = sqlx::query(&sql);
+            ));
             for (repository, tag, digest) in chunk.iter().copied() {
-                query = query
+                statement
                     .bind(repository.clone())
                     .bind(tag.clone())
                     .bind(digest.0.to_vec());
             }
-            query.execute(&mut **tx).await?;
         }
-        Ok(())
     }
 
     /// Stores a manifest in `tx`, keeping an existing row.
@@ -79,19 +75,18 @@ impl SqlStore {
     }
 
     /// [`Self::insert_manifest_in`] for many manifests, in few statements.
-    pub(in crate::sql) async fn insert_manifests_in(
-        tx: &mut Transaction<'_, Any>,
+    pub(in crate::sql) fn insert_manifests_in(
+        writes: &mut Writes,
         manifests: &[OciManifestRow],
     ) -> StoreResult<()> {
         for chunk in write_chunks(manifests) {
-            let sql = format!(
+            let mut statement = writes.add(format!(
                 "INSERT INTO oci_manifests ({MANIFEST_COLUMNS}) VALUES {} \
                  ON CONFLICT (repository, digest) DO NOTHING",
                 placeholders(1, chunk.len(), 9)
-            );
-            let mut query = sqlx::query(&sql);
+            ));
             for manifest in chunk {
-                query = query
+                statement
                     .bind(manifest.repository.clone())
                     .bind(manifest.digest.0.to_vec())
                     .bind(manifest.media_type.clone())
@@ -102,30 +97,26 @@ impl SqlStore {
                     .bind(i64::from(manifest.visible))
                     .bind(manifest.created_at_ms);
             }
-            query.execute(&mut **tx).await?;
         }
         Ok(())
     }
 
     /// Keeps the bytes of pushed manifests (the first stored wins; they
     /// hash to their digest).
-    pub(in crate::sql) async fn insert_manifest_bytes_in(
-        tx: &mut Transaction<'_, Any>,
+    pub(in crate::sql) fn insert_manifest_bytes_in(
+        writes: &mut Writes,
         manifests: &[(Sha256Digest, Vec<u8>)],
-    ) -> StoreResult<()> {
+    ) {
         for chunk in write_chunks(manifests) {
-            let sql = format!(
+            let mut statement = writes.add(format!(
                 "INSERT INTO manifest_bytes (digest, bytes) VALUES {} \
                  ON CONFLICT (digest) DO NOTHING",
                 placeholders(1, chunk.len(), 2)
-            );
-            let mut query = sqlx::query(&sql);
+            ));
             for (digest, bytes) in chunk {
-                query = query.bind(digest.0.to_vec()).bind(bytes.clone());
+                statement.bind(digest.0.to_vec()).bind(bytes.clone());
             }
-            query.execute(&mut **tx).await?;
         }
-        Ok(())
     }
 }
 
@@ -140,45 +131,37 @@ pub(in crate::sql) fn publish_manifests_sql(rows: usize) -> String {
 
 /// Links released content to the repositories of the packages releasing
 /// it (in a batch commit).
-pub(in crate::sql) async fn link_released(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    links: &[(String, Sha256Digest)],
-) -> StoreResult<()> {
+pub(in crate::sql) fn link_released(writes: &mut Writes, links: &[(String, Sha256Digest)]) {
     for (repository, digest_value) in links {
-        sqlx::query(
-            "INSERT INTO oci_blobs (repository, digest, size) \
-             SELECT $1, digest, size FROM contents WHERE digest = $2 \
-             ON CONFLICT (repository, digest) DO NOTHING",
-        )
-        .bind(repository.clone())
-        .bind(digest_value.0.to_vec())
-        .execute(&mut **tx)
-        .await?;
+        writes
+            .add(
+                "INSERT INTO oci_blobs (repository, digest, size) \
+                 SELECT $1, digest, size FROM contents WHERE digest = $2 \
+                 ON CONFLICT (repository, digest) DO NOTHING",
+            )
+            .bind(repository.clone())
+            .bind(digest_value.0.to_vec());
     }
-    Ok(())
 }
 
 /// Removes what sequenced deletions take away (in a batch commit): the tag
 /// rows of deleted tags and the rows of deleted manifests (so they are no
 /// longer served, listed as referrers or named by a tag).
-pub(in crate::sql) async fn unpublish(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+pub(in crate::sql) fn unpublish(
+    writes: &mut Writes,
     untagged: &[(String, String)],
     deleted: &[(String, Sha256Digest)],
-) -> StoreResult<()> {
+) {
     for (repository, tag) in untagged {
-        sqlx::query("DELETE FROM oci_tags WHERE repository = $1 AND tag = $2")
+        writes
+            .add("DELETE FROM oci_tags WHERE repository = $1 AND tag = $2")
             .bind(repository.clone())
-            .bind(tag.clone())
-            .execute(&mut **tx)
-            .await?;
+            .bind(tag.clone());
     }
     for (repository, digest_value) in deleted {
-        sqlx::query("DELETE FROM oci_manifests WHERE repository = $1 AND digest = $2")
+        writes
+            .add("DELETE FROM oci_manifests WHERE repository = $1 AND digest = $2")
             .bind(repository.clone())
-            .bind(digest_value.0.to_vec())
-            .execute(&mut **tx)
-            .await?;
+            .bind(digest_value.0.to_vec());
     }
-    Ok(())
 }

@@ -8,10 +8,7 @@ use crate::search::InterfaceFilter;
 use crate::{Backend, StoreError, StoreResult};
 
 /// A value bound to a statement.
-pub(super) enum Value {
-    Text(String),
-    Int(i64),
-}
+pub(super) use crate::sql::writes::Bind as Value;
 
 /// A statement built piece by piece, with `$N` placeholders in order.
 pub(super) struct Sql {
@@ -137,14 +134,10 @@ impl Sql {
     }
 
     pub(super) fn query(&self) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
-        let mut query = sqlx::query(&self.text);
-        for value in &self.values {
-            query = match value {
-                Value::Text(text) => query.bind(text.clone()),
-                Value::Int(n) => query.bind(*n),
-            };
-        }
-        query
+        self.values
+            .iter()
+            .cloned()
+            .fold(sqlx::query(&self.text), crate::sql::writes::bind)
     }
 }
 
