@@ -118,6 +118,10 @@ impl OciProjection {
 /// as pending records, they come after every stored one).
 const PUSH_SEQ: i64 = i64::MAX;
 
+/// A batch updating at most this many logs' map leaves hashes them on the
+/// sequencer's own thread (a few dozen microseconds each).
+const INLINE_MAP_UPDATES: usize = 8;
+
 /// How long an OCI upload session may stay unfinished.
 const UPLOAD_RETENTION_MS: i64 = 24 * 3600 * 1000;
 
@@ -607,13 +611,19 @@ impl Sequencer {
                 .await?;
             map_loaded = started.elapsed();
             let threads = self.registry.inner.config.map_threads;
-            // Hashing a batch's map paths is CPU work: keep it off the
-            // runtime threads that serve requests.
-            let (update, loaded) = tokio::task::spawn_blocking(move || {
-                map::apply_parallel(&loaded, root, &updates, threads).map(|u| (u, loaded))
-            })
-            .await
-            .map_err(|e| ServiceError::Internal(format!("map update task failed: {e}")))??;
+            // Hashing a batch's map paths is CPU work (up to 256 hashes a
+            // log): a large batch's is kept off the runtime threads that
+            // serve requests; a small one's takes less than the hand-off to
+            // another thread would.
+            let (update, loaded) = if updates.len() <= INLINE_MAP_UPDATES {
+                (map::apply(&loaded, root, &updates)?, loaded)
+            } else {
+                tokio::task::spawn_blocking(move || {
+                    map::apply_parallel(&loaded, root, &updates, threads).map(|u| (u, loaded))
+                })
+                .await
+                .map_err(|e| ServiceError::Internal(format!("map update task failed: {e}")))??
+            };
             replaced = Some(loaded);
             new_map_root = update.root_hash();
             batch.map_nodes = update.new_nodes;

@@ -6,6 +6,7 @@ use cairn_log::checkpoint::{Checkpoint, TimestampedCheckpoint};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
 
+use super::writes::Writes;
 use super::{SqlStore, digest, i64_from, placeholders, u64_from, write_chunks};
 use crate::{CheckpointStore, StoreError, StoreResult, StoredCheckpoint, StoredCosignature};
 
@@ -76,6 +77,30 @@ impl SqlStore {
         .bind(stored.note.clone())
         .execute(&mut **tx)
         .await?;
+        Ok(())
+    }
+
+    /// Adds the insert of a batch's checkpoint to `writes`. The batch's
+    /// transaction has checked that the stored tree is the one the batch
+    /// extends, and a checkpoint is only ever stored for a committed tree,
+    /// so none of the batch's new length exists; if one did (a corrupt
+    /// store), the insert fails on the table's key and the batch with it.
+    pub(super) fn insert_checkpoint_in(
+        writes: &mut Writes,
+        stored: &StoredCheckpoint,
+    ) -> StoreResult<()> {
+        let cp = &stored.checkpoint.checkpoint;
+        writes
+            .add(format!(
+                "INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ))
+            .bind(i64_from(cp.log_length)?)
+            .bind(cp.log_root.0.to_vec())
+            .bind(cp.map_root.0.to_vec())
+            .bind(i64_from(stored.checkpoint.timestamp)?)
+            .bind(stored.key_id.clone())
+            .bind(stored.signature.clone())
+            .bind(stored.note.clone());
         Ok(())
     }
 }

@@ -39,8 +39,10 @@ impl SqlStore {
         decided::check_built_records(&mut tx, batch).await?;
         Self::check_tree_size(&mut tx, batch.old_size).await?;
         // Content facts first, on their own: which are new decides which
-        // releases are joined to their interfaces.
-        let new_facts = search::insert_facts(&mut tx, &batch.search.facts).await?;
+        // releases are joined to their interfaces. Facts this store already
+        // committed are not offered again (they are not new).
+        let offered = self.known_facts.unknown(&batch.search.facts);
+        let new_facts = search::insert_facts(&mut tx, &offered).await?;
         marks.push(("check", t.elapsed()));
         // The batch's rows; none of them decides what else is written. A
         // small batch's are sent to SQLite as one query (`writes.rs`): its
@@ -71,8 +73,6 @@ impl SqlStore {
         Self::publish_oci(&mut writes, &batch.oci_visible, &batch.oci_tags);
         oci::link_released(&mut writes, &batch.blob_links);
         search::add_rows(&mut writes, &batch.search, &new_facts)?;
-        writes.run(&mut tx).await?;
-        marks.push(("rows", t.elapsed()));
         if let Some(checkpoint) = &batch.checkpoint {
             if batch.head.as_ref().map(|h| h.size)
                 != Some(checkpoint.checkpoint.checkpoint.log_length)
@@ -82,11 +82,16 @@ impl SqlStore {
                 ));
             }
             self.check_fault("store_checkpoint")?;
-            Self::store_checkpoint_in(&mut tx, checkpoint).await?;
+            Self::insert_checkpoint_in(&mut writes, checkpoint)?;
+        }
+        writes.run(&mut tx).await?;
+        marks.push(("rows", t.elapsed()));
+        if batch.checkpoint.is_some() {
             self.notify_checkpoint(&mut tx).await?;
         }
         self.check_fault("before_commit")?;
         tx.commit().await?;
+        self.known_facts.committed(&offered);
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.committed();
         }

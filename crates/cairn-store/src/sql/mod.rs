@@ -102,6 +102,8 @@ pub struct SqlStore {
     notifier: notify::Notifier,
     /// SQLite: checkpoints the WAL off the commit path.
     checkpointer: Option<wal::Checkpointer>,
+    /// Contents whose facts are stored (batches skip offering them again).
+    known_facts: search::KnownFacts,
     #[cfg(feature = "fault-injection")]
     fault: std::sync::Mutex<Option<&'static str>>,
 }
@@ -274,6 +276,7 @@ impl SqlStore {
             pending_generation: std::sync::atomic::AtomicU64::new(0),
             notifier: notify::Notifier::none(),
             checkpointer: None,
+            known_facts: search::KnownFacts::default(),
             #[cfg(feature = "fault-injection")]
             fault: std::sync::Mutex::new(None),
         }

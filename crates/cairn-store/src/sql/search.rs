@@ -18,8 +18,10 @@ use cairn_crypto::Sha256Digest;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
 
+mod known;
 mod statement;
 
+pub(super) use known::KnownFacts;
 use statement::{Sql, Value};
 
 use super::writes::Writes;
