@@ -280,7 +280,7 @@ impl Shared {
     async fn publish(&self, from: &Path, info: &BlobInfo) -> Result<(), BlobError> {
         let _held = self.locks.lock(blob_key(&info.digest)).await;
         let (from, to, info) = (from.to_path_buf(), self.path(&info.digest), *info);
-        tokio::task::spawn_blocking(move || publish_file(&from, &to, &info, true))
+        tokio::task::spawn_blocking(move || publish_file(&from, &to, &info))
             .await
             .map_err(io_join)??;
         Ok(())
@@ -326,9 +326,9 @@ async fn sync_dir(path: &Path) -> std::io::Result<()> {
 
 /// [`Shared::publish`] on a blocking thread (the caller holds the digest's
 /// lock): keeps a stored blob that still hashes to `info`, otherwise
-/// renames `from` over `to` (healing a corrupted blob) and, if `sync`,
-/// syncs the directory, which makes the new name durable.
-fn publish_file(from: &Path, to: &Path, info: &BlobInfo, sync: bool) -> std::io::Result<()> {
+/// renames `from` over `to` (healing a corrupted blob) and syncs the
+/// directory, which makes the new name durable.
+fn publish_file(from: &Path, to: &Path, info: &BlobInfo) -> std::io::Result<()> {
     if let Some((existing, _)) = hash_file_blocking(to, false)? {
         if existing == *info {
             let _ = std::fs::remove_file(from);
@@ -345,9 +345,7 @@ fn publish_file(from: &Path, to: &Path, info: &BlobInfo, sync: bool) -> std::io:
     std::fs::create_dir_all(dir)?;
     // The rename publishes the blob atomically (also over a corrupted one).
     std::fs::rename(from, to)?;
-    if sync {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
 
@@ -431,13 +429,12 @@ fn verifying(
 }
 
 impl FsBlobStore {
-    /// [`BlobStore::put_bytes`] (`sync`) or [`BlobStore::put_bytes_unsynced`].
+    /// [`BlobStore::put_bytes`].
     async fn store_bytes(
         &self,
         expected: Option<Sha256Digest>,
         bytes: bytes::Bytes,
         limit: u64,
-        sync: bool,
     ) -> Result<BlobInfo, BlobError> {
         // Small and in memory: hashed here.
         if bytes.len() as u64 > limit {
@@ -469,10 +466,8 @@ impl FsBlobStore {
             let written = (|| {
                 let mut file = std::fs::File::create(&temp)?;
                 file.write_all(&bytes)?;
-                if sync {
-                    file.sync_all()?;
-                }
-                publish_file(&temp, &to, &info, sync)
+                file.sync_all()?;
+                publish_file(&temp, &to, &info)
             })();
             if written.is_err() {
                 let _ = std::fs::remove_file(&temp);
@@ -542,16 +537,7 @@ impl BlobStore for FsBlobStore {
         bytes: bytes::Bytes,
         limit: u64,
     ) -> Result<BlobInfo, BlobError> {
-        self.store_bytes(expected, bytes, limit, true).await
-    }
-
-    async fn put_bytes_unsynced(
-        &self,
-        expected: Option<Sha256Digest>,
-        bytes: bytes::Bytes,
-        limit: u64,
-    ) -> Result<BlobInfo, BlobError> {
-        self.store_bytes(expected, bytes, limit, false).await
+        self.store_bytes(expected, bytes, limit).await
     }
 
     async fn read_all(

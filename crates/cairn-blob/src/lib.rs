@@ -167,21 +167,6 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         .await
     }
 
-    /// Stores bytes whose durable copy the caller keeps elsewhere (a pushed
-    /// manifest, stored in the database with the records that log it): like
-    /// [`BlobStore::put_bytes`], except that it MAY return before the blob
-    /// is durable. After a crash such a blob may be absent or fail its
-    /// digest (then it reads as absent, see the contract); the caller
-    /// restores it from its copy with [`BlobStore::put_bytes`].
-    async fn put_bytes_unsynced(
-        &self,
-        expected: Option<Sha256Digest>,
-        bytes: Bytes,
-        limit: u64,
-    ) -> Result<BlobInfo, BlobError> {
-        self.put_bytes(expected, bytes, limit).await
-    }
-
     /// Reads a whole stored blob of at most `limit` bytes into memory, or
     /// `None` if absent ([`BlobError::TooLarge`] if it is larger).
     async fn read_all(

@@ -218,40 +218,6 @@ async fn stores_verifies_and_deduplicates(subject: &dyn Subject) {
         store.read_all(&digest, 10).await,
         Err(BlobError::TooLarge { limit: 10 })
     ));
-    // Unsynced puts (durability kept elsewhere) read the same, refuse the
-    // same, and are idempotent.
-    let unsynced = Sha256Digest::of(b"unsynced");
-    let info = store
-        .put_bytes_unsynced(Some(unsynced), Bytes::from_static(b"unsynced"), 100)
-        .await
-        .unwrap();
-    assert_eq!(
-        info,
-        BlobInfo {
-            digest: unsynced,
-            size: 8
-        }
-    );
-    store
-        .put_bytes_unsynced(None, Bytes::from_static(b"unsynced"), 100)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.read_all(&unsynced, 100).await.unwrap().unwrap(),
-        b"unsynced"
-    );
-    assert!(matches!(
-        store
-            .put_bytes_unsynced(Some(digest), Bytes::from_static(b"other"), 100)
-            .await,
-        Err(BlobError::DigestMismatch { .. })
-    ));
-    assert!(matches!(
-        store
-            .put_bytes_unsynced(None, Bytes::from_static(b"too long"), 4)
-            .await,
-        Err(BlobError::TooLarge { limit: 4 })
-    ));
     let absent = Sha256Digest::of(b"absent");
     assert_eq!(store.read_all(&absent, 100).await.unwrap(), None);
     assert_eq!(store.stat(&absent).await.unwrap(), None);

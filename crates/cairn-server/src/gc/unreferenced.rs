@@ -146,17 +146,18 @@ async fn referenced(
             if !out.insert(row.digest) {
                 continue;
             }
-            // Read leniently: whatever the bytes name is kept.
-            // A manifest's blob is written unsynced: its logged copy stands
-            // in when the blob is missing.
-            let bytes = match blobs.read_all(&row.digest, MAX_MANIFEST_BYTES as u64).await {
-                Ok(Some(bytes)) => bytes,
-                Ok(None) => match store.manifest_bytes(&row.digest).await? {
-                    Some(bytes) => bytes,
-                    None => continue,
+            // Read leniently: whatever the bytes name is kept. A pushed
+            // manifest's bytes are stored with its records; others' (derived,
+            // mirrored, older pushes) in the blob store.
+            let bytes = match store.manifest_bytes(&row.digest).await? {
+                Some(bytes) => bytes,
+                None => match blobs.read_all(&row.digest, MAX_MANIFEST_BYTES as u64).await {
+                    Ok(Some(bytes)) => bytes,
+                    Ok(None) | Err(cairn_blob::BlobError::TooLarge { .. }) => continue,
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("cannot read {}", row.digest));
+                    }
                 },
-                Err(cairn_blob::BlobError::TooLarge { .. }) => continue,
-                Err(e) => return Err(e).with_context(|| format!("cannot read {}", row.digest)),
             };
             out.extend(references(&bytes));
         }

@@ -147,35 +147,18 @@ impl Registry {
         Ok(out)
     }
 
-    /// Reads a pushed manifest's bytes: the blob store's copy, or, if that
-    /// is missing or damaged (it is written unsynced, see
-    /// [`cairn_blob::BlobStore::put_bytes_unsynced`]), the copy stored with
-    /// its records, which is then written back.
+    /// Reads a manifest's bytes: the copy stored with the records that
+    /// logged its push, or, for a manifest without one (derived from a warg
+    /// release, mirrored, or pushed before pushes stored their bytes with
+    /// their records), the blob store's, which is verified as it is read.
     pub(crate) async fn read_manifest_bytes(
         &self,
         digest: &Sha256Digest,
     ) -> Result<Vec<u8>, OciError> {
-        if let Some(bytes) = self
-            .inner
-            .blobs
-            .read_all(digest, MAX_MANIFEST_BYTES as u64)
-            .await?
-        {
-            return Ok(bytes);
+        match self.inner.store.manifest_bytes(digest).await? {
+            Some(bytes) => Ok(bytes),
+            None => self.read_blob(digest, MAX_MANIFEST_BYTES as u64).await,
         }
-        let Some(bytes) = self.inner.store.manifest_bytes(digest).await? else {
-            return self.read_blob(digest, MAX_MANIFEST_BYTES as u64).await;
-        };
-        tracing::warn!(%digest, "restoring a manifest's blob from its logged copy");
-        self.inner
-            .blobs
-            .put_bytes(
-                Some(*digest),
-                Bytes::from(bytes.clone()),
-                MAX_MANIFEST_BYTES as u64,
-            )
-            .await?;
-        Ok(bytes)
     }
 
     /// Reads a whole blob (bounded by `limit`).

@@ -258,15 +258,9 @@ impl Registry {
             Vec::new()
         };
 
-        // The bytes go to the blob store (content-addressed, so a retry or a
-        // crash leaves nothing that is visible) while the push is logged,
-        // unsynced: the batch that logs the push stores them durably with
-        // its records, and reads fall back to that copy.
-        let write = self.inner.blobs.put_bytes_unsynced(
-            Some(digest),
-            body.clone(),
-            MAX_MANIFEST_BYTES as u64,
-        );
+        // The bytes are stored with the push's records, by the batch that
+        // logs it (table `manifest_bytes`): that copy is the one reads use,
+        // so a push writes nothing to the blob store.
         let annotations = serde_json::to_string(&manifest.annotations)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         // Stored (invisible) with the push's records, in one transaction.
@@ -313,11 +307,7 @@ impl Registry {
                 .record_sha512_subject(&repository.name, &digest, &sha512)
                 .await?;
         }
-        let (written, submitted) = tokio::join!(write, self.submit_push(push));
-        submitted?;
-        if let Err(error) = written {
-            tracing::warn!(%digest, %error, "a pushed manifest's blob was not written; reads use its logged copy");
-        }
+        self.submit_push(push).await?;
         // SPEC: OCI distribution-spec 1.1 — `OCI-Subject` answers a
         // manifest's own `subject` field, not cosign's tag scheme.
         Ok(PushedManifest {
