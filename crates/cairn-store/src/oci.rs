@@ -178,6 +178,7 @@ pub trait OciStore: Send + Sync {
 
     /// The bytes of the manifest `digest` as the batch that logged its push
     /// stored them (see [`crate::Batch::manifest_bytes`]), or `None` for a
-    /// manifest stored before they were kept, or never pushed.
+    /// manifest stored before they were kept, or never pushed (derived and
+    /// mirrored manifests are in the blob store).
     async fn manifest_bytes(&self, digest: &Sha256Digest) -> StoreResult<Option<Vec<u8>>>;
 }

@@ -267,8 +267,8 @@ pub struct Batch {
     /// visible).
     pub oci_manifests: Vec<OciManifestRow>,
     /// The bytes of the manifests pushed by this batch's records (digest,
-    /// bytes): the durable copy, stored with the records, of what the blob
-    /// store holds unsynced (see [`crate::OciStore::manifest_bytes`]).
+    /// bytes), stored with the records: a pushed manifest's only copy (see
+    /// [`crate::OciStore::manifest_bytes`]).
     pub manifest_bytes: Vec<(Sha256Digest, Vec<u8>)>,
     /// Content (digest, size) of the wasm layers of the pushes whose records
     /// this batch builds, not yet published (`published_contents` publishes
