@@ -65,26 +65,18 @@ impl SqlStore {
             }
             return Ok(());
         }
-        sqlx::query(&format!(
-            "INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        ))
-        .bind(i64_from(cp.log_length)?)
-        .bind(cp.log_root.0.to_vec())
-        .bind(cp.map_root.0.to_vec())
-        .bind(i64_from(stored.checkpoint.timestamp)?)
-        .bind(stored.key_id.clone())
-        .bind(stored.signature.clone())
-        .bind(stored.note.clone())
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
+        let mut writes = Writes::new(false);
+        Self::insert_checkpoint_in(&mut writes, stored)?;
+        writes.run(tx).await
     }
 
-    /// Adds the insert of a batch's checkpoint to `writes`. The batch's
-    /// transaction has checked that the stored tree is the one the batch
-    /// extends, and a checkpoint is only ever stored for a committed tree,
-    /// so none of the batch's new length exists; if one did (a corrupt
-    /// store), the insert fails on the table's key and the batch with it.
+    /// Adds the insert of a checkpoint to `writes`, without looking for one
+    /// of the same length first: for a batch, whose transaction has checked
+    /// that the stored tree is the one the batch extends (a checkpoint is
+    /// only ever stored for a committed tree, so none of the batch's new
+    /// length exists; if one did, in a corrupt store, the insert fails on
+    /// the table's key and the batch with it), and for
+    /// [`SqlStore::store_checkpoint_in`] once it has looked.
     pub(super) fn insert_checkpoint_in(
         writes: &mut Writes,
         stored: &StoredCheckpoint,
